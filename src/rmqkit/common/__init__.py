@@ -1,0 +1,1 @@
+"""Shared vocabulary: message properties, names, hashing and type aliases (no I/O)."""

@@ -1,0 +1,200 @@
+"""The CommitLog: every message of every topic, appended to one sequence of segment files.
+
+RocketMQ's `CommitLog`. One writer (the event loop's thread: `append` never awaits, so two appends
+never interleave); a record never spans segments, a segment's tail is filled with a BLANK record;
+reads by physical offset return views into the mapping, not copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rmqkit.protocol.codes import (
+    BLANK_MAGIC,
+    HOST_V6_MASK,
+    MESSAGE_MAGIC_V1,
+    MESSAGE_MAGIC_V2,
+    TRANSACTION_TYPE_MASK,
+    SysFlag,
+)
+from rmqkit.protocol.record import (
+    BLANK,
+    HEAD_STRUCTS,
+    MIN_BLANK_BYTES,
+    PREFIX,
+    Host,
+    body_crc,
+    encode_record_into,
+)
+from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
+from rmqkit.server.store.message import MessageToStore
+
+log = logging.getLogger("rmqkit.store.commitlog")
+
+QueueKey = tuple[str, int]
+
+
+@dataclass(slots=True)
+class Appended:
+    """Where a record was written."""
+
+    physical_offset: int
+    size: int
+    queue_offset: int
+    store_timestamp: int
+
+
+def _v6_flags(sys_flag: int, born: Host, store: Host) -> int:
+    sys_flag = int(sys_flag) & ~HOST_V6_MASK
+    if len(born[0]) == 16:
+        sys_flag |= SysFlag.BORNHOST_V6
+    if len(store[0]) == 16:
+        sys_flag |= SysFlag.STOREHOST_V6
+    return sys_flag
+
+
+def takes_queue_offset(sys_flag: int) -> bool:
+    """Half (prepared) and rollback records get no ConsumeQueue slot (RocketMQ does the same)."""
+    ttype = sys_flag & TRANSACTION_TYPE_MASK
+    return ttype != SysFlag.TRANSACTION_PREPARED and ttype != SysFlag.TRANSACTION_ROLLBACK
+
+
+class CommitLog:
+    """Appends records, finds them by physical offset, and keeps each queue's next offset."""
+
+    def __init__(self, queue: MappedFileQueue, store_host: Host) -> None:
+        self.queue = queue
+        self.store_host = store_host
+        self.queue_offsets: dict[QueueKey, int] = {}
+        """Next logical offset of each (topic, queue id), assigned here by the single writer."""
+        self._topic_cache: dict[str, bytes] = {}
+
+    @property
+    def min_offset(self) -> int:
+        return self.queue.min_offset
+
+    @property
+    def max_offset(self) -> int:
+        return self.queue.max_offset
+
+    @property
+    def file_size(self) -> int:
+        return self.queue.file_size
+
+    def _writable(self, need: int) -> MappedFile:
+        """The segment to write `need` bytes into: blanks and rolls when they do not fit."""
+        mf = self.queue.last()
+        if mf is None:
+            return self.queue.create(0)
+        free = mf.size - mf.write_pos
+        if need + MIN_BLANK_BYTES > free:
+            if free >= BLANK.size:
+                BLANK.pack_into(mf.mm, mf.write_pos, free, BLANK_MAGIC)
+            mf.mark_written(mf.size)
+            mf = self.queue.create(mf.end)
+        return mf
+
+    def _topic_bytes(self, topic: str) -> bytes:
+        b = self._topic_cache.get(topic)
+        if b is None:
+            b = topic.encode("ascii")
+            if len(self._topic_cache) < 100_000:
+                self._topic_cache[topic] = b
+        return b
+
+    def append(self, msg: MessageToStore, now_ms: int) -> Appended:
+        """Write one record; the caller has checked size, topic and properties."""
+        return self.append_batch((msg,), now_ms)[0]
+
+    def append_batch(
+        self, msgs: tuple[MessageToStore, ...] | list[MessageToStore], now_ms: int
+    ) -> list[Appended]:
+        """Write several records contiguously in one segment (a batch send lands together)."""
+        encoded = []
+        total = 0
+        store_host = self.store_host
+        for m in msgs:
+            topic_b = self._topic_bytes(m.topic)
+            props_b = m.properties.encode("utf-8")
+            sys_flag = _v6_flags(m.sys_flag, m.born_host, store_host)
+            head = HEAD_STRUCTS[
+                (bool(sys_flag & SysFlag.BORNHOST_V6), bool(sys_flag & SysFlag.STOREHOST_V6))
+            ]
+            size = head.size + len(m.body) + 1 + len(topic_b) + 2 + len(props_b)
+            encoded.append((m, topic_b, props_b, sys_flag, size))
+            total += size
+        if total + MIN_BLANK_BYTES > self.file_size:
+            raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
+        mf = self._writable(total)
+        pos = mf.write_pos
+        out: list[Appended] = []
+        offsets = self.queue_offsets
+        for m, topic_b, props_b, sys_flag, size in encoded:
+            key = (m.topic, m.queue_id)
+            if takes_queue_offset(sys_flag):
+                qoff = offsets.get(key, 0)
+                offsets[key] = qoff + 1
+            else:
+                qoff = 0
+            phys = mf.start + pos
+            encode_record_into(
+                mf.mm,
+                pos,
+                sys_flag,
+                topic_b,
+                props_b,
+                m.body,
+                queue_id=m.queue_id,
+                flag=m.flag,
+                queue_offset=qoff,
+                physical_offset=phys,
+                born_timestamp=m.born_timestamp,
+                born_host=m.born_host,
+                store_timestamp=now_ms,
+                store_host=store_host,
+                reconsume_times=m.reconsume_times,
+                prepared_transaction_offset=m.prepared_transaction_offset,
+                crc=m.body_crc if m.body_crc >= 0 else body_crc(m.body),
+            )
+            out.append(Appended(phys, size, qoff, now_ms))
+            pos += size
+        mf.mark_written(pos)
+        return out
+
+    def read(self, offset: int, size: int) -> memoryview | None:
+        """`size` bytes at physical offset `offset`, or None when they are gone or unwritten."""
+        mf = self.queue.find(offset)
+        if mf is None:
+            return None
+        pos = offset - mf.start
+        if pos + size > mf.write_pos:
+            return None
+        return mf.view(pos, size)
+
+    def read_record(self, offset: int) -> memoryview | None:
+        """The whole record that starts at `offset` (its size read from its own header)."""
+        mf = self.queue.find(offset)
+        if mf is None:
+            return None
+        pos = offset - mf.start
+        if pos + PREFIX.size > mf.write_pos:
+            return None
+        size, magic, _ = PREFIX.unpack_from(mf.mm, pos)
+        if magic not in (MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2) or size <= 0:
+            return None
+        if pos + size > mf.write_pos:
+            return None
+        return mf.view(pos, size)
+
+    def store_timestamp_at(self, offset: int, size: int) -> int:
+        """The STORETIMESTAMP of the record at `offset`, or -1."""
+        view = self.read(offset, size)
+        if view is None or len(view) < HEAD_STRUCTS[(False, False)].size:
+            return -1
+        sys_flag = int.from_bytes(view[36:40], "big", signed=True)
+        at = 56 if not sys_flag & SysFlag.BORNHOST_V6 else 68
+        return int.from_bytes(view[at : at + 8], "big", signed=True)
+
+    def close(self) -> None:
+        self.queue.close()

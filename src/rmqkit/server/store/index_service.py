@@ -1,0 +1,141 @@
+"""IndexService: builds IndexFiles from dispatched records and answers queries by key.
+
+RocketMQ's `IndexService`. Files are named by the wall-clock time they were started
+(`yyyyMMddHHmmssSSS`); a new one starts when the last is full.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from rmqkit.common.properties import split_keys
+from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
+from rmqkit.server.store.dispatch import DispatchRequest
+from rmqkit.server.store.index_file import IndexFile
+
+log = logging.getLogger("rmqkit.store.index")
+
+
+def _stamp(ms: int) -> str:
+    t = time.localtime(ms / 1000)
+    return time.strftime("%Y%m%d%H%M%S", t) + f"{ms % 1000:03d}"
+
+
+class IndexService:
+    """The index files of a store, oldest first."""
+
+    def __init__(self, directory: Path, slots: int, entries: int) -> None:
+        self.dir = directory
+        self.slots = slots
+        self.entries = entries
+        self.files: list[IndexFile] = []
+        self.indexed_until = 0
+        """Records at or past this CommitLog offset are not indexed yet."""
+
+    def load(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for p in sorted(self.dir.iterdir()):
+            if p.is_file() and p.name.isdigit():
+                f = IndexFile(p, self.slots, self.entries, create=False)
+                self.files.append(f)
+        for f in self.files[:-1]:
+            f.sealed = True
+        if self.files and self.files[-1].count:
+            self.indexed_until = self.files[-1].end_phy_offset + 1
+
+    def recover(self, redispatch_from: int) -> None:
+        """Forget what was indexed at or past `redispatch_from`; it will be indexed again.
+
+        Whole files that begin there are deleted; the file that straddles it is sealed, so its
+        stale entries stay behind a file boundary (queries check every hit against the record).
+        """
+        while (
+            self.files
+            and self.files[-1].count
+            and self.files[-1].begin_phy_offset >= redispatch_from
+        ):
+            f = self.files.pop()
+            log.warning("recovery: deleting index file %s", f.path)
+            f.destroy()
+        if self.files and self.files[-1].end_phy_offset >= redispatch_from:
+            self.files[-1].sealed = True
+        self.indexed_until = min(self.indexed_until, redispatch_from)
+
+    def _writable(self, now_ms: int) -> IndexFile:
+        if self.files and not self.files[-1].full:
+            return self.files[-1]
+        if self.files:
+            self.files[-1].sealed = True
+        name = _stamp(now_ms)
+        while (self.dir / name).exists() or (self.files and name <= self.files[-1].path.name):
+            now_ms += 1
+            name = _stamp(now_ms)
+        f = IndexFile(self.dir / name, self.slots, self.entries, create=True)
+        self.files.append(f)
+        return f
+
+    def dispatch(self, req: DispatchRequest) -> None:
+        """Index one record's UNIQ_KEY and KEYS (rolled-back half messages are left out)."""
+        if req.commit_log_offset < self.indexed_until:
+            return
+        if req.sys_flag & TRANSACTION_TYPE_MASK == SysFlag.TRANSACTION_ROLLBACK:
+            return
+        keys: list[str] = []
+        if req.uniq_key:
+            keys.append(req.uniq_key)
+        if req.keys:
+            keys.extend(split_keys(req.keys))
+        if keys:
+            topic = req.topic
+            for k in keys:
+                f = self._writable(req.store_timestamp)
+                if not f.put(f"{topic}#{k}", req.commit_log_offset, req.store_timestamp):
+                    f = self._writable(req.store_timestamp)
+                    f.put(f"{topic}#{k}", req.commit_log_offset, req.store_timestamp)
+        self.indexed_until = req.commit_log_offset + 1
+
+    def lookup(self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
+        """Physical offsets for `topic#key`, newest files first, without duplicates."""
+        out: list[int] = []
+        seen: set[int] = set()
+        full_key = f"{topic}#{key}"
+        for f in reversed(self.files):
+            if len(out) >= limit:
+                break
+            if not f.overlaps(begin_ms, end_ms):
+                continue
+            for phy in f.lookup(full_key, limit - len(out), begin_ms, end_ms):
+                if phy not in seen:
+                    seen.add(phy)
+                    out.append(phy)
+        return out
+
+    @property
+    def last_update_timestamp(self) -> int:
+        return self.files[-1].end_timestamp if self.files else 0
+
+    @property
+    def last_update_phy_offset(self) -> int:
+        return self.files[-1].end_phy_offset if self.files else 0
+
+    def dirty(self) -> list[IndexFile]:
+        return list(self.files[-2:])
+
+    def delete_below(self, commit_log_min: int) -> int:
+        """Delete sealed files whose every entry points below `commit_log_min`."""
+        gone = 0
+        while (
+            len(self.files) > 1
+            and self.files[0].sealed
+            and self.files[0].end_phy_offset < commit_log_min
+        ):
+            self.files.pop(0).destroy()
+            gone += 1
+        return gone
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files = []

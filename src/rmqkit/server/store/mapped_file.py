@@ -1,0 +1,212 @@
+"""Fixed-size memory-mapped files named by their start offset, and ordered queues of them.
+
+RocketMQ's `MappedFile` and `MappedFileQueue`: the CommitLog and every ConsumeQueue are a directory
+of same-sized files whose names are the 20-digit offset of their first byte, so the file holding any
+offset is found by arithmetic. Files are created sparse (`ftruncate`) and mapped whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import time
+from pathlib import Path
+
+from rmqkit.errors import StoreError
+
+log = logging.getLogger("rmqkit.store")
+
+NAME_DIGITS = 20
+PAGE = mmap.PAGESIZE
+
+
+def file_name(offset: int) -> str:
+    """`00000000001073741824`: the name of the file whose first byte is at `offset`."""
+    return f"{offset:0{NAME_DIGITS}d}"
+
+
+class MappedFile:
+    """One file mapped whole; `write_pos` is how far it is filled, `flushed_pos` how far synced."""
+
+    __slots__ = ("fd", "flushed_pos", "last_write_s", "mm", "path", "size", "start", "write_pos")
+
+    def __init__(self, path: Path, start: int, size: int, *, create: bool) -> None:
+        self.path = path
+        self.start = start
+        self.size = size
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self.fd = os.open(path, flags, 0o644)
+        try:
+            actual = os.fstat(self.fd).st_size
+            if create and actual == 0:
+                os.ftruncate(self.fd, size)
+            elif actual != size:
+                raise StoreError(
+                    f"{path} is {actual} bytes; every file in its folder must be {size}"
+                )
+            self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.write_pos = 0
+        self.flushed_pos = 0
+        self.last_write_s = os.fstat(self.fd).st_mtime
+
+    @property
+    def end(self) -> int:
+        """The offset one past this file's last byte."""
+        return self.start + self.size
+
+    @property
+    def full(self) -> bool:
+        return self.write_pos >= self.size
+
+    def view(self, pos: int, length: int) -> memoryview:
+        """`length` bytes at in-file position `pos`, without copying."""
+        return memoryview(self.mm)[pos : pos + length]
+
+    def mark_written(self, pos: int) -> None:
+        self.write_pos = pos
+        self.last_write_s = time.time()
+
+    def sync(self) -> None:
+        """fdatasync the file: everything written through the mapping is on disk after this."""
+        os.fdatasync(self.fd)
+
+    def zero_from(self, pos: int) -> None:
+        """Make every byte from `pos` on read as zero, by shrinking and re-growing the file.
+
+        Leaves no stale record behind a truncation point for a later recovery scan to find, and
+        keeps the file sparse. The mapping is re-made because a shrink invalidates it.
+        """
+        self._close_map()
+        os.ftruncate(self.fd, pos)
+        os.ftruncate(self.fd, self.size)
+        os.fdatasync(self.fd)
+        self.mm = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.write_pos = min(self.write_pos, pos)
+        self.flushed_pos = min(self.flushed_pos, pos)
+
+    def _close_map(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:
+            # A reader still holds a view (a pull response on its way out). The mapping stays
+            # valid until the last view is released; the garbage collector unmaps it then.
+            log.debug("%s: mapping still exported; left to the garbage collector", self.path)
+
+    def close(self) -> None:
+        self._close_map()
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+    def destroy(self) -> None:
+        """Close and delete the file."""
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class MappedFileQueue:
+    """The files of one directory in offset order, each `file_size` bytes."""
+
+    def __init__(self, directory: Path, file_size: int) -> None:
+        self.dir = directory
+        self.file_size = file_size
+        self.files: list[MappedFile] = []
+
+    def load(self) -> None:
+        """Map the files already in the directory; refuse gaps and wrong sizes."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        names = sorted(
+            p
+            for p in self.dir.iterdir()
+            if p.is_file() and p.name.isdigit() and len(p.name) == NAME_DIGITS
+        )
+        for p in names:
+            start = int(p.name)
+            if self.files and start != self.files[-1].end:
+                raise StoreError(
+                    f"{p} starts at {start} but the file before it ends at {self.files[-1].end}"
+                )
+            if start % self.file_size:
+                raise StoreError(
+                    f"{p} does not start at a multiple of the file size {self.file_size}"
+                )
+            mf = MappedFile(p, start, self.file_size, create=False)
+            mf.write_pos = mf.flushed_pos = self.file_size
+            self.files.append(mf)
+
+    @property
+    def min_offset(self) -> int:
+        return self.files[0].start if self.files else 0
+
+    @property
+    def max_offset(self) -> int:
+        """One past the last written byte."""
+        if not self.files:
+            return 0
+        last = self.files[-1]
+        return last.start + last.write_pos
+
+    @property
+    def flushed_offset(self) -> int:
+        for mf in reversed(self.files):
+            if mf.flushed_pos:
+                return mf.start + mf.flushed_pos
+        return self.min_offset
+
+    def last(self) -> MappedFile | None:
+        return self.files[-1] if self.files else None
+
+    def create(self, start: int) -> MappedFile:
+        """Add the file that starts at `start` (the end of the current last file)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        mf = MappedFile(self.dir / file_name(start), start, self.file_size, create=True)
+        self.files.append(mf)
+        return mf
+
+    def find(self, offset: int) -> MappedFile | None:
+        """The file holding `offset`, or None when it was deleted or never written."""
+        if not self.files:
+            return None
+        i = (offset - self.files[0].start) // self.file_size
+        if 0 <= i < len(self.files):
+            return self.files[i]
+        return None
+
+    def truncate(self, offset: int) -> None:
+        """Forget everything from `offset` on: later files are deleted, the tail zeroed."""
+        keep: list[MappedFile] = []
+        for mf in self.files:
+            if mf.end <= offset:
+                keep.append(mf)
+            elif mf.start <= offset:
+                mf.zero_from(offset - mf.start)
+                mf.write_pos = mf.flushed_pos = offset - mf.start
+                keep.append(mf)
+            else:
+                log.warning("truncating: deleting %s", mf.path)
+                mf.destroy()
+        self.files = keep
+
+    def delete_first(self, count: int = 1) -> list[MappedFile]:
+        """Delete the `count` oldest files (never the last one)."""
+        count = min(count, len(self.files) - 1)
+        gone, self.files = self.files[:count], self.files[count:]
+        for mf in gone:
+            mf.destroy()
+        return gone
+
+    def dirty_files(self) -> list[MappedFile]:
+        return [mf for mf in self.files if mf.flushed_pos < mf.write_pos]
+
+    def close(self) -> None:
+        for mf in self.files:
+            mf.close()
+        self.files = []

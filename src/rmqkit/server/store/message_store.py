@@ -1,0 +1,512 @@
+"""The message store a broker talks to: the `MessageStore` protocol and its file implementation.
+
+`FileMessageStore` wires the CommitLog, the ConsumeQueues, the IndexFiles, the reput dispatcher,
+flushing, the checkpoint, recovery and retention (RocketMQ `DefaultMessageStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from rmqkit.common.names import topic_problem
+from rmqkit.protocol.message_id import encode_offset_msg_id
+from rmqkit.protocol.record import MAX_PROPERTIES_BYTES, Host, decode_record, pack_host
+from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile
+from rmqkit.server.store.commit_log import Appended, CommitLog
+from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
+from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
+from rmqkit.server.store.filter import MessageFilter
+from rmqkit.server.store.flush import CommitLogFlusher, GroupCommitService, LogicsFlusher
+from rmqkit.server.store.index_service import IndexService
+from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
+from rmqkit.server.store.message import MessageToStore
+from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
+from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
+from rmqkit.server.store.retention import CleanService, DiskUsage, disk_usage_of
+from rmqkit.server.store.settings import StoreSettings
+
+log = logging.getLogger("rmqkit.store")
+
+MAX_FILTER_SCAN = 16_000
+"""Entries one pull may skip over (filtered out) before answering, as RocketMQ does."""
+
+
+class MessageStore(Protocol):
+    """What the broker needs of a store; `FileMessageStore` and `MemoryMessageStore` provide it."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def put_message(self, msg: MessageToStore) -> PutResult: ...
+    async def put_messages(self, msgs: list[MessageToStore]) -> PutResult: ...
+    def get_message(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_msgs: int,
+        message_filter: MessageFilter | None = None,
+    ) -> GetResult: ...
+    def get_max_offset(self, topic: str, queue_id: int) -> int: ...
+    def get_min_offset(self, topic: str, queue_id: int) -> int: ...
+    def get_offset_by_time(self, topic: str, queue_id: int, timestamp_ms: int) -> int: ...
+    def get_earliest_store_time(self, topic: str, queue_id: int) -> int: ...
+    def get_store_time(self, topic: str, queue_id: int, offset: int) -> int: ...
+    def look_message_by_offset(self, physical_offset: int) -> memoryview | None: ...
+    def query_message(
+        self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
+    ) -> QueryResult: ...
+    def add_dispatch_listener(self, listener: Dispatcher) -> None: ...
+    @property
+    def max_physical_offset(self) -> int: ...
+    @property
+    def min_physical_offset(self) -> int: ...
+
+
+def check_message(msg: MessageToStore, max_size: int, valid_topics: set[str]) -> PutResult | None:
+    """A refusal for a message the store must not take, or None."""
+    if msg.topic not in valid_topics:
+        problem = topic_problem(msg.topic)
+        if problem:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=problem)
+        if len(valid_topics) < 100_000:
+            valid_topics.add(msg.topic)
+    if len(msg.body) > max_size:
+        return PutResult(
+            PutStatus.MESSAGE_ILLEGAL,
+            remark=f"the body is {len(msg.body)} bytes; maxMessageSize is {max_size}",
+        )
+    if len(msg.properties) > MAX_PROPERTIES_BYTES // 3 and (
+        len(msg.properties.encode("utf-8")) > MAX_PROPERTIES_BYTES
+    ):
+        return PutResult(
+            PutStatus.PROPERTIES_SIZE_EXCEEDED,
+            remark=f"the properties take more than {MAX_PROPERTIES_BYTES} bytes",
+        )
+    if msg.queue_id < 0:
+        return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=f"queue id {msg.queue_id} is negative")
+    return None
+
+
+class FileMessageStore:
+    """The file-backed store, byte-compatible with RocketMQ's CommitLog and ConsumeQueue."""
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        store_host: Host | tuple[str, int] = ("127.0.0.1", 10911),
+        *,
+        clock_ms: Callable[[], int] | None = None,
+        disk_usage: DiskUsage | None = None,
+    ) -> None:
+        self.settings = settings
+        if isinstance(store_host[0], str):
+            store_host = pack_host(store_host[0], store_host[1])
+        self.store_host: Host = store_host
+        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.commit_log = CommitLog(
+            MappedFileQueue(settings.commit_log_dir, settings.mapped_file_size_commit_log_bytes),
+            self.store_host,
+        )
+        self.consume_queues: dict[str, dict[int, ConsumeQueue]] = {}
+        self.index = IndexService(
+            settings.index_dir, settings.max_hash_slot_num, settings.max_index_num
+        )
+        self.checkpoint_file = CheckpointFile(settings.checkpoint_path)
+        self._listeners: list[Dispatcher] = []
+        self._dirty_cqs: set[ConsumeQueue] = set()
+        self._valid_topics: set[str] = set()
+        self.running = False
+        self.recovery: RecoveryReport | None = None
+        self.reput: ReputService | None = None
+        self._flusher: CommitLogFlusher | None = None
+        self._group_commit: GroupCommitService | None = None
+        self._logics: LogicsFlusher | None = None
+        self.cleaner = CleanService(self, disk_usage or disk_usage_of(settings.commit_log_dir))
+        if settings.max_message_size_bytes + 64 * 1024 > settings.mapped_file_size_commit_log_bytes:
+            from rmqkit.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"maxMessageSize ({settings.max_message_size_bytes}) must be well below "
+                f"mappedFileSizeCommitLog ({settings.mapped_file_size_commit_log_bytes})"
+            )
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the files, recover from a crash if the abort file says so, start the services."""
+        s = self.settings
+        s.store_path_root_dir.mkdir(parents=True, exist_ok=True)
+        crashed = s.abort_path.exists()
+        cp = self.checkpoint_file.read()
+        self.commit_log.queue.load()
+        self._load_consume_queues()
+        if s.message_index_enable:
+            self.index.load()
+        report = plan_recovery(self.commit_log.queue, cp, crashed)
+        for cq in self._all_cqs():
+            cq.recover(report.redispatch_from)
+            cq.correct_min_offset(self.commit_log.min_offset)
+        self.index.recover(report.redispatch_from)
+        self.commit_log.queue_offsets = {
+            (cq.topic, cq.queue_id): cq.max_offset for cq in self._all_cqs() if cq.max_offset
+        }
+        self.reput = ReputService(self.commit_log, self._dispatchers(), report.redispatch_from)
+        redispatched = self.reput.drain()
+        self._refresh_queue_offsets()
+        self.recovery = report
+        if crashed or report.truncated_from is not None or redispatched:
+            log.warning(
+                "store recovered%s: CommitLog valid to %d, %d records re-dispatched%s",
+                " after a crash" if crashed else "",
+                report.valid_end,
+                redispatched,
+                f", truncated at {report.truncated_from}"
+                if report.truncated_from is not None
+                else "",
+            )
+        s.abort_path.parent.mkdir(parents=True, exist_ok=True)
+        s.abort_path.touch()
+        await asyncio.to_thread(self._write_checkpoint_sync, self.commit_log.max_offset)
+        self.running = True
+        await self.reput.start()
+        if s.sync_flush:
+            self._group_commit = GroupCommitService(self.commit_log.queue, s.sync_flush_timeout_ms)
+            await self._group_commit.start()
+        else:
+            self._flusher = CommitLogFlusher(
+                self.commit_log.queue,
+                s.flush_interval_commit_log_ms,
+                s.flush_commit_log_least_pages,
+                s.flush_commit_log_thorough_interval_ms,
+            )
+            await self._flusher.start()
+        self._logics = LogicsFlusher(s.flush_interval_consume_queue_ms, self.flush_logics)
+        await self._logics.start()
+        await self.cleaner.start()
+
+    async def stop(self) -> None:
+        """Refuse new writes, finish dispatch, flush everything, write the checkpoint."""
+        if not self.running:
+            return
+        self.running = False
+        for svc in (self.cleaner, self._logics, self._group_commit, self._flusher, self.reput):
+            if svc is not None:
+                await svc.stop()
+        assert self.reput is not None
+        self.reput.drain()
+        end = self.commit_log.max_offset
+        files: list[MappedFile] = list(self.commit_log.queue.files)
+        for cq in self._all_cqs():
+            files.extend(cq.files.files)
+        await asyncio.to_thread(self._sync_and_checkpoint, files, end)
+        self.commit_log.close()
+        for cq in self._all_cqs():
+            cq.close()
+        self.index.close()
+        self.settings.abort_path.unlink(missing_ok=True)
+
+    def _sync_and_checkpoint(self, files: list[MappedFile], end: int) -> None:
+        for mf in files:
+            mf.sync()
+        for f in self.index.files:
+            f.sync()
+        self._write_checkpoint_sync(end, end)
+
+    def _write_checkpoint_sync(self, cl_flushed: int, logics: int | None = None) -> None:
+        now = self.clock_ms()
+        self.checkpoint_file.write(
+            Checkpoint(now, now, now, cl_flushed, cl_flushed if logics is None else logics)
+        )
+
+    async def flush_logics(self) -> None:
+        """Sync dirty ConsumeQueue and index files, then record progress in the checkpoint."""
+        if self.reput is None:
+            return
+        reput_at = self.reput.reput_offset
+        cl_flushed = self.commit_log.queue.flushed_offset
+        dirty = self._dirty_cqs
+        self._dirty_cqs = set()
+        targets = [(mf, mf.write_pos) for cq in dirty for mf in cq.files.dirty_files()]
+        index_files = self.index.dirty()
+
+        def work() -> None:
+            for mf, _ in targets:
+                mf.sync()
+            for f in index_files:
+                f.sync()
+            self._write_checkpoint_sync(cl_flushed, min(reput_at, cl_flushed))
+
+        await asyncio.to_thread(work)
+        for mf, pos in targets:
+            mf.flushed_pos = max(mf.flushed_pos, pos)
+
+    # -- consume queues ---------------------------------------------------------------------------
+
+    def _load_consume_queues(self) -> None:
+        root = self.settings.consume_queue_dir
+        root.mkdir(parents=True, exist_ok=True)
+        for tdir in sorted(root.iterdir()):
+            if not tdir.is_dir():
+                continue
+            for qdir in sorted(tdir.iterdir()):
+                if qdir.is_dir() and qdir.name.isdigit():
+                    cq = self._new_cq(tdir.name, int(qdir.name), qdir)
+                    cq.load()
+
+    def _new_cq(self, topic: str, queue_id: int, qdir: Path | None = None) -> ConsumeQueue:
+        qdir = qdir or self.settings.consume_queue_dir / topic / str(queue_id)
+        cq = ConsumeQueue(topic, queue_id, qdir, self.settings.consume_queue_file_entries)
+        self.consume_queues.setdefault(topic, {})[queue_id] = cq
+        return cq
+
+    def _all_cqs(self) -> list[ConsumeQueue]:
+        return [cq for qs in self.consume_queues.values() for cq in qs.values()]
+
+    def find_consume_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
+        qs = self.consume_queues.get(topic)
+        return qs.get(queue_id) if qs else None
+
+    def _refresh_queue_offsets(self) -> None:
+        for cq in self._all_cqs():
+            key = (cq.topic, cq.queue_id)
+            if cq.max_offset > self.commit_log.queue_offsets.get(key, 0):
+                self.commit_log.queue_offsets[key] = cq.max_offset
+
+    def _dispatch_cq(self, req: DispatchRequest) -> None:
+        tt = req.sys_flag & 0xC
+        if tt == 0x4 or tt == 0xC:  # half and rollback records are not consumable
+            return
+        qs = self.consume_queues.get(req.topic)
+        cq = qs.get(req.queue_id) if qs else None
+        if cq is None:
+            cq = self._new_cq(req.topic, req.queue_id)
+        cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, req.tags_code)
+        self._dirty_cqs.add(cq)
+
+    def _dispatchers(self) -> list[Dispatcher]:
+        ds: list[Dispatcher] = [self._dispatch_cq]
+        if self.settings.message_index_enable:
+            ds.append(self.index.dispatch)
+        ds.extend(self._listeners)
+        return ds
+
+    def add_dispatch_listener(self, listener: Dispatcher) -> None:
+        """Called with every record once its ConsumeQueue entry exists (long polling hooks here)."""
+        self._listeners.append(listener)
+        if self.reput is not None:
+            self.reput.dispatchers = self._dispatchers()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _refusal(self, msgs: list[MessageToStore]) -> PutResult | None:
+        if not self.running:
+            return PutResult(
+                PutStatus.SERVICE_NOT_AVAILABLE, remark="the message store is not running"
+            )
+        if self.cleaner.disk_full:
+            return PutResult(
+                PutStatus.DISK_FULL,
+                remark=f"disk use {self.cleaner.last_ratio:.0%} is past diskMaxUsedSpaceRatio "
+                f"{self.settings.disk_max_used_space_ratio}%",
+            )
+        total = 0
+        for m in msgs:
+            bad = check_message(m, self.settings.max_message_size_bytes, self._valid_topics)
+            if bad is not None:
+                return bad
+            total += len(m.body)
+        if total > self.settings.max_message_size_bytes:
+            return PutResult(
+                PutStatus.MESSAGE_ILLEGAL,
+                remark=f"the batch is {total} bytes; maxMessageSize is "
+                f"{self.settings.max_message_size_bytes}",
+            )
+        return None
+
+    async def put_message(self, msg: MessageToStore) -> PutResult:
+        """Append one message; with SYNC_FLUSH, return once it is on disk (or timed out)."""
+        refusal = self._refusal([msg])
+        if refusal is not None:
+            return refusal
+        a = self.commit_log.append(msg, self.clock_ms())
+        return await self._finish([a], msg.wait_store_ok)
+
+    async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
+        """Append a batch contiguously; offsets and id of the result are the first message's."""
+        if not msgs:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, remark="an empty batch")
+        refusal = self._refusal(msgs)
+        if refusal is not None:
+            return refusal
+        appended = self.commit_log.append_batch(msgs, self.clock_ms())
+        return await self._finish(appended, msgs[0].wait_store_ok)
+
+    async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
+        assert self.reput is not None
+        self.reput.wakeup()
+        first = appended[0]
+        status = PutStatus.OK
+        if self._group_commit is not None and wait:
+            last = appended[-1]
+            status = await self._group_commit.request(last.physical_offset + last.size)
+        ids = [encode_offset_msg_id(self.store_host, a.physical_offset) for a in appended]
+        return PutResult(
+            status,
+            first.physical_offset,
+            first.queue_offset,
+            sum(a.size for a in appended),
+            first.store_timestamp,
+            ids[0],
+            len(appended),
+            ids,
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get_message(
+        self,
+        topic: str,
+        queue_id: int,
+        offset: int,
+        max_msgs: int,
+        message_filter: MessageFilter | None = None,
+    ) -> GetResult:
+        """Up to `max_msgs` records from `offset`, filtered; the status says why there are none."""
+        cq = self.find_consume_queue(topic, queue_id)
+        if cq is None:
+            return GetResult(GetStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
+        lo, hi = cq.min_offset, cq.max_offset
+        if hi == 0:
+            return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, lo, hi)
+        if offset < lo:
+            return GetResult(GetStatus.OFFSET_TOO_SMALL, lo, lo, hi)
+        if offset == hi:
+            return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, lo, hi)
+        if offset > hi:
+            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, lo if lo == 0 else hi, lo, hi)
+        s = self.settings
+        max_msgs = max(1, min(max_msgs, s.max_transfer_count_on_message_in_memory))
+        max_bytes = s.max_transfer_bytes_on_message_in_memory
+        result = GetResult(GetStatus.NO_MATCHED_MESSAGE, offset, lo, hi)
+        records, qoffs = result.records, result.queue_offsets
+        cl = self.commit_log
+        cl_min = cl.min_offset
+        total = 0
+        nxt = offset
+        removing = False
+        while nxt < hi and nxt - offset < MAX_FILTER_SCAN and len(records) < max_msgs:
+            view = cq.entries(nxt, 1024)
+            if view is None or not len(view):
+                if not records:
+                    result.status = GetStatus.OFFSET_FOUND_NULL
+                break
+            stop = False
+            for phys, size, code in CQ_ENTRY.iter_unpack(view):
+                if size <= 0:
+                    nxt += 1
+                    continue
+                if phys < cl_min:
+                    removing = True
+                    nxt += 1
+                    continue
+                if message_filter is not None and not message_filter.matches_tags_code(code):
+                    nxt += 1
+                    continue
+                rec = cl.read(phys, size)
+                if rec is None:
+                    removing = True
+                    nxt += 1
+                    continue
+                if message_filter is not None and not message_filter.matches_record(rec):
+                    nxt += 1
+                    continue
+                if records and total + size > max_bytes:
+                    stop = True
+                    break
+                records.append(rec)
+                qoffs.append(nxt)
+                total += size
+                nxt += 1
+                if len(records) >= max_msgs:
+                    stop = True
+                    break
+            if stop:
+                break
+        result.next_begin_offset = nxt
+        if records:
+            result.status = GetStatus.FOUND
+        elif removing:
+            result.status = GetStatus.MESSAGE_WAS_REMOVING
+        return result
+
+    def get_max_offset(self, topic: str, queue_id: int) -> int:
+        cq = self.find_consume_queue(topic, queue_id)
+        return cq.max_offset if cq else 0
+
+    def get_min_offset(self, topic: str, queue_id: int) -> int:
+        cq = self.find_consume_queue(topic, queue_id)
+        return cq.min_offset if cq else 0
+
+    def get_offset_by_time(self, topic: str, queue_id: int, timestamp_ms: int) -> int:
+        cq = self.find_consume_queue(topic, queue_id)
+        if cq is None:
+            return 0
+        return cq.offset_by_time(timestamp_ms, self.commit_log.store_timestamp_at)
+
+    def get_store_time(self, topic: str, queue_id: int, offset: int) -> int:
+        cq = self.find_consume_queue(topic, queue_id)
+        e = cq.entry(offset) if cq else None
+        return self.commit_log.store_timestamp_at(e[0], e[1]) if e else -1
+
+    def get_earliest_store_time(self, topic: str, queue_id: int) -> int:
+        return self.get_store_time(topic, queue_id, self.get_min_offset(topic, queue_id))
+
+    def look_message_by_offset(self, physical_offset: int) -> memoryview | None:
+        if physical_offset < self.commit_log.min_offset:
+            return None
+        return self.commit_log.read_record(physical_offset)
+
+    def query_message(
+        self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
+    ) -> QueryResult:
+        """Records of `topic` whose KEYS or UNIQ_KEY equal `key`, stored within the time range."""
+        out = QueryResult(
+            index_last_update_timestamp=self.index.last_update_timestamp,
+            index_last_update_phy_offset=self.index.last_update_phy_offset,
+        )
+        for phys in self.index.lookup(topic, key, max_num * 2, begin_ms, end_ms):
+            rec = self.look_message_by_offset(phys)
+            if rec is None:
+                continue
+            try:
+                m = decode_record(rec, inflate=False)
+            except Exception:
+                continue
+            if m.topic != topic or (key != m.uniq_key and key not in m.keys):
+                continue  # a hash collision, or an entry left behind by a truncation
+            out.records.append(rec)
+            out.physical_offsets.append(phys)
+            if len(out.records) >= max_num:
+                break
+        return out
+
+    @property
+    def max_physical_offset(self) -> int:
+        return self.commit_log.max_offset
+
+    @property
+    def min_physical_offset(self) -> int:
+        return self.commit_log.min_offset
+
+    @property
+    def dispatch_behind_bytes(self) -> int:
+        return self.reput.behind_bytes if self.reput else 0
+
+    def disk_root(self) -> Path:
+        return Path(os.path.abspath(self.settings.commit_log_dir))

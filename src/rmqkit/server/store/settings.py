@@ -1,0 +1,235 @@
+"""Settings of the message store: paths, segment sizes, flush, retention and limits.
+
+Each field is one of RocketMQ's `MessageStoreConfig` keys in Python spelling, with its unit in the
+name; `broker_key` in the field's extra names the broker.properties key it is read from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict  # type: ignore[attr-defined]
+
+from rmqkit.errors import ConfigurationError
+
+CQ_ENTRY_BYTES = 20
+GiB = 1024 * 1024 * 1024
+MiB = 1024 * 1024
+
+
+def _key(name: str) -> JsonDict:
+    return {"broker_key": name}
+
+
+class StoreSettings(BaseModel):
+    """Where and how the store keeps messages (RocketMQ `MessageStoreConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store_path_root_dir: Path = Field(
+        Path("rmqkit-data/store"),
+        description="Root of every store file.",
+        json_schema_extra=_key("storePathRootDir"),
+    )
+    store_path_commit_log: Path | None = Field(
+        None,
+        description="CommitLog segments; default <root>/commitlog.",
+        json_schema_extra=_key("storePathCommitLog"),
+    )
+    store_path_consume_queue: Path | None = Field(
+        None,
+        description="ConsumeQueue files; default <root>/consumequeue.",
+        json_schema_extra=_key("storePathConsumeQueue"),
+    )
+    store_path_index: Path | None = Field(
+        None,
+        description="IndexFiles; default <root>/index.",
+        json_schema_extra=_key("storePathIndex"),
+    )
+    store_checkpoint: Path | None = Field(
+        None,
+        description="The checkpoint file; default <root>/checkpoint.",
+        json_schema_extra=_key("storeCheckpoint"),
+    )
+    abort_file: Path | None = Field(
+        None,
+        description="Present while the store runs; found at start means the last stop was a crash."
+        " Default <root>/abort.",
+        json_schema_extra=_key("abortFile"),
+    )
+    mapped_file_size_commit_log_bytes: int = Field(
+        GiB,
+        ge=64 * 1024,
+        description="Size of one CommitLog segment file.",
+        json_schema_extra=_key("mappedFileSizeCommitLog"),
+    )
+    mapped_file_size_consume_queue_bytes: int = Field(
+        300_000 * CQ_ENTRY_BYTES,
+        ge=CQ_ENTRY_BYTES,
+        description="Size of one ConsumeQueue file, rounded up to whole 20-byte entries"
+        " (RocketMQ's default holds 300,000 entries).",
+        json_schema_extra=_key("mappedFileSizeConsumeQueue"),
+    )
+    max_message_size_bytes: int = Field(
+        4 * MiB,
+        ge=1024,
+        description="Largest message body accepted (a batch counts as a whole).",
+        json_schema_extra=_key("maxMessageSize"),
+    )
+    flush_disk_type: Literal["ASYNC_FLUSH", "SYNC_FLUSH"] = Field(
+        "ASYNC_FLUSH",
+        description="SYNC_FLUSH acknowledges a message only after fsync (group commit);"
+        " ASYNC_FLUSH acknowledges once it is in the page cache.",
+        json_schema_extra=_key("flushDiskType"),
+    )
+    flush_interval_commit_log_ms: int = Field(
+        500,
+        ge=1,
+        description="ASYNC_FLUSH: how often the flusher looks.",
+        json_schema_extra=_key("flushIntervalCommitLog"),
+    )
+    flush_commit_log_least_pages: int = Field(
+        4,
+        ge=0,
+        description="ASYNC_FLUSH: flush once this many 4 KiB pages are dirty.",
+        json_schema_extra=_key("flushCommitLogLeastPages"),
+    )
+    flush_commit_log_thorough_interval_ms: int = Field(
+        10_000,
+        ge=1,
+        description="ASYNC_FLUSH: flush whatever is dirty at least this often.",
+        json_schema_extra=_key("flushCommitLogThoroughInterval"),
+    )
+    sync_flush_timeout_ms: int = Field(
+        5_000,
+        ge=1,
+        description="SYNC_FLUSH: a send waits this long for its fsync, then is"
+        " answered FLUSH_DISK_TIMEOUT (the message stays stored).",
+        json_schema_extra=_key("syncFlushTimeout"),
+    )
+    flush_interval_consume_queue_ms: int = Field(
+        1_000,
+        ge=1,
+        description="How often ConsumeQueue/IndexFile pages and the checkpoint are flushed.",
+        json_schema_extra=_key("flushIntervalConsumeQueue"),
+    )
+    message_index_enable: bool = Field(
+        True,
+        description="Build IndexFiles for KEYS and UNIQ_KEY (query by key).",
+        json_schema_extra=_key("messageIndexEnable"),
+    )
+    max_hash_slot_num: int = Field(
+        5_000_000,
+        ge=1,
+        description="Hash slots per IndexFile.",
+        json_schema_extra=_key("maxHashSlotNum"),
+    )
+    max_index_num: int = Field(
+        20_000_000,
+        ge=1,
+        description="Index entries per IndexFile; a new file starts when full.",
+        json_schema_extra=_key("maxIndexNum"),
+    )
+    delete_when: str = Field(
+        "04",
+        description="Hours of the day (00-23, ';'-separated) when expired files are deleted.",
+        json_schema_extra=_key("deleteWhen"),
+    )
+    file_reserved_time_hours: float = Field(
+        72,
+        gt=0,
+        description="A CommitLog segment expires this long after its last write.",
+        json_schema_extra=_key("fileReservedTime"),
+    )
+    disk_max_used_space_ratio: int = Field(
+        75,
+        ge=10,
+        le=95,
+        description="Percent of the disk in use past which expired files are"
+        " deleted at once, whatever the hour, and writes are refused (DISK_FULL) while it stays"
+        " past it.",
+        json_schema_extra=_key("diskMaxUsedSpaceRatio"),
+    )
+    clean_file_forcibly_enable: bool = Field(
+        True,
+        description="Past disk_space_clean_forcibly_ratio, delete the oldest segments even"
+        " before they expire.",
+        json_schema_extra=_key("cleanFileForciblyEnable"),
+    )
+    disk_space_clean_forcibly_ratio: int = Field(
+        85,
+        ge=10,
+        le=99,
+        description="Percent of the disk in use past which segments are deleted"
+        " even when not expired (if clean_file_forcibly_enable).",
+        json_schema_extra=_key("diskSpaceCleanForciblyRatio"),
+    )
+    clean_resource_interval_ms: int = Field(
+        10_000,
+        ge=10,
+        description="How often retention looks at the disk.",
+        json_schema_extra=_key("cleanResourceInterval"),
+    )
+    max_transfer_count_on_message_in_memory: int = Field(
+        32,
+        ge=1,
+        description="Most messages one pull returns.",
+        json_schema_extra=_key("maxTransferCountOnMessageInMemory"),
+    )
+    max_transfer_bytes_on_message_in_memory: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Most bytes one pull returns (at least one message).",
+        json_schema_extra=_key("maxTransferBytesOnMessageInMemory"),
+    )
+
+    @field_validator("delete_when")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        for part in v.split(";"):
+            part = part.strip()
+            if not part.isdigit() or not 0 <= int(part) <= 23:
+                raise ValueError(f"deleteWhen takes hours 00-23 separated by ';', not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _ratios(self) -> StoreSettings:
+        if self.disk_space_clean_forcibly_ratio < self.disk_max_used_space_ratio:
+            raise ConfigurationError(
+                "diskSpaceCleanForciblyRatio must not be below diskMaxUsedSpaceRatio"
+            )
+        return self
+
+    @property
+    def commit_log_dir(self) -> Path:
+        return self.store_path_commit_log or self.store_path_root_dir / "commitlog"
+
+    @property
+    def consume_queue_dir(self) -> Path:
+        return self.store_path_consume_queue or self.store_path_root_dir / "consumequeue"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.store_path_index or self.store_path_root_dir / "index"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.store_checkpoint or self.store_path_root_dir / "checkpoint"
+
+    @property
+    def abort_path(self) -> Path:
+        return self.abort_file or self.store_path_root_dir / "abort"
+
+    @property
+    def consume_queue_file_entries(self) -> int:
+        return -(-self.mapped_file_size_consume_queue_bytes // CQ_ENTRY_BYTES)
+
+    @property
+    def delete_hours(self) -> frozenset[int]:
+        return frozenset(int(p) for p in self.delete_when.split(";"))
+
+    @property
+    def sync_flush(self) -> bool:
+        return self.flush_disk_type == "SYNC_FLUSH"
