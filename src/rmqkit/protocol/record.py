@@ -88,6 +88,12 @@ def pack_host(host: str, port: int) -> Host:
     return ipaddress.ip_address(host).packed, port
 
 
+def as_host(addr: Host | tuple[str, int]) -> Host:
+    """Accept `("127.0.0.1", 10911)` or an already packed host."""
+    ip, port = addr
+    return pack_host(ip, port) if isinstance(ip, str) else (ip, port)
+
+
 def format_host(host: Host) -> str:
     """The packed form back to `ip:port` (IPv6 in brackets)."""
     ip = ipaddress.ip_address(host[0])

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Protocol
 
 from rmqkit.common.names import topic_problem
+from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.message_id import encode_offset_msg_id
-from rmqkit.protocol.record import MAX_PROPERTIES_BYTES, Host, decode_record, pack_host
+from rmqkit.protocol.record import (
+    MAX_PROPERTIES_BYTES,
+    MIN_BLANK_BYTES,
+    Host,
+    as_host,
+    decode_record,
+    record_size,
+)
 from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
@@ -93,6 +101,29 @@ def check_message(msg: MessageToStore, max_size: int, valid_topics: set[str]) ->
     return None
 
 
+def largest_record_bytes(max_body: int) -> int:
+    """The size of a record with the largest body, topic and properties allowed (IPv6 hosts)."""
+    return record_size(max_body, 127, MAX_PROPERTIES_BYTES, 0x30)
+
+
+def classify_offset(offset: int, lo: int, hi: int) -> GetResult | None:
+    """The answer for an offset outside `[lo, hi)`, with the corrected next offset; else None.
+
+    RocketMQ's rules: an empty queue answers NO_MESSAGE_IN_QUEUE; below the minimum, the
+    minimum; exactly at the end, wait there; past the end, back to 0 if nothing was ever
+    deleted, else to the end.
+    """
+    if hi == 0:
+        return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, lo, hi)
+    if offset < lo:
+        return GetResult(GetStatus.OFFSET_TOO_SMALL, lo, lo, hi)
+    if offset == hi:
+        return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, lo, hi)
+    if offset > hi:
+        return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, lo if lo == 0 else hi, lo, hi)
+    return None
+
+
 class FileMessageStore:
     """The file-backed store, byte-compatible with RocketMQ's CommitLog and ConsumeQueue."""
 
@@ -105,9 +136,7 @@ class FileMessageStore:
         disk_usage: DiskUsage | None = None,
     ) -> None:
         self.settings = settings
-        if isinstance(store_host[0], str):
-            store_host = pack_host(store_host[0], store_host[1])
-        self.store_host: Host = store_host
+        self.store_host: Host = as_host(store_host)
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.commit_log = CommitLog(
             MappedFileQueue(settings.commit_log_dir, settings.mapped_file_size_commit_log_bytes),
@@ -128,12 +157,13 @@ class FileMessageStore:
         self._group_commit: GroupCommitService | None = None
         self._logics: LogicsFlusher | None = None
         self.cleaner = CleanService(self, disk_usage or disk_usage_of(settings.commit_log_dir))
-        if settings.max_message_size_bytes + 64 * 1024 > settings.mapped_file_size_commit_log_bytes:
-            from rmqkit.errors import ConfigurationError
-
+        largest = largest_record_bytes(settings.max_message_size_bytes) + MIN_BLANK_BYTES
+        if largest > settings.mapped_file_size_commit_log_bytes:
             raise ConfigurationError(
-                f"maxMessageSize ({settings.max_message_size_bytes}) must be well below "
-                f"mappedFileSizeCommitLog ({settings.mapped_file_size_commit_log_bytes})"
+                f"mappedFileSizeCommitLog ({settings.mapped_file_size_commit_log_bytes}) "
+                f"cannot hold the largest record that maxMessageSize "
+                f"({settings.max_message_size_bytes}) allows: "
+                f"{largest} bytes with headers, topic and properties"
             )
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -316,11 +346,19 @@ class FileMessageStore:
                 f"{self.settings.disk_max_used_space_ratio}%",
             )
         total = 0
+        record_bytes = 0
         for m in msgs:
             bad = check_message(m, self.settings.max_message_size_bytes, self._valid_topics)
             if bad is not None:
                 return bad
             total += len(m.body)
+            record_bytes += record_size(len(m.body), len(m.topic), len(m.properties) * 3, 0x30)
+        if record_bytes + MIN_BLANK_BYTES > self.commit_log.file_size:
+            return PutResult(
+                PutStatus.MESSAGE_ILLEGAL,
+                remark=f"the batch needs up to {record_bytes} bytes of CommitLog, more than one "
+                f"segment ({self.commit_log.file_size}) holds; send it in smaller batches",
+            )
         if total > self.settings.max_message_size_bytes:
             return PutResult(
                 PutStatus.MESSAGE_ILLEGAL,
@@ -382,14 +420,9 @@ class FileMessageStore:
         if cq is None:
             return GetResult(GetStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
         lo, hi = cq.min_offset, cq.max_offset
-        if hi == 0:
-            return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, lo, hi)
-        if offset < lo:
-            return GetResult(GetStatus.OFFSET_TOO_SMALL, lo, lo, hi)
-        if offset == hi:
-            return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, lo, hi)
-        if offset > hi:
-            return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, lo if lo == 0 else hi, lo, hi)
+        early = classify_offset(offset, lo, hi)
+        if early is not None:
+            return early
         s = self.settings
         max_msgs = max(1, min(max_msgs, s.max_transfer_count_on_message_in_memory))
         max_bytes = s.max_transfer_bytes_on_message_in_memory

@@ -1,0 +1,48 @@
+"""Small stores in tmp_path: segments of 64 KiB so tests cross file boundaries quickly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmqkit.common.properties import encode_properties
+from rmqkit.server.store import FileMessageStore, MessageToStore, StoreSettings
+
+SMALL = {
+    "mapped_file_size_commit_log_bytes": 64 * 1024,
+    "mapped_file_size_consume_queue_bytes": 20 * 50,
+    "max_message_size_bytes": 16 * 1024,
+    "max_hash_slot_num": 64,
+    "max_index_num": 200,
+    "flush_interval_consume_queue_ms": 20,
+    "flush_interval_commit_log_ms": 20,
+}
+
+
+def small_settings(root: Path, **overrides: Any) -> StoreSettings:
+    return StoreSettings(store_path_root_dir=root, **{**SMALL, **overrides})
+
+
+def msg(
+    topic: str = "T", queue_id: int = 0, body: bytes = b"x" * 100, **props: str
+) -> MessageToStore:
+    return MessageToStore(topic, queue_id, body, encode_properties(props))
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., FileMessageStore]:
+    def make(**overrides: Any) -> FileMessageStore:
+        return FileMessageStore(small_settings(tmp_path / "store", **overrides))
+
+    return make
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., FileMessageStore]) -> AsyncIterator[FileMessageStore]:
+    s = make_store()
+    await s.start()
+    yield s
+    await s.stop()

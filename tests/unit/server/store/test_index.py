@@ -1,0 +1,76 @@
+"""IndexFile and IndexService: keys, chains, time ranges, new files when full, recovery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rmqkit.protocol.record import decode_records
+from rmqkit.server.store import FileMessageStore
+from rmqkit.server.store.index_file import HEADER, IndexFile, key_hash
+
+from .conftest import msg
+
+FAR = 2**62
+
+
+def test_index_file_chains_keys_that_share_a_slot(tmp_path: Path) -> None:
+    f = IndexFile(tmp_path / "20260101000000000", slots=1, entries=10, create=True)
+    assert HEADER.size == 40
+    t0 = 1_700_000_000_000
+    f.put("T#a", 100, t0)
+    f.put("T#b", 200, t0 + 1000)
+    f.put("T#a", 300, t0 + 2000)
+    assert f.lookup("T#a", 10, 0, FAR) == [300, 100]  # newest first, "b" skipped by hash
+    assert f.lookup("T#a", 1, 0, FAR) == [300]
+    assert f.lookup("T#a", 10, t0 + 1500, FAR) == [300]  # time range
+    assert (f.count, f.begin_phy_offset, f.end_phy_offset) == (3, 100, 300)
+    f.close()
+    again = IndexFile(tmp_path / "20260101000000000", slots=1, entries=10, create=False)
+    assert again.lookup("T#b", 10, 0, FAR) == [200] and again.count == 3
+    again.close()
+
+
+def test_index_file_reports_full(tmp_path: Path) -> None:
+    f = IndexFile(tmp_path / "x1", slots=4, entries=3, create=True)
+    assert f.put("k1", 1, 0) and f.put("k2", 2, 0)
+    assert f.full and not f.put("k3", 3, 0)  # entry numbers start at 1: 2 usable of 3
+    f.close()
+    assert key_hash("k") == key_hash("k") >= 0
+
+
+async def test_query_by_key_and_unique_key(store: FileMessageStore) -> None:
+    for i in range(30):
+        await store.put_message(msg(KEYS=f"order-{i % 10} extra-{i}", UNIQ_KEY=f"U{i:04d}"))
+    await store.put_message(msg(topic="Other", KEYS="order-1"))
+    store.reput.drain()  # type: ignore[union-attr]
+    now = int(time.time() * 1000)
+    got = decode_records(b"".join(store.query_message("T", "order-1", 32, 0, now + 1000).records))
+    assert sorted(m.keys[1] for m in got) == ["extra-1", "extra-11", "extra-21"]
+    assert all(m.topic == "T" for m in got)
+    uniq = store.query_message("T", "U0007", 32, 0, now + 1000)
+    assert [m.uniq_key for m in decode_records(b"".join(uniq.records))] == ["U0007"]
+    assert store.query_message("T", "missing", 32, 0, now + 1000).records == []
+    assert store.query_message("T", "order-1", 2, 0, now + 1000).physical_offsets.__len__() == 2
+    # Index files roll when full (200 entries each in these tests): 61 keys fit in one.
+    for i in range(200):
+        await store.put_message(msg(KEYS=f"bulk-{i}"))
+    store.reput.drain()  # type: ignore[union-attr]
+    assert len(store.index.files) >= 2
+    found = store.query_message("T", "bulk-199", 5, 0, now + 10_000)
+    assert len(found.records) == 1
+    assert len(store.query_message("T", "order-1", 32, 0, now + 10_000).records) == 3
+
+
+async def test_index_survives_restart(make_store) -> None:  # type: ignore[no-untyped-def]
+    s = make_store()
+    await s.start()
+    await s.put_message(msg(KEYS="kept"))
+    await s.stop()
+    s2 = make_store()
+    await s2.start()
+    assert len(s2.query_message("T", "kept", 5, 0, FAR).records) == 1
+    await s2.put_message(msg(KEYS="kept"))
+    s2.reput.drain()
+    assert len(s2.query_message("T", "kept", 5, 0, FAR).records) == 2
+    await s2.stop()
