@@ -204,8 +204,7 @@ class ConsumeQueue:
         while len(fq.files) > 1:
             mf = fq.files[0]
             last_phys, last_size, _ = CQ_ENTRY.unpack_from(mf.mm, mf.size - ENTRY_BYTES)
-            if last_size > 0 and last_phys + last_size <= commit_log_min:
-                fq.delete_first(1)
+            if last_size > 0 and last_phys + last_size <= commit_log_min and fq.delete_first(1):
                 gone += 1
             else:
                 break

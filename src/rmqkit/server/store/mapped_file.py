@@ -196,10 +196,17 @@ class MappedFileQueue:
         self.files = keep
 
     def delete_first(self, count: int = 1) -> list[MappedFile]:
-        """Delete the `count` oldest files (never the last one)."""
-        count = min(count, len(self.files) - 1)
-        gone, self.files = self.files[:count], self.files[count:]
-        for mf in gone:
+        """Delete up to `count` oldest files: never the last one, never one not fully flushed.
+
+        A file still being written or synced may have a worker thread holding its descriptor;
+        closing it under that thread could sync a reused descriptor instead.
+        """
+        gone: list[MappedFile] = []
+        while len(gone) < count and len(self.files) > 1:
+            mf = self.files[0]
+            if mf.flushed_pos < mf.write_pos or mf.write_pos < mf.size:
+                break
+            gone.append(self.files.pop(0))
             mf.destroy()
         return gone
 

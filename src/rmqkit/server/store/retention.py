@@ -95,8 +95,10 @@ class CleanService(Service):
         q = self.store.commit_log.queue
         n = 0
         while len(q.files) > 1 and q.files[0].last_write_s < expire_before_s:
-            log.info("retention: deleting expired segment %s", q.files[0].path.name)
-            q.delete_first(1)
+            name = q.files[0].path.name
+            if not q.delete_first(1):
+                break  # not flushed yet: next pass
+            log.info("retention: deleted expired segment %s", name)
             n += 1
         return n
 
@@ -104,8 +106,10 @@ class CleanService(Service):
         q = self.store.commit_log.queue
         n = 0
         while len(q.files) > 1 and n < limit:
-            log.warning("disk nearly full: deleting unexpired segment %s", q.files[0].path.name)
-            q.delete_first(1)
+            name = q.files[0].path.name
+            if not q.delete_first(1):
+                break
+            log.warning("disk nearly full: deleted unexpired segment %s", name)
             n += 1
         return n
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rmqkit.server.store import FileMessageStore, GetStatus, PutStatus
+from rmqkit.server.store.flush import flush_queue
 
 from .conftest import msg, small_settings
 
@@ -37,6 +38,8 @@ async def _fill(s: FileMessageStore, n: int) -> None:
     for i in range(n):
         assert (await s.put_message(msg(queue_id=i % 2, body=b"r" * 3000))).ok
     s.reput.drain()  # type: ignore[union-attr]
+    await flush_queue(s.commit_log.queue)  # retention deletes only flushed segments
+    await s.flush_logics()
 
 
 async def test_expired_segments_wait_for_the_delete_hour(tmp_path: Path) -> None:
@@ -100,6 +103,20 @@ async def test_full_disk_cleans_expired_at_once_then_refuses_writes(tmp_path: Pa
     disk.ratio = 0.50
     s.cleaner.clean()
     assert (await s.put_message(msg())).ok
+    await s.stop()
+
+
+async def test_unflushed_segments_are_never_deleted(tmp_path: Path) -> None:
+    disk = Disk()
+    clock = [int(time.time() * 1000)]
+    s = _store(tmp_path, disk, clock, flush_interval_commit_log_ms=60_000)
+    await s.start()
+    for _ in range(60):
+        assert (await s.put_message(msg(body=b"u" * 3000))).ok
+    disk.ratio = 0.95
+    assert s.cleaner.clean() == 0  # nothing is on disk yet: a flush may be running on them
+    await flush_queue(s.commit_log.queue)
+    assert s.cleaner.clean() > 0
     await s.stop()
 
 
