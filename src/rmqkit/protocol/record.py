@@ -131,13 +131,13 @@ def encode_record(
     props_b = properties.encode("utf-8")
     buf = bytearray(
         record_size(
-            len(body), len(topic_b), len(props_b), _host_flags(born_host, store_host, sys_flag)
+            len(body), len(topic_b), len(props_b), host_v6_flags(sys_flag, born_host, store_host)
         )
     )
     encode_record_into(
         buf,
         0,
-        _host_flags(born_host, store_host, sys_flag),
+        host_v6_flags(sys_flag, born_host, store_host),
         topic_b,
         props_b,
         body,
@@ -156,7 +156,8 @@ def encode_record(
     return bytes(buf)
 
 
-def _host_flags(born: Host, store: Host, sys_flag: int) -> int:
+def host_v6_flags(sys_flag: int, born: Host, store: Host) -> int:
+    """`sys_flag` with the IPv6 host bits set from the hosts' address lengths."""
     sys_flag = int(sys_flag) & ~HOST_V6_MASK
     if len(born[0]) == 16:
         sys_flag |= SysFlag.BORNHOST_V6

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from rmqkit.protocol.codes import (
     BLANK_MAGIC,
-    HOST_V6_MASK,
     MESSAGE_MAGIC_V1,
     MESSAGE_MAGIC_V2,
     TRANSACTION_TYPE_MASK,
@@ -26,6 +25,7 @@ from rmqkit.protocol.record import (
     Host,
     body_crc,
     encode_record_into,
+    host_v6_flags,
 )
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 from rmqkit.server.store.message import MessageToStore
@@ -43,15 +43,6 @@ class Appended:
     size: int
     queue_offset: int
     store_timestamp: int
-
-
-def _v6_flags(sys_flag: int, born: Host, store: Host) -> int:
-    sys_flag = int(sys_flag) & ~HOST_V6_MASK
-    if len(born[0]) == 16:
-        sys_flag |= SysFlag.BORNHOST_V6
-    if len(store[0]) == 16:
-        sys_flag |= SysFlag.STOREHOST_V6
-    return sys_flag
 
 
 def takes_queue_offset(sys_flag: int) -> bool:
@@ -117,7 +108,7 @@ class CommitLog:
         for m in msgs:
             topic_b = self._topic_bytes(m.topic)
             props_b = m.properties.encode("utf-8")
-            sys_flag = _v6_flags(m.sys_flag, m.born_host, store_host)
+            sys_flag = host_v6_flags(m.sys_flag, m.born_host, store_host)
             head = HEAD_STRUCTS[
                 (bool(sys_flag & SysFlag.BORNHOST_V6), bool(sys_flag & SysFlag.STOREHOST_V6))
             ]
