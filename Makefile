@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rmqkit demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests tools $(wildcard benchmarks)
 	$(PY) tools/check_layout.py
 
 typecheck: $(STAMP)
