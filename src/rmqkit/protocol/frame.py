@@ -1,0 +1,104 @@
+"""Remoting frames: length-prefixed commands on a TCP stream, decoded without I/O.
+
+    offset size  field
+         0    4  length              4 + header_length + body_length (not counting itself)
+         4    4  type_and_header     serialize type in the high byte, header length in the low 24
+         8    h  header              JSON (type 0) or ROCKETMQ binary (type 1)
+       8+h    b  body                the rest of the frame
+
+`FrameDecoder.feed(data)` returns every whole command in what has arrived so far; bytes that
+cannot be a frame raise `FrameError`, after which the connection is to be closed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from rmqkit.protocol.codes import SerializeType
+from rmqkit.protocol.command import (
+    HeaderError,
+    RemotingCommand,
+    decode_binary_header,
+    decode_json_header,
+)
+
+PREFIX = struct.Struct(">ii")  # length, type_and_header: 8 bytes
+_INT = struct.Struct(">i")
+HEADER_LENGTH_MASK = 0xFFFFFF
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+"""RocketMQ's `com.rocketmq.remoting.frameMaxLength` default."""
+
+
+class FrameError(ValueError):
+    """Bytes that are not a valid frame."""
+
+
+def encode_frame(cmd: RemotingCommand) -> bytes:
+    """The whole frame of `cmd`, header in JSON."""
+    header = cmd.encode_header()
+    body = cmd.body
+    return b"".join(
+        (PREFIX.pack(4 + len(header) + len(body), len(header) & HEADER_LENGTH_MASK), header, body)
+    )
+
+
+def encode_frame_parts(cmd: RemotingCommand) -> tuple[bytes, bytes | memoryview]:
+    """Prefix + header, and the body apart, so a large body is written without a copy."""
+    header = cmd.encode_header()
+    body = cmd.body
+    return PREFIX.pack(4 + len(header) + len(body), len(header)) + header, body
+
+
+class FrameDecoder:
+    """Buffers a byte stream and cuts it into commands."""
+
+    __slots__ = ("_buf", "max_frame_bytes")
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self.max_frame_bytes = max_frame_bytes
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[RemotingCommand]:
+        """Every whole command now available; a partial frame stays buffered."""
+        buf = self._buf
+        buf += data
+        out: list[RemotingCommand] = []
+        pos = 0
+        n = len(buf)
+        try:
+            while n - pos >= 4:
+                (length,) = _INT.unpack_from(buf, pos)
+                if length < 4 or length > self.max_frame_bytes:
+                    raise FrameError(
+                        f"frame length {length} is outside 4..{self.max_frame_bytes} bytes"
+                    )
+                if n - pos - 4 < length:
+                    break
+                (type_and_len,) = _INT.unpack_from(buf, pos + 4)
+                stype = (type_and_len >> 24) & 0xFF
+                hlen = type_and_len & HEADER_LENGTH_MASK
+                if hlen > length - 4:
+                    raise FrameError(f"header length {hlen} exceeds frame length {length}")
+                hstart = pos + 8
+                header = bytes(buf[hstart : hstart + hlen])
+                try:
+                    if stype == SerializeType.JSON:
+                        cmd = decode_json_header(header)
+                    elif stype == SerializeType.ROCKETMQ:
+                        cmd = decode_binary_header(header)
+                    else:
+                        raise FrameError(f"unknown serialize type {stype}")
+                except HeaderError as exc:
+                    raise FrameError(str(exc)) from exc
+                end = pos + 4 + length
+                cmd.body = bytes(buf[hstart + hlen : end])
+                out.append(cmd)
+                pos = end
+        finally:
+            if pos:
+                del buf[:pos]
+        return out
