@@ -1,0 +1,83 @@
+"""RemotingClient: one cached connection per address, requests with timeouts, one-way calls.
+
+Requests the server sends to the client (CHECK_TRANSACTION_STATE, NOTIFY_CONSUMER_IDS_CHANGED)
+go to the handler given at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+from rmqkit.errors import RemotingConnectError
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.remoting.connection import Connection, RequestHandler
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """`"127.0.0.1:9876"` or `"[::1]:9876"` to host and port."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RemotingConnectError(f"address {addr!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class RemotingClient:
+    """Opens connections on demand and keeps them; `close()` closes them all."""
+
+    def __init__(self, handler: RequestHandler | None = None, connect_timeout_s: float = 3.0):
+        self.handler = handler
+        self.connect_timeout_s = connect_timeout_s
+        self._conns: dict[str, Connection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def connection(self, addr: str) -> Connection:
+        conn = self._conns.get(addr)
+        if conn is not None and conn.is_open:
+            return conn
+        lock = self._locks.setdefault(addr, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(addr)
+            if conn is not None and conn.is_open:
+                return conn
+            host, port = split_addr(addr)
+            loop = asyncio.get_running_loop()
+            try:
+                _, opened = await asyncio.wait_for(
+                    loop.create_connection(lambda: Connection(self.handler), host, port),
+                    self.connect_timeout_s,
+                )
+            except (OSError, TimeoutError) as exc:
+                raise RemotingConnectError(f"cannot connect to {addr}: {exc}") from exc
+            opened.peer = addr
+            self._conns[addr] = opened
+            return opened
+
+    async def invoke(
+        self, addr: str, request: RemotingCommand, timeout_s: float = 3.0
+    ) -> RemotingCommand:
+        """Send `request` to `addr` and return the response (whatever its code)."""
+        conn = await self.connection(addr)
+        return await conn.request(request, timeout_s)
+
+    async def invoke_oneway(self, addr: str, request: RemotingCommand) -> None:
+        conn = await self.connection(addr)
+        conn.oneway(request)
+
+    async def close(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            await conn.closed
+
+    async def __aenter__(self) -> RemotingClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,116 @@
+"""RemotingServer: accepts connections and dispatches requests to processors by request code.
+
+RocketMQ's `NettyRemotingServer` with its code -> processor table. An unknown code is answered
+REQUEST_CODE_NOT_SUPPORTED with Java's remark; a processor that raises is answered SYSTEM_ERROR;
+a connection silent for longer than `idle_timeout_s` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from rmqkit.protocol.codes import ResponseCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.frame import DEFAULT_MAX_FRAME_BYTES
+from rmqkit.remoting.connection import Connection, HandlerResult
+
+log = logging.getLogger("rmqkit.remoting.server")
+
+Processor = Callable[[Connection, RemotingCommand], HandlerResult]
+
+
+class RemotingServer:
+    """Listens on `host:port` (port 0 picks a free one; `port` tells which)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        idle_timeout_s: float = 120.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.max_frame_bytes = max_frame_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.processors: dict[int, Processor] = {}
+        self.connections: set[Connection] = set()
+        self.on_disconnect: list[Callable[[Connection], None]] = []
+        self._server: asyncio.Server | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def register(self, code: int, processor: Processor) -> None:
+        """Route requests with `code` to `processor`."""
+        self.processors[int(code)] = processor
+
+    def _dispatch(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        processor = self.processors.get(cmd.code)
+        if processor is None:
+            return cmd.response(
+                ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {cmd.code} not supported"
+            )
+        return processor(conn, cmd)
+
+    def _closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for cb in self.on_disconnect:
+            try:
+                cb(conn)
+            except Exception:
+                log.exception("disconnect callback failed")
+
+    def _new_connection(self) -> Connection:
+        conn = Connection(
+            self._dispatch, max_frame_bytes=self.max_frame_bytes, on_close=self._closed
+        )
+        self.connections.add(conn)
+        return conn
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._idle_timer = loop.call_later(self.idle_timeout_s / 4, self._close_idle)
+        log.info("remoting server listening on %s:%d", self.host, self.port)
+
+    def _close_idle(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if now - conn.last_active > self.idle_timeout_s and not conn.tasks:
+                log.info("closing idle connection from %s", conn.peer)
+                conn.close()
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            self.idle_timeout_s / 4, self._close_idle
+        )
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let requests in progress finish (up to `grace_s`), close everything."""
+        if self._server is None:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._server.close()
+        pending = [t for c in self.connections for t in c.tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+        for conn in list(self.connections):
+            conn.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> RemotingServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
