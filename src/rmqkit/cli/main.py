@@ -34,6 +34,49 @@ def demo(data_dir: Path | None, messages: int) -> None:
     raise SystemExit(asyncio.run(run_store_demo(data_dir, messages)))
 
 
+@cli.command()
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A RocketMQ broker.properties file. Without one: NameServer + broker in one process.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("rmqkit-data"),
+    show_default=True,
+    help="Where the embedded broker keeps its store (no --config).",
+)
+@click.option("--port", type=int, default=None, help="Broker port (overrides listenPort).")
+@click.option(
+    "--namesrv-port",
+    type=int,
+    default=9876,
+    show_default=True,
+    help="Port of the embedded NameServer (no --config).",
+)
+def serve(config: Path | None, data_dir: Path, port: int | None, namesrv_port: int) -> None:
+    """Run a broker until SIGTERM/SIGINT (then finish requests, flush, checkpoint, exit)."""
+    from rmqkit.cli.serve import run_broker
+    from rmqkit.errors import ConfigurationError
+
+    try:
+        asyncio.run(run_broker(config, data_dir, port, namesrv_port))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option("--port", type=int, default=9876, show_default=True, help="Listen port.")
+def namesrv(port: int) -> None:
+    """Run a NameServer until SIGTERM/SIGINT."""
+    from rmqkit.cli.serve import run_namesrv
+
+    asyncio.run(run_namesrv(port))
+
+
 def main() -> None:
     cli()
 

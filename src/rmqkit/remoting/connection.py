@@ -48,6 +48,7 @@ class Connection(asyncio.Protocol):
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.peer_host: tuple[str, int] = ("127.0.0.1", 0)
         self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_active = time.monotonic()
@@ -63,6 +64,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
+            self.peer_host = (str(peer[0]), int(peer[1]))
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()

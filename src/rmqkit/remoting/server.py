@@ -71,12 +71,23 @@ class RemotingServer:
         self.connections.add(conn)
         return conn
 
-    async def start(self) -> None:
+    async def start(self, *, serving: bool = True) -> None:
+        """Bind (port 0 picks a free port) and, unless `serving` is False, accept connections.
+
+        Binding first and serving later lets the owner learn its port before the first request.
+        """
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_connection, self.host, self.port)
+        self._server = await loop.create_server(
+            self._new_connection, self.host, self.port, start_serving=serving
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self._idle_timer = loop.call_later(self.idle_timeout_s / 4, self._close_idle)
         log.info("remoting server listening on %s:%d", self.host, self.port)
+
+    async def serve(self) -> None:
+        """Start accepting connections after `start(serving=False)`."""
+        assert self._server is not None
+        await self._server.start_serving()
 
     def _close_idle(self) -> None:
         now = time.monotonic()

@@ -1,0 +1,87 @@
+"""`rmqkit serve` and `rmqkit namesrv`: run servers until SIGTERM or SIGINT, then stop cleanly.
+
+`serve --config broker-a.properties` runs one broker as its file describes. `serve` without a file
+runs the embedded default: a NameServer on 9876 and a broker on 10911 in one process, data under
+./rmqkit-data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from rmqkit.server.broker.broker import Broker
+from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
+from rmqkit.server.properties import load_broker_settings
+from rmqkit.server.store.settings import StoreSettings
+
+log = logging.getLogger("rmqkit.cli")
+
+
+async def wait_for_signal() -> signal.Signals:
+    """Block until SIGTERM or SIGINT arrives; returns which."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def arrived(sig: signal.Signals) -> None:
+        if not got.done():
+            got.set_result(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, arrived, sig)
+    try:
+        return await got
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def run_broker(
+    config: Path | None, data_dir: Path, port: int | None, namesrv_port: int
+) -> None:
+    """The broker of `config`, or the embedded NameServer + broker when there is none."""
+    namesrv: NameServer | None = None
+    if config is None:
+        namesrv = NameServer(NameServerSettings(host="0.0.0.0", listen_port=namesrv_port))
+        await namesrv.start()
+        overrides: dict[str, object] = {
+            "namesrv_addr": f"127.0.0.1:{namesrv.port}",
+            "store": StoreSettings(store_path_root_dir=data_dir / "store"),
+        }
+    else:
+        overrides = {}
+    if port is not None:
+        overrides["listen_port"] = port
+    settings = load_broker_settings(config, **overrides)
+    broker = Broker(settings)
+    await broker.start()
+    where = (
+        f"NameServer on 127.0.0.1:{namesrv.port}"
+        if namesrv
+        else f"registering with {settings.namesrv_addr or 'no NameServer'}"
+    )
+    print(f"rmqkit broker {settings.broker_name} listening on {broker.addr}, {where}", flush=True)
+    try:
+        sig = await wait_for_signal()
+        print(f"{sig.name}: stopping", flush=True)
+    finally:
+        await broker.stop()
+        if namesrv is not None:
+            await namesrv.stop()
+    print("stopped cleanly", flush=True)
+
+
+async def run_namesrv(port: int) -> None:
+    ns = NameServer(NameServerSettings(host="0.0.0.0", listen_port=port))
+    await ns.start()
+    print(f"rmqkit NameServer listening on port {ns.port}", flush=True)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            sig = await wait_for_signal()
+            print(f"{sig.name}: stopping", flush=True)
+    finally:
+        await ns.stop()
+    print("stopped cleanly", flush=True)

@@ -1,0 +1,1 @@
+"""The Broker: request processors over the message store, client and topic tables, registration."""

@@ -1,0 +1,183 @@
+"""The Broker: wires the store, the tables, the processors, long polling and registration.
+
+RocketMQ's `BrokerController`, without the thread pools: one event loop serves every request.
+Start order: bind the port, open the store with the bound address (it is in every message id),
+load the tables, then accept connections and register with the NameServers. Stop reverses it:
+refuse new connections, release held pulls, let requests in flight finish, unregister, persist,
+and stop the store (flush and checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+
+from rmqkit.protocol.codes import RequestCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.remoting.server import RemotingServer
+from rmqkit.server.broker.clients import ClientRegistry, ConsumerGroupInfo
+from rmqkit.server.broker.groups import SubscriptionGroupTable
+from rmqkit.server.broker.long_polling import PullHoldService
+from rmqkit.server.broker.offsets import ConsumerOffsetTable
+from rmqkit.server.broker.processors.admin import AdminProcessor
+from rmqkit.server.broker.processors.consumer import ConsumerProcessor
+from rmqkit.server.broker.processors.pull import PullProcessor
+from rmqkit.server.broker.processors.send import SendProcessor
+from rmqkit.server.broker.registration import Registration
+from rmqkit.server.broker.topic_table import TopicTable
+from rmqkit.server.service import Service
+from rmqkit.server.settings import BrokerSettings
+from rmqkit.server.store import FileMessageStore
+
+log = logging.getLogger("rmqkit.broker")
+
+
+@dataclass(slots=True)
+class BrokerStats:
+    """Running totals (the runtime-info admin code and the dashboard will read them)."""
+
+    messages_put: int = 0
+    messages_got: int = 0
+
+    def put(self, n: int) -> None:
+        self.messages_put += n
+
+    def get(self, n: int) -> None:
+        self.messages_got += n
+
+
+class Housekeeping(Service):
+    """Persists consumer offsets and expires silent clients."""
+
+    name = "broker-housekeeping"
+
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(broker.settings.flush_consumer_offset_interval_ms / 1000)
+        self.broker = broker
+
+    async def _run_once(self) -> None:
+        b = self.broker
+        if b.offsets.dirty:
+            b.offsets.persist()
+        b.clients.expire(b.settings.channel_expired_timeout_ms / 1000)
+
+
+class Broker:
+    """One broker (master) on top of a `FileMessageStore`."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.server = RemotingServer(settings.listen_host, settings.listen_port)
+        config_dir = settings.store.store_path_root_dir / "config"
+        self.topics = TopicTable(
+            config_dir / "topics.json",
+            default_queue_nums=settings.default_topic_queue_nums,
+            auto_create=settings.auto_create_topic_enable,
+        )
+        self.groups = SubscriptionGroupTable(
+            config_dir / "subscriptionGroup.json",
+            auto_create=settings.auto_create_subscription_group,
+        )
+        self.offsets = ConsumerOffsetTable(config_dir / "consumerOffset.json")
+        self.clients = ClientRegistry(self._notify_ids_changed)
+        self.pull_holds = PullHoldService()
+        self.stats = BrokerStats()
+        self.running = False
+        self._store: FileMessageStore | None = None
+        self.registration = Registration(self)
+        self.housekeeping = Housekeeping(self)
+
+    @property
+    def store(self) -> FileMessageStore:
+        if self._store is None:
+            raise RuntimeError("the broker is not started")
+        return self._store
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def addr(self) -> str:
+        return self.settings.broker_addr
+
+    async def start(self) -> None:
+        await self.server.start(serving=False)
+        if self.settings.listen_port != self.server.port:
+            self.settings = self.settings.with_port(self.server.port)
+            self.registration.broker = self
+        s = self.settings
+        self._store = FileMessageStore(s.store, (s.broker_ip1, s.listen_port))
+        await self._store.start()
+        self._store.add_dispatch_listener(self.pull_holds.notify)
+        self.topics.load()
+        self.groups.load()
+        self.offsets.load()
+        self._register_processors()
+        self.server.on_disconnect.append(self.clients.connection_closed)
+        self.running = True
+        await self.server.serve()
+        await self.registration.start()
+        await self.housekeeping.start()
+        log.warning(
+            "broker %s (%s, cluster %s) serving on %s, store %s, %s",
+            s.broker_name, s.broker_role, s.broker_cluster_name, s.broker_addr,
+            s.store.store_path_root_dir, s.store.flush_disk_type,
+        )  # fmt: skip
+
+    def _register_processors(self) -> None:
+        send = SendProcessor(self)
+        pull = PullProcessor(self)
+        consumer = ConsumerProcessor(self)
+        admin = AdminProcessor(self)
+        for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
+                     RequestCode.SEND_BATCH_MESSAGE):  # fmt: skip
+            self.server.register(code, send)
+        for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
+            self.server.register(code, pull)
+        for code in (RequestCode.HEART_BEAT, RequestCode.UNREGISTER_CLIENT,
+                     RequestCode.GET_CONSUMER_LIST_BY_GROUP, RequestCode.QUERY_CONSUMER_OFFSET,
+                     RequestCode.UPDATE_CONSUMER_OFFSET):  # fmt: skip
+            self.server.register(code, consumer)
+        for code in admin.handlers:
+            self.server.register(code, admin)
+
+    def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
+        if not self.settings.notify_consumer_ids_changed_enable:
+            return
+        for ch in list(info.clients.values()):
+            if ch.conn.is_open:
+                ch.conn.oneway(
+                    RemotingCommand(
+                        RequestCode.NOTIFY_CONSUMER_IDS_CHANGED,
+                        ext_fields={"consumerGroup": info.group},
+                    )
+                )
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        self.pull_holds.wake_all()
+        await self.server.stop()
+        await self.registration.stop()
+        await self.housekeeping.stop()
+        self.offsets.persist()
+        self.topics.persist()
+        self.groups.persist()
+        if self._store is not None:
+            await self._store.stop()
+        log.warning("broker %s stopped", self.settings.broker_name)
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,56 @@
+"""Consumer offsets committed by clustering consumers (RocketMQ `ConsumerOffsetManager`).
+
+Kept in memory, written to `config/consumerOffset.json` every `flushConsumerOffsetInterval` and
+at stop: `{"offsetTable": {"<topic>@<group>": {"<queueId>": offset}}}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rmqkit.server.broker.json_file import load_json, save_json
+
+SEP = "@"
+
+
+class ConsumerOffsetTable:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.table: dict[str, dict[int, int]] = {}
+        self.dirty = False
+
+    def load(self) -> None:
+        data = load_json(self.path) if self.path else None
+        for key, queues in ((data or {}).get("offsetTable") or {}).items():
+            self.table[key] = {int(q): int(o) for q, o in queues.items()}
+
+    def persist(self) -> None:
+        if self.path is not None:
+            save_json(
+                self.path,
+                {
+                    "offsetTable": {
+                        k: {str(q): o for q, o in v.items()} for k, v in self.table.items()
+                    }
+                },
+            )
+        self.dirty = False
+
+    def commit(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        """Remember `offset`; negative offsets (ali-ons sends -1 for 0) are ignored."""
+        if offset < 0:
+            return
+        self.table.setdefault(f"{topic}{SEP}{group}", {})[queue_id] = offset
+        self.dirty = True
+
+    def query(self, group: str, topic: str, queue_id: int) -> int:
+        """The committed offset, or -1."""
+        return self.table.get(f"{topic}{SEP}{group}", {}).get(queue_id, -1)
+
+    def groups_of(self, topic: str) -> list[str]:
+        return [k.split(SEP, 1)[1] for k in self.table if k.split(SEP, 1)[0] == topic]
+
+    def delete_group(self, group: str) -> None:
+        for key in [k for k in self.table if k.split(SEP, 1)[1] == group]:
+            del self.table[key]
+        self.dirty = True

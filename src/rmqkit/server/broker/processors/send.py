@@ -1,0 +1,172 @@
+"""SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE (RocketMQ `SendMessageProcessor`).
+
+Checks the broker and topic permissions, auto-creates a topic through its template, picks a queue
+when the producer asks for -1, stores the message(s), and answers with the offset message id,
+queue id and queue offset. Store statuses map to response codes in `put_status_response`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from rmqkit.common.names import topic_problem
+from rmqkit.common.properties import PROPERTY_SEPARATOR, Prop, find_property
+from rmqkit.common.topic import TopicConfig, perm_writable
+from rmqkit.errors import CorruptRecordError
+from rmqkit.protocol.batch import decode_batch
+from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.record import pack_host
+from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.server.broker.headers import Header, HeaderProblem
+from rmqkit.server.store import MessageToStore, PutResult, PutStatus
+
+if TYPE_CHECKING:
+    from rmqkit.server.broker.broker import Broker
+
+NOT_SENDABLE = frozenset(
+    {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC"}
+)
+"""System topics producers may not write to directly."""
+
+_PUT_CODES = {
+    PutStatus.OK: ResponseCode.SUCCESS,
+    PutStatus.FLUSH_DISK_TIMEOUT: ResponseCode.FLUSH_DISK_TIMEOUT,
+    PutStatus.SERVICE_NOT_AVAILABLE: ResponseCode.SERVICE_NOT_AVAILABLE,
+    PutStatus.DISK_FULL: ResponseCode.SERVICE_NOT_AVAILABLE,
+    PutStatus.CREATE_MAPPED_FILE_FAILED: ResponseCode.SYSTEM_ERROR,
+    PutStatus.MESSAGE_ILLEGAL: ResponseCode.MESSAGE_ILLEGAL,
+    PutStatus.PROPERTIES_SIZE_EXCEEDED: ResponseCode.MESSAGE_ILLEGAL,
+    PutStatus.UNKNOWN_ERROR: ResponseCode.SYSTEM_ERROR,
+}
+
+
+def put_status_response(cmd: RemotingCommand, r: PutResult) -> RemotingCommand:
+    """The response to a send stored with result `r` (offsets given even on a flush timeout)."""
+    code = _PUT_CODES[r.status]
+    if r.status not in (PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT):
+        return cmd.response(code, r.remark or r.status.name)
+    ext = {
+        "msgId": ",".join(r.msg_ids) if r.message_count > 1 else r.msg_id,
+        "queueId": str(cmd.ext_fields.get("queueId", cmd.ext_fields.get("e", "0"))),
+        "queueOffset": str(r.queue_offset),
+        "MSG_REGION": "DefaultRegion",
+        "TRACE_ON": "true",
+    }
+    return cmd.response(code, None if code == ResponseCode.SUCCESS else r.status.name, ext)
+
+
+class SendProcessor:
+    """Serves the three send codes."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        try:
+            header = (
+                Header(cmd.ext_fields)
+                if cmd.code == RequestCode.SEND_MESSAGE
+                else (Header.of_send_v2(cmd))
+            )
+            topic = header.text("topic")
+            refusal = self._check_broker(cmd, topic)
+            if refusal is not None:
+                return refusal
+            cfg = self._topic_config(header, topic)
+            if cfg is None:
+                return cmd.response(
+                    ResponseCode.TOPIC_NOT_EXIST,
+                    f"topic[{topic}] not exist, apply first please! (autoCreateTopicEnable is "
+                    f"{str(self.broker.settings.auto_create_topic_enable).lower()})",
+                )
+            queue_id = header.integer("queueId")
+            if queue_id < 0:
+                queue_id = random.randrange(cfg.write_queue_nums)
+            elif queue_id >= cfg.write_queue_nums:
+                return cmd.response(
+                    ResponseCode.SYSTEM_ERROR,
+                    f"request queueId[{queue_id}] is illegal, topic {topic} has "
+                    f"{cfg.write_queue_nums} write queues",
+                )
+            msgs = self._messages(conn, cmd, header, topic, queue_id)
+        except HeaderProblem as exc:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
+        except CorruptRecordError as exc:
+            return cmd.response(ResponseCode.MESSAGE_ILLEGAL, f"the batch body is malformed: {exc}")
+        if isinstance(msgs, RemotingCommand):
+            return msgs
+        cmd.ext_fields["queueId"] = str(queue_id)
+        return self._store(cmd, msgs)
+
+    async def _store(self, cmd: RemotingCommand, msgs: list[MessageToStore]) -> RemotingCommand:
+        store = self.broker.store
+        r = await (store.put_message(msgs[0]) if len(msgs) == 1 else store.put_messages(msgs))
+        self.broker.stats.put(len(msgs) if r.ok else 0)
+        return put_status_response(cmd, r)
+
+    def _check_broker(self, cmd: RemotingCommand, topic: str) -> RemotingCommand | None:
+        s = self.broker.settings
+        if not perm_writable(s.broker_permission) or not s.is_master:
+            return cmd.response(
+                ResponseCode.NO_PERMISSION,
+                f"the broker[{s.broker_name}, {s.broker_addr}] sending message is forbidden",
+            )
+        problem = topic_problem(topic)
+        if problem is not None:
+            return cmd.response(ResponseCode.MESSAGE_ILLEGAL, problem)
+        if topic in NOT_SENDABLE:
+            return cmd.response(ResponseCode.NO_PERMISSION, f"sending to {topic} is forbidden")
+        return None
+
+    def _topic_config(self, header: Header, topic: str) -> TopicConfig | None:
+        topics = self.broker.topics
+        cfg = topics.get(topic)
+        if cfg is None and self.broker.settings.auto_create_topic_enable:
+            default_topic = header.opt_text("defaultTopic") or "TBW102"
+            nums = header.opt_int("defaultTopicQueueNums", 4)
+            cfg = topics.create_in_send(topic, default_topic, nums)
+            if cfg is not None:
+                self.broker.registration.register_soon()
+        if cfg is not None and not perm_writable(cfg.perm):
+            return None
+        return cfg
+
+    def _messages(
+        self, conn: Connection, cmd: RemotingCommand, header: Header, topic: str, queue_id: int
+    ) -> list[MessageToStore] | RemotingCommand:
+        props = header.opt_text("properties") or ""
+        if find_property(props, Prop.TRANSACTION_PREPARED) == "true":
+            return cmd.response(
+                ResponseCode.NO_PERMISSION,
+                "transactional (half) messages are not supported by this broker yet",
+            )
+        if find_property(props, Prop.DELAY_TIME_LEVEL) not in (None, "", "0"):
+            return cmd.response(
+                ResponseCode.MESSAGE_ILLEGAL,
+                "delayed messages (DELAY property) are not supported by this broker yet",
+            )
+        born = pack_host(*conn.peer_host)
+        sys_flag = header.integer("sysFlag")
+        born_ts = header.integer("bornTimestamp")
+        flag = header.opt_int("flag", 0)
+        reconsume = header.opt_int("reconsumeTimes", 0)
+        cluster = f"{Prop.CLUSTER}\x01{self.broker.settings.broker_cluster_name}\x02"
+
+        def message(body: bytes, properties: str, msg_flag: int) -> MessageToStore:
+            if properties and not properties.endswith(PROPERTY_SEPARATOR):
+                properties += PROPERTY_SEPARATOR
+            wait = find_property(properties, Prop.WAIT_STORE_MSG_OK) != "false"
+            return MessageToStore(
+                topic, queue_id, body, properties + cluster, msg_flag, sys_flag, born_ts, born,
+                reconsume, 0, -1, wait,
+            )  # fmt: skip
+
+        body = bytes(cmd.body)
+        if cmd.code == RequestCode.SEND_BATCH_MESSAGE or header.flag("batch"):
+            entries = decode_batch(body)
+            if not entries:
+                return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "the batch is empty")
+            return [message(e.body, e.properties, e.flag) for e in entries]
+        return [message(body, props, flag)]

@@ -1,0 +1,90 @@
+"""Registering with every NameServer: at start, every `registerNameServerPeriod`, and soon after
+a topic changes (RocketMQ `BrokerOuterAPI.registerBrokerAll`). NameServers are independent, so
+each gets the same registration; one that is down is retried on the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from rmqkit.errors import RemotingError
+from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.route import encode_register_broker_body
+from rmqkit.remoting.client import RemotingClient
+from rmqkit.server.service import Service
+
+if TYPE_CHECKING:
+    from rmqkit.server.broker.broker import Broker
+
+log = logging.getLogger("rmqkit.broker.registration")
+
+
+class Registration(Service):
+    name = "register-broker"
+
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(broker.settings.register_name_server_period_ms / 1000)
+        self.broker = broker
+        self.client = RemotingClient()
+        self.failing: set[str] = set()
+        self.registered: dict[str, int] = {}
+        """NameServer address -> successful registrations (tests and status pages read it)."""
+
+    def register_soon(self) -> None:
+        self.wakeup()
+
+    def _header(self) -> dict[str, str]:
+        s = self.broker.settings
+        return {
+            "brokerName": s.broker_name,
+            "brokerAddr": s.broker_addr,
+            "clusterName": s.broker_cluster_name,
+            "haServerAddr": f"{s.broker_ip2 or s.broker_ip1}:{s.listen_port + 1}",
+            "brokerId": str(s.broker_id),
+            "heartbeatTimeoutMillis": "120000",
+            "compressed": "false",
+        }
+
+    async def _run_once(self) -> None:
+        addrs = self.broker.settings.namesrv_addrs
+        if addrs:
+            await asyncio.gather(*(self._register(a) for a in addrs))
+
+    async def _register(self, addr: str) -> None:
+        t = self.broker.topics
+        body = encode_register_broker_body(dict(t.topics), t.data_version)
+        cmd = RemotingCommand(RequestCode.REGISTER_BROKER, ext_fields=self._header(), body=body)
+        try:
+            r = await self.client.invoke(addr, cmd, 6.0)
+        except RemotingError as exc:
+            if addr not in self.failing:
+                log.warning("cannot register with NameServer %s: %s (retrying)", addr, exc)
+            self.failing.add(addr)
+            return
+        if r.code != ResponseCode.SUCCESS:
+            log.warning("NameServer %s refused registration: %s %s", addr, r.code, r.remark)
+            return
+        if addr in self.failing:
+            log.warning("registered with NameServer %s again", addr)
+            self.failing.discard(addr)
+        self.registered[addr] = self.registered.get(addr, 0) + 1
+
+    async def _on_stop(self) -> None:
+        s = self.broker.settings
+        ext = {
+            "brokerName": s.broker_name,
+            "brokerAddr": s.broker_addr,
+            "clusterName": s.broker_cluster_name,
+            "brokerId": str(s.broker_id),
+        }
+        for addr in s.namesrv_addrs:
+            try:
+                await self.client.invoke(
+                    addr, RemotingCommand(RequestCode.UNREGISTER_BROKER, ext_fields=dict(ext)), 3.0
+                )
+            except RemotingError as exc:
+                log.info("unregister from %s failed: %s", addr, exc)
+        await self.client.close()

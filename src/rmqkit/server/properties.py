@@ -1,0 +1,165 @@
+"""Reading RocketMQ's broker.properties files into `BrokerSettings`.
+
+The file format is Java's `Properties`: `key=value`, `key: value` or `key value`, `#`/`!` comments,
+backslash line continuations and escapes. Every key RocketMQ's example configs use is known; a key
+rmqkit does not know is reported by name with a warning; a bad value stops start-up with a message
+naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rmqkit.errors import ConfigurationError
+from rmqkit.server.settings import BrokerSettings, broker_keys
+
+log = logging.getLogger("rmqkit.settings")
+
+ALIASES = {
+    "mapedFileSizeCommitLog": "mappedFileSizeCommitLog",
+    "mapedFileSizeConsumeQueue": "mappedFileSizeConsumeQueue",
+}
+"""RocketMQ 4.x spelled these with one 'p'; both are accepted."""
+
+NOT_YET_APPLIED = frozenset(
+    {
+        "haListenPort", "haMasterAddress", "haSendHeartbeatInterval", "haHousekeepingInterval",
+        "haTransferBatchSize", "enablePropertyFilter", "messageDelayLevel", "transactionTimeOut",
+        "transactionCheckInterval", "transactionCheckMax", "slaveReadEnable", "aclEnable",
+        "enableDLegerCommitLog", "traceTopicEnable", "msgTraceTopicName", "brokerTopicEnable",
+        "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
+        "transientStorePoolEnable", "warmMapedFileEnable", "duplicationEnable", "storeType",
+        "timerWheelEnable", "enableControllerMode", "fetchNamesrvAddrByAddressServer",
+        "rocketmqHome", "enableCalcFilterBitMap", "useServerSideResetOffset",
+    }
+)  # fmt: skip
+"""Keys RocketMQ knows whose features rmqkit has not built yet: accepted, with a warning."""
+
+
+def _unescape(s: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            n = s[i + 1]
+            if (
+                n == "u"
+                and i + 5 < len(s) + 0
+                and all(ch in "0123456789abcdefABCDEF" for ch in s[i + 2 : i + 6])
+            ):
+                out.append(chr(int(s[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            out.append({"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(n, n))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Java `Properties.load` semantics, for the subset real config files use."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.lstrip()
+        if not pending and (not line or line[0] in "#!"):
+            continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending += line[:-1]
+            continue
+        logical.append(pending + line)
+        pending = ""
+    if pending:
+        logical.append(pending)
+    out: dict[str, str] = {}
+    for line in logical:
+        n = len(line)
+        i = 0
+        while i < n and line[i] not in "=: \t\f":
+            i += 2 if line[i] == "\\" else 1
+        i = min(i, n)
+        j = i
+        while j < n and line[j] in " \t\f":
+            j += 1
+        if j < n and line[j] in "=:":
+            j += 1
+        while j < n and line[j] in " \t\f":
+            j += 1
+        # Java keeps trailing blanks in values; an invisible trailing space in a config file is
+        # a classic start-up failure, so rmqkit drops them.
+        out[_unescape(line[:i])] = _unescape(line[j:].rstrip())
+    return out
+
+
+def settings_from_properties(
+    props: dict[str, str],
+    *,
+    base_dir: Path | None = None,
+    warn: Callable[[str], None] = log.warning,
+) -> BrokerSettings:
+    """Typed settings from properties; unknown keys warned about, bad values refused.
+
+    Args:
+        props: key -> value, as in a broker.properties file.
+        base_dir: relative store paths are taken from here (the config file's folder).
+        warn: where the warnings go.
+
+    Raises:
+        ConfigurationError: naming every bad key, its value and what is allowed.
+    """
+    keys = broker_keys()
+    data: dict[str, Any] = {}
+    store: dict[str, Any] = {}
+    where: dict[tuple[str, ...], tuple[str, str]] = {}
+    for raw_key, value in props.items():
+        key = ALIASES.get(raw_key, raw_key)
+        target = keys.get(key)
+        if target is None:
+            if key in NOT_YET_APPLIED:
+                warn(f"{raw_key}: known to RocketMQ, not applied by rmqkit yet; ignored")
+            else:
+                warn(f"{raw_key}: unknown broker.properties key; ignored")
+            continue
+        nested, field = target
+        if nested == "store":
+            if field.startswith("store_path") or field in ("store_checkpoint", "abort_file"):
+                value = str(_resolve(value, base_dir))
+            store[field] = value
+            where[("store", field)] = (raw_key, value)
+        else:
+            data[field] = value
+            where[(field,)] = (raw_key, value)
+    if store:
+        data["store"] = store
+    try:
+        return BrokerSettings(**data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            raw_key, value = where.get(loc, (".".join(loc), "?"))
+            problems.append(f"{raw_key}={value!r}: {err['msg']}")
+        raise ConfigurationError("bad broker settings:\n  " + "\n  ".join(problems)) from None
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"bad broker settings: {exc}") from None
+
+
+def _resolve(value: str, base_dir: Path | None) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() or base_dir is None else base_dir / p
+
+
+def load_broker_settings(path: Path | None, **overrides: Any) -> BrokerSettings:
+    """Settings from a broker.properties file (or defaults), then the environment."""
+    props = parse_properties(path.read_text(encoding="utf-8")) if path is not None else {}
+    settings = settings_from_properties(props, base_dir=path.parent if path else None)
+    return settings.model_copy(update=overrides) if overrides else settings

@@ -1,0 +1,165 @@
+"""Broker settings: broker.properties keys and environment overrides, as typed models.
+
+`BrokerSettings` mirrors RocketMQ's `BrokerConfig` (and nests `StoreSettings` for
+`MessageStoreConfig`). Values come from a broker.properties file (`server/properties.py`) and from
+the environment (`RMQKIT_LISTEN_PORT=10912`, `RMQKIT_STORE__FLUSH_DISK_TYPE=SYNC_FLUSH`); the
+environment wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic.json_schema import JsonDict  # type: ignore[attr-defined]
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rmqkit.common.topic import PERM_RW
+from rmqkit.server.store.settings import StoreSettings
+
+
+def _key(name: str) -> JsonDict:
+    return {"broker_key": name}
+
+
+class BrokerSettings(BaseSettings):
+    """Who the broker is, where it listens, whom it registers with, and how it behaves."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RMQKIT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    broker_cluster_name: str = Field(
+        "DefaultCluster", description="Cluster this broker belongs to.",
+        json_schema_extra=_key("brokerClusterName"),
+    )  # fmt: skip
+    broker_name: str = Field(
+        "broker-a", description="Masters and slaves of one broker share this name.",
+        json_schema_extra=_key("brokerName"),
+    )  # fmt: skip
+    broker_id: int = Field(
+        0, ge=0, description="0 is the master; slaves use 1, 2, ...",
+        json_schema_extra=_key("brokerId"),
+    )  # fmt: skip
+    namesrv_addr: str | None = Field(
+        None, description="NameServers, `host:port` separated by ';'. None: register nowhere.",
+        json_schema_extra=_key("namesrvAddr"),
+    )  # fmt: skip
+    broker_ip1: str = Field(
+        "127.0.0.1", description="The address clients reach this broker at (also in message ids).",
+        json_schema_extra=_key("brokerIP1"),
+    )  # fmt: skip
+    broker_ip2: str | None = Field(
+        None, description="The address slaves replicate from; default brokerIP1.",
+        json_schema_extra=_key("brokerIP2"),
+    )  # fmt: skip
+    listen_host: str = Field(
+        "0.0.0.0", description="Interface the broker listens on.",
+        json_schema_extra=_key("listenHost"),
+    )  # fmt: skip
+    listen_port: int = Field(
+        10911, ge=0, le=65535, description="Client port (0 picks a free port).",
+        json_schema_extra=_key("listenPort"),
+    )  # fmt: skip
+    broker_role: Literal["ASYNC_MASTER", "SYNC_MASTER", "SLAVE"] = Field(
+        "ASYNC_MASTER", description="Replication role.", json_schema_extra=_key("brokerRole"),
+    )  # fmt: skip
+    broker_permission: int = Field(
+        PERM_RW, ge=0, le=7, description="6 read+write, 4 read only, 2 write only.",
+        json_schema_extra=_key("brokerPermission"),
+    )  # fmt: skip
+    default_topic_queue_nums: int = Field(
+        8, ge=1, le=1024, description="Queues of an auto-created topic (at most what the producer"
+        " asks for).", json_schema_extra=_key("defaultTopicQueueNums"),
+    )  # fmt: skip
+    auto_create_topic_enable: bool = Field(
+        True, description="Create a topic on its first send (through the TBW102 template).",
+        json_schema_extra=_key("autoCreateTopicEnable"),
+    )  # fmt: skip
+    auto_create_subscription_group: bool = Field(
+        True, description="Create a consumer group's configuration on first use.",
+        json_schema_extra=_key("autoCreateSubscriptionGroup"),
+    )  # fmt: skip
+    long_polling_enable: bool = Field(
+        True, description="Hold a pull that finds nothing until a message arrives or it times out.",
+        json_schema_extra=_key("longPollingEnable"),
+    )  # fmt: skip
+    max_suspend_ms: int = Field(
+        15_000, ge=0, description="Longest a pull is held, whatever the client asks.",
+        json_schema_extra=_key("maxSuspendMillis"),
+    )  # fmt: skip
+    notify_consumer_ids_changed_enable: bool = Field(
+        True, description="Tell a group's consumers when a member joins or leaves.",
+        json_schema_extra=_key("notifyConsumerIdsChangedEnable"),
+    )  # fmt: skip
+    register_name_server_period_ms: int = Field(
+        30_000, ge=1_000, le=60_000, description="How often the broker registers with every"
+        " NameServer.", json_schema_extra=_key("registerNameServerPeriod"),
+    )  # fmt: skip
+    channel_expired_timeout_ms: int = Field(
+        120_000, ge=1_000, description="A client silent this long is dropped from its groups.",
+        json_schema_extra=_key("channelExpiredTimeout"),
+    )  # fmt: skip
+    flush_consumer_offset_interval_ms: int = Field(
+        5_000, ge=100, description="How often consumer offsets are written to disk.",
+        json_schema_extra=_key("flushConsumerOffsetInterval"),
+    )  # fmt: skip
+    send_message_thread_pool_nums: int = Field(
+        1, ge=1, description="Accepted for compatibility; rmqkit serves requests on one event"
+        " loop and has no thread pools.", json_schema_extra=_key("sendMessageThreadPoolNums"),
+    )  # fmt: skip
+    pull_message_thread_pool_nums: int = Field(
+        1, ge=1, description="Accepted for compatibility; see sendMessageThreadPoolNums.",
+        json_schema_extra=_key("pullMessageThreadPoolNums"),
+    )  # fmt: skip
+    store: StoreSettings = Field(default_factory=StoreSettings)
+
+    @field_validator("namesrv_addr")
+    @classmethod
+    def _addrs(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        for a in v.split(";"):
+            host, sep, port = a.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"namesrvAddr takes host:port separated by ';', not {a!r}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the properties file, which arrives as init values.
+        return env_settings, init_settings
+
+    @property
+    def namesrv_addrs(self) -> list[str]:
+        return [a.strip() for a in (self.namesrv_addr or "").split(";") if a.strip()]
+
+    @property
+    def is_master(self) -> bool:
+        return self.broker_role != "SLAVE" and self.broker_id == 0
+
+    @property
+    def broker_addr(self) -> str:
+        return f"{self.broker_ip1}:{self.listen_port}"
+
+    def with_port(self, port: int) -> BrokerSettings:
+        """A copy with the port actually bound (after listening on port 0)."""
+        return self.model_copy(update={"listen_port": port})
+
+
+def broker_keys() -> dict[str, tuple[str | None, str]]:
+    """broker.properties key -> (nested model or None, field name)."""
+    out: dict[str, tuple[str | None, str]] = {}
+    for model, prefix in ((BrokerSettings, None), (StoreSettings, "store")):
+        for name, f in model.model_fields.items():
+            extra: Any = f.json_schema_extra
+            if isinstance(extra, dict) and "broker_key" in extra:
+                out[str(extra["broker_key"])] = (prefix, name)
+    return out

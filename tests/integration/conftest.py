@@ -1,0 +1,75 @@
+"""A NameServer and a broker on 127.0.0.1, port 0, data in tmp_path; a remoting client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmqkit.protocol.codes import RequestCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.remoting.client import RemotingClient
+from rmqkit.server.broker.broker import Broker
+from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
+from rmqkit.server.settings import BrokerSettings
+from rmqkit.server.store.settings import StoreSettings
+
+
+def broker_settings(root: Path, namesrv: str | None, **kw: Any) -> BrokerSettings:
+    store = StoreSettings(
+        store_path_root_dir=root,
+        mapped_file_size_commit_log_bytes=4 * 1024 * 1024,
+        mapped_file_size_consume_queue_bytes=20 * 1000,
+        max_message_size_bytes=256 * 1024,
+        max_hash_slot_num=1000,
+        max_index_num=4000,
+        **kw.pop("store", {}),
+    )
+    return BrokerSettings(
+        listen_host="127.0.0.1", listen_port=0, namesrv_addr=namesrv, store=store, **kw
+    )
+
+
+@dataclass
+class Cluster:
+    namesrv: NameServer
+    broker: Broker
+    client: RemotingClient
+    root: Path
+
+    @property
+    def ns(self) -> str:
+        return f"127.0.0.1:{self.namesrv.port}"
+
+    @property
+    def br(self) -> str:
+        return self.broker.addr
+
+    async def call(
+        self, code: int, body: bytes = b"", addr: str | None = None, **ext: Any
+    ) -> RemotingCommand:
+        cmd = RemotingCommand(code, ext_fields={k: str(v) for k, v in ext.items()}, body=body)
+        return await self.client.invoke(addr or self.br, cmd, 5.0)
+
+    async def create_topic(self, topic: str, queues: int = 4) -> None:
+        r = await self.call(
+            RequestCode.UPDATE_AND_CREATE_TOPIC, topic=topic, defaultTopic="TBW102",
+            readQueueNums=queues, writeQueueNums=queues, perm=6, topicFilterType="SINGLE_TAG",
+        )  # fmt: skip
+        assert r.code == 0, r.remark
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
+        broker = Broker(broker_settings(tmp_path / "store", f"127.0.0.1:{ns.port}"))
+        await broker.start()
+        client = RemotingClient()
+        try:
+            yield Cluster(ns, broker, client, tmp_path)
+        finally:
+            await client.close()
+            await broker.stop()
