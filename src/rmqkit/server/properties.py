@@ -33,7 +33,8 @@ NOT_YET_APPLIED = frozenset(
         "transactionCheckInterval", "transactionCheckMax", "slaveReadEnable", "aclEnable",
         "enableDLegerCommitLog", "traceTopicEnable", "msgTraceTopicName", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
-        "transientStorePoolEnable", "warmMapedFileEnable", "duplicationEnable", "storeType",
+        "transientStorePoolEnable",
+        "enableAcl", "warmMapedFileEnable", "duplicationEnable", "storeType",
         "timerWheelEnable", "enableControllerMode", "fetchNamesrvAddrByAddressServer",
         "rocketmqHome", "enableCalcFilterBitMap", "useServerSideResetOffset",
     }

@@ -75,6 +75,10 @@ class SendProcessor:
             if refusal is not None:
                 return refusal
             cfg = self._topic_config(header, topic)
+            if cfg is not None and not perm_writable(cfg.perm):
+                return cmd.response(
+                    ResponseCode.NO_PERMISSION, f"the topic[{topic}] sending message is forbidden"
+                )
             if cfg is None:
                 return cmd.response(
                     ResponseCode.TOPIC_NOT_EXIST,
@@ -129,8 +133,6 @@ class SendProcessor:
             cfg = topics.create_in_send(topic, default_topic, nums)
             if cfg is not None:
                 self.broker.registration.register_soon()
-        if cfg is not None and not perm_writable(cfg.perm):
-            return None
         return cfg
 
     def _messages(
