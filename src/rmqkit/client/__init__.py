@@ -1,1 +1,15 @@
-"""rmqkit.client."""
+"""The rmqkit client: asyncio producers (and, to come, consumers) over RocketMQ's remoting protocol."""
+
+from rmqkit.client.instance import ClientConfig, ClientInstance
+from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
+from rmqkit.client.producer import Producer
+
+__all__ = [
+    "ClientConfig",
+    "ClientInstance",
+    "Message",
+    "MessageQueue",
+    "Producer",
+    "SendResult",
+    "SendStatus",
+]

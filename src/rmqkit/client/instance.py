@@ -1,0 +1,203 @@
+"""ClientInstance: what every producer and consumer of a process shares (RocketMQ
+`MQClientInstance`): connections, the route cache, NameServer failover and the heartbeat loop.
+
+One instance per (NameServer list, instance name), however many producers and consumers use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rmqkit.client.uniq_id import local_ip
+from rmqkit.errors import BrokerResponseError, RemotingError, error_for_code
+from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData
+from rmqkit.protocol.route import TopicRouteData, decode_topic_route
+from rmqkit.remoting.client import RemotingClient
+from rmqkit.remoting.connection import Connection, HandlerResult
+
+log = logging.getLogger("rmqkit.client")
+
+ServerRequestHandler = Callable[[Connection, RemotingCommand], HandlerResult]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Settings shared by the producers and consumers of one instance."""
+
+    namesrv_addr: str
+    instance_name: str = "DEFAULT"
+    request_timeout_ms: int = 3_000
+    poll_name_server_interval_ms: int = 30_000
+    heartbeat_broker_interval_ms: int = 30_000
+
+    @property
+    def namesrv_addrs(self) -> list[str]:
+        return [a.strip() for a in self.namesrv_addr.split(";") if a.strip()]
+
+
+class ClientInstance:
+    """Connections, routes and heartbeats for every producer and consumer of a process."""
+
+    _shared: ClassVar[dict[tuple[str, str], ClientInstance]] = {}
+
+    def __init__(self, config: ClientConfig) -> None:
+        if not config.namesrv_addrs:
+            from rmqkit.errors import ConfigurationError
+
+            raise ConfigurationError("namesrv_addr is empty; give 'host:port[;host:port...]'")
+        self.config = config
+        self.client_id = f"{local_ip()}@{config.instance_name}@{os.getpid()}"
+        self.remoting = RemotingClient(handler=self._on_server_request)
+        self.routes: dict[str, TopicRouteData] = {}
+        self.server_handlers: dict[int, ServerRequestHandler] = {}
+        self.producer_groups: set[str] = set()
+        self.consumer_entries: dict[str, Callable[[], ConsumerEntry]] = {}
+        self._namesrv_index = 0
+        self._users = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def shared(cls, config: ClientConfig) -> ClientInstance:
+        """The process-wide instance for these NameServers and this instance name."""
+        key = (config.namesrv_addr, config.instance_name)
+        inst = cls._shared.get(key)
+        if inst is None:
+            inst = cls._shared[key] = cls(config)
+        return inst
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Counted: the first user starts the loops, later ones share them."""
+        self._users += 1
+        if self._users == 1:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._every(self.config.poll_name_server_interval_ms,
+                                             self.refresh_routes)),
+                loop.create_task(self._every(self.config.heartbeat_broker_interval_ms,
+                                             self.heartbeat_all)),
+            ]  # fmt: skip
+
+    async def stop(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+        await self.remoting.close()
+        self._shared.pop((self.config.namesrv_addr, self.config.instance_name), None)
+
+    async def _every(self, interval_ms: int, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                await job()
+            except Exception:
+                log.exception("client background job failed; continuing")
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def invoke(
+        self, addr: str, cmd: RemotingCommand, timeout_ms: int | None = None
+    ) -> RemotingCommand:
+        return await self.remoting.invoke(
+            addr, cmd, (timeout_ms or self.config.request_timeout_ms) / 1000
+        )
+
+    async def invoke_namesrv(self, cmd: RemotingCommand) -> RemotingCommand:
+        """Ask the NameServers in turn, starting with the last that answered (failover)."""
+        addrs = self.config.namesrv_addrs
+        last: Exception | None = None
+        for i in range(len(addrs)):
+            idx = (self._namesrv_index + i) % len(addrs)
+            try:
+                resp = await self.invoke(addrs[idx], RemotingCommand(cmd.code, ext_fields=dict(
+                    cmd.ext_fields), body=cmd.body))  # fmt: skip
+            except RemotingError as exc:
+                log.warning("NameServer %s did not answer: %s", addrs[idx], exc)
+                last = exc
+                continue
+            self._namesrv_index = idx
+            return resp
+        assert last is not None
+        raise last
+
+    async def route(self, topic: str, *, refresh: bool = False) -> TopicRouteData | None:
+        """The topic's route from the cache or the NameServers; None if no NameServer knows it."""
+        if not refresh and topic in self.routes:
+            return self.routes[topic]
+        resp = await self.invoke_namesrv(
+            RemotingCommand(RequestCode.GET_ROUTEINFO_BY_TOPIC, ext_fields={"topic": topic})
+        )
+        if resp.code == ResponseCode.TOPIC_NOT_EXIST:
+            self.routes.pop(topic, None)
+            return None
+        if resp.code != ResponseCode.SUCCESS:
+            raise error_for_code(resp.code)(
+                resp.remark or "", addr="NameServer", request=f"route of {topic}"
+            )
+        route = decode_topic_route(resp.body)
+        self.routes[topic] = route
+        return route
+
+    async def refresh_routes(self) -> None:
+        for topic in list(self.routes):
+            try:
+                await self.route(topic, refresh=True)
+            except (RemotingError, BrokerResponseError) as exc:
+                log.warning("route refresh of %s failed: %s", topic, exc)
+
+    def broker_addrs(self) -> dict[str, dict[int, str]]:
+        """Broker name -> {broker id -> address}, from every cached route."""
+        out: dict[str, dict[int, str]] = {}
+        for route in self.routes.values():
+            for bd in route.broker_datas:
+                out.setdefault(bd.broker_name, {}).update(bd.broker_addrs)
+        return out
+
+    # -- heartbeats -------------------------------------------------------------------------------
+
+    def heartbeat_data(self) -> HeartbeatData:
+        return HeartbeatData(
+            self.client_id,
+            sorted(self.producer_groups),
+            [make() for make in self.consumer_entries.values()],
+        )
+
+    async def heartbeat_all(self) -> None:
+        """Heartbeat every known broker (producers: masters only, as RocketMQ does)."""
+        data = self.heartbeat_data()
+        if not data.producer_groups and not data.consumers:
+            return
+        body = data.encode()
+        for addrs in self.broker_addrs().values():
+            for broker_id, addr in addrs.items():
+                if broker_id != 0 and not data.consumers:
+                    continue
+                try:
+                    r = await self.invoke(addr, RemotingCommand(RequestCode.HEART_BEAT, body=body))
+                    if r.code != ResponseCode.SUCCESS:
+                        log.warning("heartbeat to %s refused: %s %s", addr, r.code, r.remark)
+                except RemotingError as exc:
+                    log.warning("heartbeat to %s failed: %s", addr, exc)
+
+    def _on_server_request(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        handler = self.server_handlers.get(cmd.code)
+        if handler is None:
+            return cmd.response(
+                ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {cmd.code} not supported"
+            )
+        return handler(conn, cmd)

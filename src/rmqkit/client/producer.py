@@ -1,0 +1,353 @@
+"""Producer: sends messages to RocketMQ brokers over the remoting protocol (RocketMQ
+`DefaultMQProducer`), natively on asyncio.
+
+A send finds the topic's route (cached, refreshed every 30 s, and again after a failure), picks a
+queue round-robin away from brokers that just failed, and retries on another broker for
+`retry_times_when_send_failed` more attempts when the failure is one RocketMQ retries
+(a timeout, a lost connection, SYSTEM_ERROR, SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from types import TracebackType
+
+from rmqkit.client.instance import ClientConfig, ClientInstance
+from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
+from rmqkit.client.publish import FaultTracker, PublishInfo
+from rmqkit.client.uniq_id import new_uniq_id
+from rmqkit.common.hashing import java_string_hash
+from rmqkit.common.names import DEFAULT_TOPIC, topic_problem
+from rmqkit.common.properties import Prop
+from rmqkit.errors import (
+    BrokerResponseError,
+    MessageIllegalError,
+    RemotingError,
+    TopicNotExistError,
+    error_for_code,
+)
+from rmqkit.protocol.batch import BatchEntry, encode_batch
+from rmqkit.protocol.codes import COMPRESSION_ZLIB, RequestCode, ResponseCode, SysFlag
+from rmqkit.protocol.command import RemotingCommand
+
+log = logging.getLogger("rmqkit.producer")
+
+RETRY_CODES = frozenset(
+    {
+        ResponseCode.TOPIC_NOT_EXIST,
+        ResponseCode.SERVICE_NOT_AVAILABLE,
+        ResponseCode.SYSTEM_ERROR,
+        ResponseCode.SYSTEM_BUSY,
+        ResponseCode.NO_PERMISSION,
+        ResponseCode.NO_BUYER_ID,
+        ResponseCode.NOT_IN_CURRENT_UNIT,
+    }
+)
+"""Broker answers after which RocketMQ's producer tries another broker."""
+
+_STATUS = {
+    ResponseCode.SUCCESS: SendStatus.SEND_OK,
+    ResponseCode.FLUSH_DISK_TIMEOUT: SendStatus.FLUSH_DISK_TIMEOUT,
+    ResponseCode.FLUSH_SLAVE_TIMEOUT: SendStatus.FLUSH_SLAVE_TIMEOUT,
+    ResponseCode.SLAVE_NOT_AVAILABLE: SendStatus.SLAVE_NOT_AVAILABLE,
+}
+
+
+class Producer:
+    """Sends messages for one producer group.
+
+    Args:
+        group: the producer group (transaction check-backs go to a live member of it).
+        namesrv_addr: NameServers, `host:port;host:port`.
+        send_timeout_ms: how long one attempt waits for the broker.
+        retry_times_when_send_failed: more attempts, on other brokers, for `send`.
+        retry_times_when_send_async_failed: the same for `send_async`.
+        compress_msg_body_over_bytes: bodies at least this large are zlib-compressed.
+        max_message_size_bytes: larger bodies are refused before sending.
+        default_topic_queue_nums: queues a topic gets when the first send creates it.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        namesrv_addr: str,
+        *,
+        instance_name: str = "DEFAULT",
+        send_timeout_ms: int = 3_000,
+        retry_times_when_send_failed: int = 2,
+        retry_times_when_send_async_failed: int = 2,
+        compress_msg_body_over_bytes: int = 4 * 1024,
+        max_message_size_bytes: int = 4 * 1024 * 1024,
+        default_topic_queue_nums: int = 4,
+        create_topic_key: str = DEFAULT_TOPIC,
+    ) -> None:
+        self.group = group
+        self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
+        self.send_timeout_ms = send_timeout_ms
+        self.retries = retry_times_when_send_failed
+        self.async_retries = retry_times_when_send_async_failed
+        self.compress_over = compress_msg_body_over_bytes
+        self.max_message_size = max_message_size_bytes
+        self.default_topic_queue_nums = default_topic_queue_nums
+        self.create_topic_key = create_topic_key
+        self.faults = FaultTracker()
+        self._publish: dict[str, PublishInfo] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self.instance.producer_groups.add(self.group)
+        await self.instance.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.instance.producer_groups.discard(self.group)
+        for addr in {a for info in self._publish.values() for a in info.master_addrs.values()}:
+            try:
+                await self.instance.invoke(addr, RemotingCommand(
+                    RequestCode.UNREGISTER_CLIENT,
+                    ext_fields={"clientID": self.instance.client_id, "producerGroup": self.group},
+                ), 1_000)  # fmt: skip
+            except RemotingError:
+                pass
+        await self.instance.stop()
+
+    async def __aenter__(self) -> Producer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- routes -----------------------------------------------------------------------------------
+
+    async def publish_info(self, topic: str, *, refresh: bool = False) -> PublishInfo:
+        """Where `topic` can be sent; through the TBW102 template when no broker has it yet."""
+        if not refresh and topic in self._publish:
+            return self._publish[topic]
+        lock = self._locks.setdefault(topic, asyncio.Lock())
+        async with lock:  # concurrent first sends share one lookup and one round-robin counter
+            if not refresh and topic in self._publish:
+                return self._publish[topic]
+            return await self._lookup(topic, refresh)
+
+    async def _lookup(self, topic: str, refresh: bool) -> PublishInfo:
+        route = await self.instance.route(topic, refresh=refresh)
+        if route is not None:
+            info = PublishInfo.from_route(topic, route)
+        else:
+            template = await self.instance.route(self.create_topic_key, refresh=refresh)
+            if template is None:
+                raise TopicNotExistError(
+                    f"no route for topic {topic!r}, and auto-creation through "
+                    f"{self.create_topic_key} is off; create the topic first",
+                    request="route lookup",
+                )
+            info = PublishInfo.from_route(topic, template, self.default_topic_queue_nums)
+        if not info.queues:
+            raise TopicNotExistError(f"topic {topic!r} has no writable queue on a live master")
+        old = self._publish.get(topic)
+        if old is not None:
+            info.counter = old.counter
+        self._publish[topic] = info
+        return info
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _check(self, msg: Message) -> None:
+        if not self._started:
+            from rmqkit.errors import ConfigurationError
+
+            raise ConfigurationError(f"producer {self.group} is not started; call start() first")
+        problem = topic_problem(msg.topic)
+        if problem is not None:
+            raise MessageIllegalError(problem, request="send")
+        if not msg.body:
+            raise MessageIllegalError("the message body is empty", request="send")
+        if len(msg.body) > self.max_message_size:
+            raise MessageIllegalError(
+                f"the body is {len(msg.body)} bytes, max_message_size_bytes is "
+                f"{self.max_message_size}",
+                request="send",
+            )
+
+    def _command(
+        self, msg: Message, queue: MessageQueue, info: PublishInfo, uniq: str
+    ) -> RemotingCommand:
+        body = msg.body
+        sys_flag = 0
+        if len(body) >= self.compress_over:
+            body = zlib.compress(body, 5)
+            sys_flag |= SysFlag.COMPRESSED | COMPRESSION_ZLIB
+        props = msg.encoded_properties({Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: uniq})
+        return RemotingCommand(
+            RequestCode.SEND_MESSAGE_V2,
+            ext_fields={
+                "a": self.group, "b": msg.topic, "c": self.create_topic_key,
+                "d": str(self.default_topic_queue_nums), "e": str(queue.queue_id),
+                "f": str(int(sys_flag)), "g": str(int(time.time() * 1000)), "h": str(msg.flag),
+                "i": props, "j": "0", "k": "false", "m": "false", "n": queue.broker_name,
+            },
+            body=body,
+        )  # fmt: skip
+
+    async def send(
+        self, msg: Message, *, queue: MessageQueue | None = None, timeout_ms: int | None = None
+    ) -> SendResult:
+        """Send and wait for the broker's answer; retries on another broker when that helps.
+
+        Raises:
+            MessageIllegalError: the message cannot be sent as it is.
+            BrokerResponseError: the broker refused it (the subclass names the code).
+            RemotingError: no broker answered.
+        """
+        return await self._send(msg, queue, timeout_ms, self.retries)
+
+    def send_async(
+        self, msg: Message, *, timeout_ms: int | None = None
+    ) -> asyncio.Task[SendResult]:
+        """Start a send and return at once; await the task for the result."""
+        self._check(msg)
+        return asyncio.get_running_loop().create_task(
+            self._send(msg, None, timeout_ms, self.async_retries)
+        )
+
+    async def send_orderly(
+        self, msg: Message, hash_key: str, *, timeout_ms: int | None = None
+    ) -> SendResult:
+        """Send to the queue chosen by `hash_key` (as Java's SelectMessageQueueByHash does), so
+        every message with that key lands on one queue in order. Not retried elsewhere."""
+        self._check(msg)
+        info = await self.publish_info(msg.topic)
+        queue = info.queues[abs(java_string_hash(hash_key)) % len(info.queues)]
+        return await self._send(msg, queue, timeout_ms, 0)
+
+    async def send_oneway(self, msg: Message) -> None:
+        """Send without waiting for any answer (no result, no retry)."""
+        self._check(msg)
+        info = await self.publish_info(msg.topic)
+        queue = info.select(self.faults)
+        cmd = self._command(msg, queue, info, new_uniq_id())
+        await self.instance.remoting.invoke_oneway(info.master_addrs[queue.broker_name], cmd)
+
+    async def _send(
+        self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int
+    ) -> SendResult:
+        self._check(msg)
+        uniq = new_uniq_id()
+        info = await self.publish_info(msg.topic)
+        last_broker: str | None = None
+        last_error: Exception | None = None
+        for attempt in range(1 + retries):
+            q = queue or info.select(self.faults, last_broker)
+            addr = info.master_addrs.get(q.broker_name)
+            if addr is None:
+                info = await self.publish_info(msg.topic, refresh=True)
+                continue
+            try:
+                return await self._send_once(msg, q, info, addr, uniq, timeout_ms)
+            except (RemotingError, BrokerResponseError) as exc:
+                retriable = isinstance(exc, RemotingError) or exc.code in RETRY_CODES
+                self.faults.failed(q.broker_name)
+                last_error, last_broker = exc, q.broker_name
+                if not retriable or queue is not None or attempt == retries:
+                    raise
+                log.info("send to %s failed (%s); trying another broker", addr, exc)
+                try:
+                    info = await self.publish_info(msg.topic, refresh=True)
+                except (RemotingError, BrokerResponseError):
+                    pass
+        assert last_error is not None
+        raise last_error
+
+    async def _send_once(
+        self, msg: Message, q: MessageQueue, info: PublishInfo, addr: str, uniq: str,
+        timeout_ms: int | None,
+    ) -> SendResult:  # fmt: skip
+        cmd = self._command(msg, q, info, uniq)
+        resp = await self.instance.invoke(addr, cmd, timeout_ms or self.send_timeout_ms)
+        return self._result(resp, q, addr, uniq)
+
+    def _result(self, resp: RemotingCommand, q: MessageQueue, addr: str, uniq: str) -> SendResult:
+        status = _STATUS.get(resp.code)  # type: ignore[call-overload]
+        if status is None:
+            raise error_for_code(resp.code)(resp.remark or "", addr=addr, request="send")
+        self.faults.succeeded(q.broker_name)
+        queue = MessageQueue(
+            q.topic, q.broker_name, int(resp.ext_fields.get("queueId", q.queue_id))
+        )
+        return SendResult(
+            status, uniq, resp.ext_fields.get("msgId", ""), queue,
+            int(resp.ext_fields.get("queueOffset", "-1")), addr,
+        )  # fmt: skip
+
+    async def send_batch(self, msgs: list[Message], *, timeout_ms: int | None = None) -> SendResult:
+        """Send several messages of one topic in one request; they land together on one queue."""
+        if not msgs:
+            raise MessageIllegalError("an empty batch", request="send batch")
+        topic = msgs[0].topic
+        for m in msgs:
+            self._check(m)
+            if m.topic != topic:
+                raise MessageIllegalError(
+                    "a batch holds messages of one topic", request="send batch"
+                )
+            if m.delay_level:
+                raise MessageIllegalError(
+                    "a batch cannot hold delayed messages", request="send batch"
+                )
+        uniqs = [new_uniq_id() for _ in msgs]
+        uniq_key = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+        body = encode_batch(
+            [
+                BatchEntry(m.body, m.encoded_properties({uniq_key: u}), m.flag)
+                for m, u in zip(msgs, uniqs, strict=True)
+            ]
+        )
+        if len(body) > self.max_message_size:
+            raise MessageIllegalError(
+                f"the batch is {len(body)} bytes, max_message_size_bytes is "
+                f"{self.max_message_size}",
+                request="send batch",
+            )
+        info = await self.publish_info(topic)
+        last_broker: str | None = None
+        for attempt in range(1 + self.retries):
+            q = info.select(self.faults, last_broker)
+            addr = info.master_addrs[q.broker_name]
+            cmd = RemotingCommand(
+                RequestCode.SEND_BATCH_MESSAGE,
+                ext_fields={
+                    "a": self.group, "b": topic, "c": self.create_topic_key,
+                    "d": str(self.default_topic_queue_nums), "e": str(q.queue_id), "f": "0",
+                    "g": str(int(time.time() * 1000)), "h": "0", "i": "", "j": "0", "k": "false",
+                    "m": "true", "n": q.broker_name,
+                },
+                body=body,
+            )  # fmt: skip
+            try:
+                resp = await self.instance.invoke(addr, cmd, timeout_ms or self.send_timeout_ms)
+                result = self._result(resp, q, addr, ",".join(uniqs))
+                return result
+            except (RemotingError, BrokerResponseError) as exc:
+                self.faults.failed(q.broker_name)
+                last_broker = q.broker_name
+                retriable = isinstance(exc, RemotingError) or exc.code in RETRY_CODES
+                if not retriable or attempt == self.retries:
+                    raise
+        raise AssertionError("unreachable")
