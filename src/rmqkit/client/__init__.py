@@ -1,4 +1,4 @@
-"""The rmqkit client: asyncio producers (and, to come, consumers) over RocketMQ's remoting protocol."""
+"""The rmqkit client: asyncio producers (consumers to come) over RocketMQ's remoting protocol."""
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
