@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rmqkit.protocol.codes import (
     BLANK_MAGIC,
+    HOST_V6_MASK,
     MESSAGE_MAGIC_V1,
     MESSAGE_MAGIC_V2,
     TRANSACTION_TYPE_MASK,
@@ -19,6 +20,7 @@ from rmqkit.protocol.codes import (
 )
 from rmqkit.protocol.record import (
     BLANK,
+    HEAD_BY_HOST_BITS,
     HEAD_STRUCTS,
     MIN_BLANK_BYTES,
     PREFIX,
@@ -45,10 +47,12 @@ class Appended:
     store_timestamp: int
 
 
+_NO_QUEUE_OFFSET = (int(SysFlag.TRANSACTION_PREPARED), int(SysFlag.TRANSACTION_ROLLBACK))
+
+
 def takes_queue_offset(sys_flag: int) -> bool:
     """Half (prepared) and rollback records get no ConsumeQueue slot (RocketMQ does the same)."""
-    ttype = sys_flag & TRANSACTION_TYPE_MASK
-    return ttype != SysFlag.TRANSACTION_PREPARED and ttype != SysFlag.TRANSACTION_ROLLBACK
+    return (sys_flag & TRANSACTION_TYPE_MASK) not in _NO_QUEUE_OFFSET
 
 
 class CommitLog:
@@ -109,16 +113,15 @@ class CommitLog:
             topic_b = self._topic_bytes(m.topic)
             props_b = m.properties.encode("utf-8")
             sys_flag = host_v6_flags(m.sys_flag, m.born_host, store_host)
-            head = HEAD_STRUCTS[
-                (bool(sys_flag & SysFlag.BORNHOST_V6), bool(sys_flag & SysFlag.STOREHOST_V6))
-            ]
+            head = HEAD_BY_HOST_BITS[(sys_flag & HOST_V6_MASK) >> 4]
             size = head.size + len(m.body) + 1 + len(topic_b) + 2 + len(props_b)
             encoded.append((m, topic_b, props_b, sys_flag, size))
             total += size
         if total + MIN_BLANK_BYTES > self.file_size:
             raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
         mf = self._writable(total)
-        pos = mf.write_pos
+        first = pos = mf.write_pos
+        staged = bytearray(total)
         out: list[Appended] = []
         offsets = self.queue_offsets
         for m, topic_b, props_b, sys_flag, size in encoded:
@@ -130,8 +133,8 @@ class CommitLog:
                 qoff = 0
             phys = mf.start + pos
             encode_record_into(
-                mf.mm,
-                pos,
+                staged,
+                pos - first,
                 sys_flag,
                 topic_b,
                 props_b,
@@ -150,6 +153,12 @@ class CommitLog:
             )
             out.append(Appended(phys, size, qoff, now_ms))
             pos += size
+        # The first 8 bytes (total_size, magic) go in last. A process killed mid-copy (SIGKILL
+        # lands inside a memcpy, at a page fault) then leaves zeros there, which recovery reads
+        # as the end of the log; else a record could look whole but for its properties, which
+        # no CRC covers, and be served torn. Zeros lie past write_pos (new or zero_from'd).
+        mf.mm[first + 8 : pos] = memoryview(staged)[8:]
+        mf.mm[first : first + 8] = staged[:8]
         mf.mark_written(pos)
         return out
 

@@ -95,6 +95,17 @@ class ConsumeQueue:
     def put(self, queue_offset: int, phys: int, size: int, tags_code: int) -> bool:
         """Write the entry for `queue_offset`; False if that exact entry is already there."""
         at = queue_offset * ENTRY_BYTES
+        files = self.files.files
+        if files:
+            # The usual case, the next entry of the last file, without the general checks below.
+            last = files[-1]
+            pos = at - last.start
+            if pos == last.write_pos and pos + ENTRY_BYTES <= last.size:
+                CQ_ENTRY.pack_into(last.mm, pos, phys, size, tags_code)
+                last.mark_written(pos + ENTRY_BYTES)
+                if phys + size > self.max_physical_end:
+                    self.max_physical_end = phys + size
+                return True
         fq = self.files
         fs = fq.file_size
         if at < fq.max_offset:

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING
 
 from rmqkit.common.hashing import tags_code
 from rmqkit.common.properties import Prop, find_property
-from rmqkit.protocol.codes import BLANK_MAGIC, MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2, SysFlag
+from rmqkit.protocol.codes import BLANK_MAGIC, HOST_V6_MASK, MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2
 from rmqkit.protocol.record import (
     BLANK,
-    HEAD_STRUCTS,
+    HEAD_BY_HOST_BITS,
+    HEAD_V4,
     MIN_RECORD_BYTES,
-    PREFIX,
+    SCAN_BY_HOST_BITS,
     SHORT,
-    SYS_FLAG,
-    SYS_FLAG_AT,
     USHORT,
     body_crc,
 )
@@ -35,6 +34,10 @@ if TYPE_CHECKING:
     from rmqkit.server.store.commit_log import CommitLog
 
 log = logging.getLogger("rmqkit.store.dispatch")
+
+_TAGS = Prop.TAGS
+_KEYS = Prop.KEYS
+_UNIQ_KEY = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 
 
 class ScanKind(Enum):
@@ -92,22 +95,23 @@ def scan_record(view: memoryview, pos: int, *, check_crc: bool) -> ScanResult:
         return ScanResult(ScanKind.CORRUPT, reason=f"unknown magic {magic:#010x}")
     if size < MIN_RECORD_BYTES or size > avail:
         return ScanResult(ScanKind.CORRUPT, reason=f"total size {size} with {avail} bytes left")
-    (sys_flag,) = SYS_FLAG.unpack_from(view, pos + SYS_FLAG_AT)
-    head = HEAD_STRUCTS[
-        (bool(sys_flag & SysFlag.BORNHOST_V6), bool(sys_flag & SysFlag.STOREHOST_V6))
-    ]
-    if size < head.size + 3:
-        return ScanResult(ScanKind.CORRUPT, reason=f"total size {size} below its fixed part")
-    f = head.unpack_from(view, pos)
-    blen = f[-1]
+    # An IPv4 header always fits here (MIN_RECORD_BYTES); re-read only when a host is IPv6.
+    f = SCAN_BY_HOST_BITS[0].unpack_from(view, pos)
+    sys_flag = f[6]
+    host_bits = (sys_flag & HOST_V6_MASK) >> 4
+    head_size = HEAD_V4.size
+    if host_bits:
+        head_size = HEAD_BY_HOST_BITS[host_bits].size
+        if size < head_size + 3:
+            return ScanResult(ScanKind.CORRUPT, reason=f"total size {size} below its fixed part")
+        f = SCAN_BY_HOST_BITS[host_bits].unpack_from(view, pos)
+    blen = f[9]
     end = pos + size
-    p = pos + head.size
+    p = pos + head_size
     if blen < 0 or p + blen > end:
         return ScanResult(ScanKind.CORRUPT, reason=f"body length {blen} past the record")
-    if check_crc:
-        (_, _, crc) = PREFIX.unpack_from(view, pos)
-        if body_crc(view[p : p + blen]) != crc:
-            return ScanResult(ScanKind.CORRUPT, reason="body CRC mismatch")
+    if check_crc and body_crc(view[p : p + blen]) != f[2]:
+        return ScanResult(ScanKind.CORRUPT, reason="body CRC mismatch")
     p += blen
     if magic == MESSAGE_MAGIC_V1:
         tlen = view[p]
@@ -118,28 +122,29 @@ def scan_record(view: memoryview, pos: int, *, check_crc: bool) -> ScanResult:
     if p + tlen + 2 > end:
         return ScanResult(ScanKind.CORRUPT, reason=f"topic length {tlen} past the record")
     try:
-        topic = bytes(view[p : p + tlen]).decode("ascii")
+        topic = str(view[p : p + tlen], "ascii")
         p += tlen
         (plen,) = USHORT.unpack_from(view, p)
         p += 2
         if p + plen != end:
             return ScanResult(ScanKind.CORRUPT, reason="properties length disagrees with size")
-        props = bytes(view[p:end]).decode("utf-8")
+        props = str(view[p:end], "utf-8")
     except UnicodeDecodeError as exc:
         return ScanResult(ScanKind.CORRUPT, reason=f"undecodable text: {exc}")
+    # Positional: keyword arguments cost a measurable share of the reput loop.
     req = DispatchRequest(
-        topic=topic,
-        queue_id=f[3],
-        commit_log_offset=f[6],
-        msg_size=size,
-        tags_code=tags_code(find_property(props, Prop.TAGS)),
-        store_timestamp=f[11],
-        consume_queue_offset=f[5],
-        keys=find_property(props, Prop.KEYS) or "",
-        uniq_key=find_property(props, Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX) or "",
-        sys_flag=sys_flag,
-        prepared_transaction_offset=f[15],
-        properties=props,
+        topic,
+        f[3],  # queue_id
+        f[5],  # commit_log_offset
+        size,
+        tags_code(find_property(props, _TAGS)),
+        f[7],  # store_timestamp
+        f[4],  # consume_queue_offset
+        find_property(props, _KEYS) or "",
+        find_property(props, _UNIQ_KEY) or "",
+        sys_flag,
+        f[8],  # prepared_transaction_offset
+        props,
     )
     return ScanResult(ScanKind.RECORD, size, req)
 
@@ -185,6 +190,7 @@ class ReputService(Service):
         n = 0
         cl = self.commit_log
         dispatchers = self.dispatchers
+        record = ScanKind.RECORD
         while self.reput_offset < cl.max_offset and (limit is None or n < limit):
             mf = cl.queue.find(self.reput_offset)
             if mf is None:  # deleted by retention while we lagged: skip to what is left
@@ -192,15 +198,28 @@ class ReputService(Service):
                 if cl.queue.find(self.reput_offset) is None:
                     break
                 continue
-            pos = self.reput_offset - mf.start
-            scan = scan_record(mf.view(0, mf.write_pos), pos, check_crc=False)
-            if scan.kind is ScanKind.RECORD:
-                assert scan.request is not None
+            # One view per segment and pass: every whole record written so far. A dispatcher that
+            # appends makes it stale; the loop then ends at its end and the outer loop looks again.
+            start = mf.start
+            view = mf.view(0, mf.write_pos)
+            written = len(view)
+            pos = self.reput_offset - start
+            while True:
+                scan = scan_record(view, pos, check_crc=False)
+                if scan.kind is not record:
+                    break
+                req = scan.request
+                assert req is not None
                 for d in dispatchers:
-                    d(scan.request)
-                self.reput_offset += scan.size
+                    d(req)
+                pos += scan.size
+                self.reput_offset = start + pos
                 n += 1
-            elif scan.kind is ScanKind.BLANK or (scan.kind is ScanKind.END and mf.full):
+                if pos >= written or (limit is not None and n >= limit):
+                    break
+            if scan.kind is record:
+                continue
+            if scan.kind is ScanKind.BLANK or (scan.kind is ScanKind.END and mf.full):
                 self.reput_offset = mf.end
             else:
                 log.error(

@@ -33,6 +33,9 @@ HEADER = struct.Struct(">qqqqii")  # 40 bytes
 SLOT = struct.Struct(">i")
 ENTRY = struct.Struct(">iqii")  # 20 bytes
 _END_TS_PHY = struct.Struct(">q")
+_SLOTS_AT = HEADER.size
+_SLOT_BYTES = SLOT.size
+_ENTRY_BYTES = ENTRY.size
 
 
 def key_hash(key: str) -> int:
@@ -63,6 +66,8 @@ class IndexFile:
             self.end_phy_offset = -1
             self.begin_phy_offset = -1
             self._write_header()
+        elif not create:
+            self._drop_uncounted()
 
     @property
     def path(self) -> Path:
@@ -76,6 +81,10 @@ class IndexFile:
     def count(self) -> int:
         return self.index_count - 1
 
+    def write_header(self) -> None:
+        """Copy the header fields into the file (`put(..., header=False)` leaves that to later)."""
+        self._write_header()
+
     def _write_header(self) -> None:
         HEADER.pack_into(
             self.file.mm,
@@ -88,31 +97,38 @@ class IndexFile:
             self.index_count,
         )
 
-    def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
-        """Add one key; False when the file is full."""
-        if self.full:
+    def put(self, key: str, phy_offset: int, store_timestamp: int, *, header: bool = True) -> bool:
+        """Add one key; False when the file is full.
+
+        `header=False` leaves the file's header behind the in-memory fields until the caller's
+        `write_header()` (the index service writes it once per record, not once per key).
+        """
+        n = self.index_count
+        if self.sealed or n >= self.max_entries:
             return False
         mm = self.file.mm
         h = key_hash(key)
-        slot_at = HEADER.size + (h % self.slots) * SLOT.size
+        slot_at = _SLOTS_AT + (h % self.slots) * _SLOT_BYTES
         (prev,) = SLOT.unpack_from(mm, slot_at)
-        if prev <= 0 or prev >= self.index_count:
+        if prev <= 0 or prev >= n:
             prev = 0
-        if self.index_count == 1:
+        if n == 1:
             self.begin_timestamp = store_timestamp
             self.begin_phy_offset = phy_offset
-        diff = max(0, min((store_timestamp - self.begin_timestamp) // 1000, 0x7FFFFFFF))
-        n = self.index_count
-        ENTRY.pack_into(
-            mm, self.entries_at + n * ENTRY.size - ENTRY.size, h, phy_offset, diff, prev
-        )
+        diff = (store_timestamp - self.begin_timestamp) // 1000
+        if diff < 0:
+            diff = 0
+        elif diff > 0x7FFFFFFF:
+            diff = 0x7FFFFFFF
+        ENTRY.pack_into(mm, self.entries_at + (n - 1) * _ENTRY_BYTES, h, phy_offset, diff, prev)
         SLOT.pack_into(mm, slot_at, n)
         if prev == 0:
             self.hash_slot_count += 1
         self.index_count = n + 1
         self.end_phy_offset = phy_offset
         self.end_timestamp = store_timestamp
-        self._write_header()
+        if header:
+            self._write_header()
         return True
 
     def lookup(self, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
@@ -146,3 +162,31 @@ class IndexFile:
 
     def destroy(self) -> None:
         self.file.destroy()
+
+    def _drop_uncounted(self) -> None:
+        """Undo keys written after the header last counted them (a process killed mid-`put`).
+
+        A key's entry, then its hash slot, are written before the header counts it, so a crash
+        can leave a slot pointing past `index_count`, which hides every older key of that slot
+        from `lookup` and makes the next `put` there cut the chain. Walk each such slot back to
+        its newest counted entry (an entry's `prev` is written with it), then zero the rest.
+        """
+        mm = self.file.mm
+        counted = self.index_count
+        n = counted
+        while n <= self.max_entries:
+            at = self.entries_at + (n - 1) * ENTRY.size
+            h, phy, diff, prev = ENTRY.unpack_from(mm, at)
+            if not (h or phy or diff or prev):
+                break
+            slot_at = HEADER.size + (h % self.slots) * SLOT.size
+            (head,) = SLOT.unpack_from(mm, slot_at)
+            if head >= counted:
+                while head >= counted:
+                    older = 0
+                    if head <= self.max_entries:
+                        older = ENTRY.unpack_from(mm, self.entries_at + (head - 1) * ENTRY.size)[3]
+                    head = older if 0 <= older < head else 0
+                SLOT.pack_into(mm, slot_at, head)
+            ENTRY.pack_into(mm, at, 0, 0, 0, 0)
+            n += 1

@@ -10,12 +10,14 @@ import logging
 import time
 from pathlib import Path
 
-from rmqkit.common.properties import split_keys
+from rmqkit.common.properties import KEY_SEPARATOR, split_keys
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
 from rmqkit.server.store.dispatch import DispatchRequest
 from rmqkit.server.store.index_file import IndexFile
 
 log = logging.getLogger("rmqkit.store.index")
+
+_ROLLBACK = int(SysFlag.TRANSACTION_ROLLBACK)
 
 
 def _stamp(ms: int) -> str:
@@ -67,6 +69,7 @@ class IndexService:
         if self.files and not self.files[-1].full:
             return self.files[-1]
         if self.files:
+            self.files[-1].write_header()  # `dispatch` may have left it behind its last key
             self.files[-1].sealed = True
         name = _stamp(now_ms)
         while (self.dir / name).exists() or (self.files and name <= self.files[-1].path.name):
@@ -78,23 +81,36 @@ class IndexService:
 
     def dispatch(self, req: DispatchRequest) -> None:
         """Index one record's UNIQ_KEY and KEYS (rolled-back half messages are left out)."""
-        if req.commit_log_offset < self.indexed_until:
+        phy = req.commit_log_offset
+        if phy < self.indexed_until:
             return
-        if req.sys_flag & TRANSACTION_TYPE_MASK == SysFlag.TRANSACTION_ROLLBACK:
+        if req.sys_flag & TRANSACTION_TYPE_MASK == _ROLLBACK:
             return
-        keys: list[str] = []
-        if req.uniq_key:
-            keys.append(req.uniq_key)
+        keys: list[str] = [req.uniq_key] if req.uniq_key else []
         if req.keys:
-            keys.extend(split_keys(req.keys))
+            if KEY_SEPARATOR in req.keys:
+                keys.extend(split_keys(req.keys))
+            else:
+                keys.append(req.keys)
         if keys:
             topic = req.topic
+            ts = req.store_timestamp
+            # Each key goes to the last file while it takes it; `put` refuses only when the file
+            # is full, and then `_writable` starts the next one (twice, as before, if even a new
+            # file refuses). The header is written once for the record, after its last key (and
+            # by `_writable` for a file that fills up on the way), so the files read the same
+            # after every record as when each key wrote it.
+            f = self.files[-1] if self.files else None
             for k in keys:
-                f = self._writable(req.store_timestamp)
-                if not f.put(f"{topic}#{k}", req.commit_log_offset, req.store_timestamp):
-                    f = self._writable(req.store_timestamp)
-                    f.put(f"{topic}#{k}", req.commit_log_offset, req.store_timestamp)
-        self.indexed_until = req.commit_log_offset + 1
+                key = f"{topic}#{k}"
+                if f is None or not f.put(key, phy, ts, header=False):
+                    f = self._writable(ts)
+                    if not f.put(key, phy, ts, header=False):
+                        f = self._writable(ts)
+                        f.put(key, phy, ts, header=False)
+            assert f is not None
+            f.write_header()
+        self.indexed_until = phy + 1
 
     def lookup(self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets for `topic#key`, newest files first, without duplicates."""

@@ -39,7 +39,9 @@ class MappedFile:
         self.fd = os.open(path, flags, 0o644)
         try:
             actual = os.fstat(self.fd).st_size
-            if create and actual == 0:
+            if actual == 0:
+                # New, or left empty by a process killed between creating and sizing it: nothing
+                # was ever written to it, so sizing it now gives the same file.
                 os.ftruncate(self.fd, size)
             elif actual != size:
                 raise StoreError(
@@ -138,6 +140,12 @@ class MappedFileQueue:
                 raise StoreError(
                     f"{p} does not start at a multiple of the file size {self.file_size}"
                 )
+            if p == names[-1] and p.stat().st_size < self.file_size:
+                # A process killed between creating the last file and sizing it, or inside
+                # `zero_from` between its shrink and its regrow, leaves it short; the bytes it
+                # lacks were never written, or were being zeroed anyway.
+                log.warning("%s is short (killed while creating or cutting it): regrown", p)
+                os.truncate(p, self.file_size)
             mf = MappedFile(p, start, self.file_size, create=False)
             mf.write_pos = mf.flushed_pos = self.file_size
             self.files.append(mf)

@@ -373,7 +373,22 @@ class FileMessageStore:
         if refusal is not None:
             return refusal
         a = self.commit_log.append(msg, self.clock_ms())
-        return await self._finish([a], msg.wait_store_ok)
+        if self._group_commit is None or not msg.wait_store_ok:
+            # What `_finish` does for one message that waits for no flush, without its lists.
+            assert self.reput is not None
+            self.reput.wakeup()
+            msg_id = encode_offset_msg_id(self.store_host, a.physical_offset)
+            return PutResult(
+                PutStatus.OK,
+                a.physical_offset,
+                a.queue_offset,
+                a.size,
+                a.store_timestamp,
+                msg_id,
+                1,
+                [msg_id],
+            )
+        return await self._finish([a], True)
 
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
         """Append a batch contiguously; offsets and id of the result are the first message's."""

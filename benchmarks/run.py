@@ -1,0 +1,25 @@
+"""Entry point of `make bench`: runs the project's benchmarks one after another.
+
+    python benchmarks/run.py [--quick] [--backlog N] [--skip-backlog] [--json FILE]
+
+Each benchmark prints its figures as ratios to a baseline measured in the same run; targets print
+PASS or MISS and never change the exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import store_bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    print("== store ==", flush=True)
+    return store_bench.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
