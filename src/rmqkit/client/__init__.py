@@ -1,15 +1,19 @@
-"""The rmqkit client: asyncio producers (consumers to come) over RocketMQ's remoting protocol."""
+"""The rmqkit client: asyncio producers and consumers over RocketMQ's remoting protocol."""
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.producer import Producer
+from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
 
 __all__ = [
     "ClientConfig",
     "ClientInstance",
+    "ConsumeContext",
+    "ConsumeResult",
     "Message",
     "MessageQueue",
     "Producer",
+    "PushConsumer",
     "SendResult",
     "SendStatus",
 ]

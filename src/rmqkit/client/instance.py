@@ -60,6 +60,9 @@ class ClientInstance:
         self.server_handlers: dict[int, ServerRequestHandler] = {}
         self.producer_groups: set[str] = set()
         self.consumer_entries: dict[str, Callable[[], ConsumerEntry]] = {}
+        self.rebalance_hooks: dict[str, Callable[[], None]] = {}
+        """Consumer group -> what to call when the broker says the group changed."""
+        self.server_handlers[RequestCode.NOTIFY_CONSUMER_IDS_CHANGED] = self._ids_changed
         self._namesrv_index = 0
         self._users = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -193,6 +196,12 @@ class ClientInstance:
                         log.warning("heartbeat to %s refused: %s %s", addr, r.code, r.remark)
                 except RemotingError as exc:
                     log.warning("heartbeat to %s failed: %s", addr, exc)
+
+    def _ids_changed(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        hook = self.rebalance_hooks.get(cmd.ext_fields.get("consumerGroup", ""))
+        if hook is not None:
+            hook()
+        return None
 
     def _on_server_request(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         handler = self.server_handlers.get(cmd.code)
