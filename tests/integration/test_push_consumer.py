@@ -109,9 +109,14 @@ async def test_a_new_consumer_resumes_from_the_committed_offset(cluster: Cluster
     assert bodies(second) == {f"m{i}".encode() for i in range(10, 15)}
 
 
-async def test_a_failing_handler_gets_the_message_again(cluster: Cluster) -> None:
+async def test_failed_messages_the_broker_cannot_take_back_are_retried_locally(
+    cluster: Cluster,
+) -> None:
     await cluster.create_topic("C6", 1)
     await produce(cluster, "C6", 3)
+    # A read-only broker refuses CONSUMER_SEND_MSG_BACK (retries through %RETRY% are tested in
+    # test_delay_and_retry.py); the consumer then consumes the message again itself.
+    cluster.broker.settings = cluster.broker.settings.model_copy(update={"broker_permission": 4})
     attempts: list[bytes] = []
     pc = PushConsumer("G6", cluster.ns, instance_name="fail", local_retry_delay_ms=100,
                       consume_from_where="CONSUME_FROM_FIRST_OFFSET")  # fmt: skip

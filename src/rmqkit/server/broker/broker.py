@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from types import TracebackType
 
+from rmqkit.common.names import SCHEDULE_TOPIC
+from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.codes import RequestCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.server import RemotingServer
@@ -24,7 +26,9 @@ from rmqkit.server.broker.processors.admin import AdminProcessor
 from rmqkit.server.broker.processors.consumer import ConsumerProcessor
 from rmqkit.server.broker.processors.pull import PullProcessor
 from rmqkit.server.broker.processors.send import SendProcessor
+from rmqkit.server.broker.processors.send_back import SendBackProcessor
 from rmqkit.server.broker.registration import Registration
+from rmqkit.server.broker.schedule import ScheduleService
 from rmqkit.server.broker.topic_table import TopicTable
 from rmqkit.server.service import Service
 from rmqkit.server.settings import BrokerSettings
@@ -87,6 +91,7 @@ class Broker:
         self._store: FileMessageStore | None = None
         self.registration = Registration(self)
         self.housekeeping = Housekeeping(self)
+        self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
 
     @property
     def store(self) -> FileMessageStore:
@@ -111,7 +116,11 @@ class Broker:
         self._store = FileMessageStore(s.store, (s.broker_ip1, s.listen_port))
         await self._store.start()
         self._store.add_dispatch_listener(self.pull_holds.notify)
+        self._store.add_dispatch_listener(self.schedule.on_dispatch)
         self.topics.load()
+        levels = len(s.store.delay_levels_ms)
+        self.topics.topics.setdefault(SCHEDULE_TOPIC, TopicConfig(SCHEDULE_TOPIC, levels, levels))
+        self.schedule.load()
         self.groups.load()
         self.offsets.load()
         self._register_processors()
@@ -120,6 +129,8 @@ class Broker:
         await self.server.serve()
         await self.registration.start()
         await self.housekeeping.start()
+        if s.is_master:
+            await self.schedule.start()
         log.warning(
             "broker %s (%s, cluster %s) serving on %s, store %s, %s",
             s.broker_name, s.broker_role, s.broker_cluster_name, s.broker_addr,
@@ -142,6 +153,7 @@ class Broker:
             self.server.register(code, consumer)
         for code in admin.handlers:
             self.server.register(code, admin)
+        self.server.register(RequestCode.CONSUMER_SEND_MSG_BACK, SendBackProcessor(self))
 
     def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
         if not self.settings.notify_consumer_ids_changed_enable:
@@ -163,6 +175,7 @@ class Broker:
         await self.server.stop()
         await self.registration.stop()
         await self.housekeeping.stop()
+        await self.schedule.stop()
         self.offsets.persist()
         self.topics.persist()
         self.groups.persist()

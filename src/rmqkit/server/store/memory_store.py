@@ -11,11 +11,18 @@ import time
 from collections.abc import Callable
 
 from rmqkit.common.hashing import tags_code
+from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.common.properties import Prop, find_property, split_keys
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
 from rmqkit.protocol.message_id import encode_offset_msg_id
 from rmqkit.protocol.record import Host, as_host, body_crc, encode_record
 from rmqkit.server.store.commit_log import takes_queue_offset
+from rmqkit.server.store.delay import (
+    DEFAULT_DELAY_LEVELS,
+    deliver_at,
+    parse_delay_levels,
+    route_delayed,
+)
 from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.message import MessageToStore
@@ -52,18 +59,23 @@ class MemoryMessageStore:
         self._listeners: list[Dispatcher] = []
         self._valid_topics: set[str] = set()
         self.running = False
+        self.delay_levels_ms = parse_delay_levels(DEFAULT_DELAY_LEVELS)
 
     async def start(self) -> None:
         self.running = True
 
     async def stop(self) -> None:
         self.running = False
+        self.delay_levels_ms = parse_delay_levels(DEFAULT_DELAY_LEVELS)
 
     def add_dispatch_listener(self, listener: Dispatcher) -> None:
         self._listeners.append(listener)
 
     async def put_message(self, msg: MessageToStore) -> PutResult:
-        return await self.put_messages([msg])
+        routed = route_delayed(msg, self.delay_levels_ms)
+        if isinstance(routed, PutResult):
+            return routed
+        return await self.put_messages([routed])
 
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
         if not msgs:
@@ -116,6 +128,8 @@ class MemoryMessageStore:
         code = tags_code(tags)
         ttype = m.sys_flag & TRANSACTION_TYPE_MASK
         if takes_queue_offset(m.sys_flag):
+            if m.topic == SCHEDULE_TOPIC:
+                code = deliver_at(now, m.queue_id, self.delay_levels_ms)
             self._cqs[(m.topic, m.queue_id)].append((phys, len(rec), code))
         if ttype != SysFlag.TRANSACTION_ROLLBACK:
             for k in ([uniq] if uniq else []) + split_keys(keys):

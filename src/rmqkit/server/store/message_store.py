@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from rmqkit.common.names import topic_problem
+from rmqkit.common.names import SCHEDULE_TOPIC, topic_problem
 from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.message_id import encode_offset_msg_id
 from rmqkit.protocol.record import (
@@ -28,6 +28,7 @@ from rmqkit.protocol.record import (
 from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
+from rmqkit.server.store.delay import deliver_at, route_delayed
 from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.flush import CommitLogFlusher, GroupCommitService, LogicsFlusher
@@ -138,6 +139,7 @@ class FileMessageStore:
         self.settings = settings
         self.store_host: Host = as_host(store_host)
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._delay_levels = settings.delay_levels_ms
         self.commit_log = CommitLog(
             MappedFileQueue(settings.commit_log_dir, settings.mapped_file_size_commit_log_bytes),
             self.store_host,
@@ -316,7 +318,10 @@ class FileMessageStore:
         cq = qs.get(req.queue_id) if qs else None
         if cq is None:
             cq = self._new_cq(req.topic, req.queue_id)
-        cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, req.tags_code)
+        code = req.tags_code
+        if req.topic == SCHEDULE_TOPIC:  # the tag code of a delayed message is when it is due
+            code = deliver_at(req.store_timestamp, req.queue_id, self._delay_levels)
+        cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, code)
         self._dirty_cqs.add(cq)
 
     def _dispatchers(self) -> list[Dispatcher]:
@@ -369,6 +374,10 @@ class FileMessageStore:
 
     async def put_message(self, msg: MessageToStore) -> PutResult:
         """Append one message; with SYNC_FLUSH, return once it is on disk (or timed out)."""
+        routed = route_delayed(msg, self._delay_levels)
+        if isinstance(routed, PutResult):
+            return routed
+        msg = routed
         refusal = self._refusal([msg])
         if refusal is not None:
             return refusal
@@ -394,6 +403,10 @@ class FileMessageStore:
         """Append a batch contiguously; offsets and id of the result are the first message's."""
         if not msgs:
             return PutResult(PutStatus.MESSAGE_ILLEGAL, remark="an empty batch")
+        if any(route_delayed(m, self._delay_levels) is not m for m in msgs):
+            return PutResult(
+                PutStatus.MESSAGE_ILLEGAL, remark="a batch cannot hold delayed messages"
+            )
         refusal = self._refusal(msgs)
         if refusal is not None:
             return refusal

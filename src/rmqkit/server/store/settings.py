@@ -185,6 +185,26 @@ class StoreSettings(BaseModel):
         json_schema_extra=_key("maxTransferBytesOnMessageInMemory"),
     )
 
+    message_delay_level: str = Field(
+        "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h",
+        description="Delay of each delay level, in order (units ms, s, m, h, d).",
+        json_schema_extra=_key("messageDelayLevel"),
+    )
+
+    @field_validator("message_delay_level")
+    @classmethod
+    def _levels(cls, v: str) -> str:
+        from rmqkit.server.store.delay import parse_delay_levels
+
+        parse_delay_levels(v)
+        return v
+
+    @property
+    def delay_levels_ms(self) -> list[int]:
+        from rmqkit.server.store.delay import parse_delay_levels
+
+        return parse_delay_levels(self.message_delay_level)
+
     @field_validator("delete_when")
     @classmethod
     def _hours(cls, v: str) -> str:

@@ -144,11 +144,6 @@ class SendProcessor:
                 ResponseCode.NO_PERMISSION,
                 "transactional (half) messages are not supported by this broker yet",
             )
-        if find_property(props, Prop.DELAY_TIME_LEVEL) not in (None, "", "0"):
-            return cmd.response(
-                ResponseCode.MESSAGE_ILLEGAL,
-                "delayed messages (DELAY property) are not supported by this broker yet",
-            )
         born = pack_host(*conn.peer_host)
         sys_flag = header.integer("sysFlag")
         born_ts = header.integer("bornTimestamp")

@@ -1,0 +1,135 @@
+"""Delivering delayed messages when they are due (RocketMQ `ScheduleMessageService`).
+
+Each delay level is one queue of SCHEDULE_TOPIC_XXXX whose messages fall due in the order they
+were stored, so the service only ever looks at the head of each queue: it moves every due head
+message back to its real topic and queue (REAL_TOPIC / REAL_QID, the DELAY property dropped),
+then sleeps until the earliest head is due or a new delayed message arrives. Progress per level
+is kept in `config/delayOffset.json` (RocketMQ's layout), so a restart neither loses nor repeats
+more than what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rmqkit.common.names import SCHEDULE_TOPIC
+from rmqkit.common.properties import Prop, encode_properties
+from rmqkit.errors import CorruptRecordError
+from rmqkit.protocol.record import decode_record
+from rmqkit.server.broker.json_file import load_json, save_json
+from rmqkit.server.service import Service
+from rmqkit.server.store import MessageToStore, PutStatus
+from rmqkit.server.store.dispatch import DispatchRequest
+
+if TYPE_CHECKING:
+    from rmqkit.server.broker.broker import Broker
+
+log = logging.getLogger("rmqkit.broker.schedule")
+
+MAX_PER_PASS = 1024
+"""Messages moved per level per pass before the event loop gets a turn."""
+
+
+class ScheduleService(Service):
+    name = "schedule"
+
+    def __init__(self, broker: Broker, path: Path) -> None:
+        super().__init__(interval_s=1.0)
+        self.broker = broker
+        self.path = path
+        self.offsets: dict[int, int] = {}
+        """Delay level -> next offset of its schedule queue to deliver."""
+        self.delivered = 0
+        self._dirty = False
+        self._sleep_s = 1.0
+
+    def load(self) -> None:
+        data = load_json(self.path) or {}
+        self.offsets = {int(k): int(v) for k, v in (data.get("offsetTable") or {}).items()}
+
+    def persist(self) -> None:
+        if self._dirty:
+            save_json(self.path, {"offsetTable": {str(k): v for k, v in self.offsets.items()}})
+            self._dirty = False
+
+    def on_dispatch(self, req: DispatchRequest) -> None:
+        """Store listener: a new delayed message may be due before the current sleep ends."""
+        if req.topic == SCHEDULE_TOPIC:
+            self.wakeup()
+
+    async def _run_once(self) -> None:
+        store = self.broker.store
+        now = int(time.time() * 1000)
+        next_due = now + int(self.interval_s * 1000)
+        for level in range(1, len(store.settings.delay_levels_ms) + 1):
+            cq = store.find_consume_queue(SCHEDULE_TOPIC, level - 1)
+            if cq is None:
+                continue
+            offset = max(self.offsets.get(level, 0), cq.min_offset)
+            moved = 0
+            while offset < cq.max_offset and moved < MAX_PER_PASS:
+                entry = cq.entry(offset)
+                if entry is None:
+                    offset += 1
+                    continue
+                phys, size, due = entry
+                if due > now:
+                    next_due = min(next_due, due)
+                    break
+                if not await self._deliver(phys, size, level):
+                    next_due = now + 1000  # the store refused: try again in a second
+                    break
+                offset += 1
+                moved += 1
+            if offset != self.offsets.get(level, 0):
+                self.offsets[level] = offset
+                self._dirty = True
+            if moved >= MAX_PER_PASS:
+                next_due = now
+        self.persist()
+        self._sleep_s = max(0.0, (next_due - int(time.time() * 1000)) / 1000)
+
+    async def _wait(self, interval_s: float) -> None:
+        await super()._wait(min(interval_s, self._sleep_s))
+
+    async def _deliver(self, phys: int, size: int, level: int) -> bool:
+        store = self.broker.store
+        rec = store.commit_log.read(phys, size)
+        if rec is None:
+            log.warning("delayed message at %d (level %d) is gone; skipping it", phys, level)
+            return True
+        try:
+            m = decode_record(rec, inflate=False)
+        except CorruptRecordError as exc:
+            log.error("delayed message at %d is corrupt (%s); skipping it", phys, exc)
+            return True
+        props = dict(m.properties)
+        topic = props.pop(Prop.REAL_TOPIC, None)
+        qid = props.pop(Prop.REAL_QUEUE_ID, None)
+        props.pop(Prop.DELAY_TIME_LEVEL, None)
+        if topic is None or qid is None or not qid.lstrip("-").isdigit():
+            log.error("delayed message at %d has no real topic; skipping it", phys)
+            return True
+        msg = MessageToStore(
+            topic, int(qid), m.body, encode_properties(props), m.flag, m.sys_flag,
+            m.born_timestamp, m.born_host, m.reconsume_times, m.prepared_transaction_offset,
+            m.body_crc, False,
+        )  # fmt: skip
+        r = await store.put_message(msg)
+        if r.status is not PutStatus.OK:
+            log.warning("delayed message at %d not delivered yet: %s %s", phys, r.status, r.remark)
+            return False
+        self.delivered += 1
+        return True
+
+    async def _on_stop(self) -> None:
+        self.persist()
+
+
+def decode_delay_offsets(data: dict[str, object] | None) -> dict[int, int]:
+    """The per-level offsets of a delayOffset.json object (admin tools read it)."""
+    table = (data or {}).get("offsetTable") or {}
+    return {int(k): int(v) for k, v in table.items()} if isinstance(table, dict) else {}
