@@ -21,6 +21,10 @@ DEFAULT_DELAY_LEVELS = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LEVEL = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _DELAY_MARK = Prop.DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
+_TIMER_MARKS = tuple(
+    k + NAME_VALUE_SEPARATOR
+    for k in (Prop.TIMER_DELIVER_MS, Prop.TIMER_DELAY_SEC, Prop.TIMER_DELAY_MS)
+)
 
 
 def parse_delay_levels(text: str) -> list[int]:
@@ -42,6 +46,13 @@ def route_delayed(msg: MessageToStore, levels_ms: list[int]) -> MessageToStore |
     """The message as stored: in the schedule topic when it asks for a delay; a refusal for a
     DELAY that is not a number. Levels past the last are clamped to it, as RocketMQ does."""
     props = msg.properties
+    if "TIMER_" in props and any(mark in props for mark in _TIMER_MARKS):
+        # Refused rather than delivered at once: the sender asked for a delay.
+        return PutResult(
+            PutStatus.MESSAGE_ILLEGAL,
+            remark="arbitrary-time delays (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS) "
+            "are not supported yet; use a delay level (DELAY)",
+        )
     if _DELAY_MARK not in props:
         return msg
     ttype = msg.sys_flag & TRANSACTION_TYPE_MASK
