@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rmqkit.client.uniq_id import local_ip
-from rmqkit.errors import BrokerResponseError, RemotingError, error_for_code
+from rmqkit.common.properties import Prop
+from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData
+from rmqkit.protocol.record import StoredMessage, decode_record
 from rmqkit.protocol.route import TopicRouteData, decode_topic_route
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.remoting.connection import Connection, HandlerResult
@@ -61,9 +63,14 @@ class ClientInstance:
         self.producer_groups: set[str] = set()
         self.consumer_entries: dict[str, Callable[[], ConsumerEntry]] = {}
         self.rebalance_hooks: dict[str, Callable[[], None]] = {}
+        self.transaction_checkers: dict[
+            str, Callable[[Connection, RemotingCommand, StoredMessage], Awaitable[None]]
+        ] = {}
+        """Producer group -> its TransactionProducer's answer to CHECK_TRANSACTION_STATE."""
         """Consumer group -> what to call when the broker says the group changed."""
         self.server_handlers[RequestCode.NOTIFY_CONSUMER_IDS_CHANGED] = self._ids_changed
         self._namesrv_index = 0
+        self._greeted: set[str] = set()
         self._users = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -154,6 +161,12 @@ class ClientInstance:
             )
         route = decode_topic_route(resp.body)
         self.routes[topic] = route
+        new = {a for bd in route.broker_datas for a in bd.broker_addrs.values()} - self._greeted
+        if new:
+            # A broker learns a client's groups only from heartbeats: greet new ones at once, so
+            # that a transaction check or a rebalance notice can reach this client.
+            self._greeted |= new
+            await self.heartbeat_all()
         return route
 
     async def refresh_routes(self) -> None:
@@ -196,6 +209,24 @@ class ClientInstance:
                         log.warning("heartbeat to %s refused: %s %s", addr, r.code, r.remark)
                 except RemotingError as exc:
                     log.warning("heartbeat to %s failed: %s", addr, exc)
+
+    def dispatch_check(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        """CHECK_TRANSACTION_STATE: hand the half message to its group's producer."""
+        try:
+            msg = decode_record(cmd.body)
+        except CorruptRecordError as exc:
+            log.warning("transaction check with an unreadable message: %s", exc)
+            return None
+        checker = self.transaction_checkers.get(msg.properties.get(Prop.PRODUCER_GROUP, ""))
+        if checker is None:
+            log.warning("transaction check for group %s, which has no producer here",
+                        msg.properties.get(Prop.PRODUCER_GROUP))  # fmt: skip
+            return None
+        return self._no_reply(checker(conn, cmd, msg))
+
+    @staticmethod
+    async def _no_reply(work: Awaitable[None]) -> None:
+        await work
 
     def _ids_changed(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         hook = self.rebalance_hooks.get(cmd.ext_fields.get("consumerGroup", ""))

@@ -194,6 +194,8 @@ class Producer:
         if len(body) >= self.compress_over:
             body = zlib.compress(body, 5)
             sys_flag |= SysFlag.COMPRESSED | COMPRESSION_ZLIB
+        if msg.properties.get(Prop.TRANSACTION_PREPARED) == "true":
+            sys_flag |= SysFlag.TRANSACTION_PREPARED  # a half message (TransactionProducer)
         props = msg.encoded_properties({Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: uniq})
         return RemotingCommand(
             RequestCode.SEND_MESSAGE_V2,

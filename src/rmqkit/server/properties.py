@@ -29,8 +29,8 @@ ALIASES = {
 NOT_YET_APPLIED = frozenset(
     {
         "haListenPort", "haMasterAddress", "haSendHeartbeatInterval", "haHousekeepingInterval",
-        "haTransferBatchSize", "enablePropertyFilter", "transactionTimeOut",
-        "transactionCheckInterval", "transactionCheckMax", "slaveReadEnable", "aclEnable",
+        "haTransferBatchSize", "enablePropertyFilter",
+        "slaveReadEnable", "aclEnable",
         "enableDLegerCommitLog", "traceTopicEnable", "msgTraceTopicName", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",

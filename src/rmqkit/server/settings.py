@@ -104,6 +104,18 @@ class BrokerSettings(BaseSettings):
         5_000, ge=100, description="How often consumer offsets are written to disk.",
         json_schema_extra=_key("flushConsumerOffsetInterval"),
     )  # fmt: skip
+    transaction_timeout_ms: int = Field(
+        6_000, ge=0, description="A half message unresolved this long is checked with its"
+        " producer.", json_schema_extra=_key("transactionTimeOut"),
+    )  # fmt: skip
+    transaction_check_interval_ms: int = Field(
+        30_000, ge=100, description="How often unresolved half messages are checked.",
+        json_schema_extra=_key("transactionCheckInterval"),
+    )  # fmt: skip
+    transaction_check_max: int = Field(
+        15, ge=1, description="Checks before an unresolved half message is discarded (logged).",
+        json_schema_extra=_key("transactionCheckMax"),
+    )  # fmt: skip
     send_message_thread_pool_nums: int = Field(
         1, ge=1, description="Accepted for compatibility; rmqkit serves requests on one event"
         " loop and has no thread pools.", json_schema_extra=_key("sendMessageThreadPoolNums"),

@@ -24,12 +24,14 @@ from rmqkit.server.broker.long_polling import PullHoldService
 from rmqkit.server.broker.offsets import ConsumerOffsetTable
 from rmqkit.server.broker.processors.admin import AdminProcessor
 from rmqkit.server.broker.processors.consumer import ConsumerProcessor
+from rmqkit.server.broker.processors.end_transaction import EndTransactionProcessor
 from rmqkit.server.broker.processors.pull import PullProcessor
 from rmqkit.server.broker.processors.send import SendProcessor
 from rmqkit.server.broker.processors.send_back import SendBackProcessor
 from rmqkit.server.broker.registration import Registration
 from rmqkit.server.broker.schedule import ScheduleService
 from rmqkit.server.broker.topic_table import TopicTable
+from rmqkit.server.broker.transaction import TransactionService
 from rmqkit.server.service import Service
 from rmqkit.server.settings import BrokerSettings
 from rmqkit.server.store import FileMessageStore
@@ -92,6 +94,7 @@ class Broker:
         self.registration = Registration(self)
         self.housekeeping = Housekeeping(self)
         self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
+        self.transactions = TransactionService(self)
 
     @property
     def store(self) -> FileMessageStore:
@@ -131,6 +134,7 @@ class Broker:
         await self.housekeeping.start()
         if s.is_master:
             await self.schedule.start()
+            await self.transactions.start()
         log.warning(
             "broker %s (%s, cluster %s) serving on %s, store %s, %s",
             s.broker_name, s.broker_role, s.broker_cluster_name, s.broker_addr,
@@ -154,6 +158,7 @@ class Broker:
         for code in admin.handlers:
             self.server.register(code, admin)
         self.server.register(RequestCode.CONSUMER_SEND_MSG_BACK, SendBackProcessor(self))
+        self.server.register(RequestCode.END_TRANSACTION, EndTransactionProcessor(self))
 
     def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
         if not self.settings.notify_consumer_ids_changed_enable:
@@ -176,6 +181,7 @@ class Broker:
         await self.registration.stop()
         await self.housekeeping.stop()
         await self.schedule.stop()
+        await self.transactions.stop()
         self.offsets.persist()
         self.topics.persist()
         self.groups.persist()

@@ -20,6 +20,7 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import pack_host
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
+from rmqkit.server.broker.transaction import to_half
 from rmqkit.server.store import MessageToStore, PutResult, PutStatus
 
 if TYPE_CHECKING:
@@ -139,11 +140,7 @@ class SendProcessor:
         self, conn: Connection, cmd: RemotingCommand, header: Header, topic: str, queue_id: int
     ) -> list[MessageToStore] | RemotingCommand:
         props = header.opt_text("properties") or ""
-        if find_property(props, Prop.TRANSACTION_PREPARED) == "true":
-            return cmd.response(
-                ResponseCode.NO_PERMISSION,
-                "transactional (half) messages are not supported by this broker yet",
-            )
+        prepared = find_property(props, Prop.TRANSACTION_PREPARED) == "true"
         born = pack_host(*conn.peer_host)
         sys_flag = header.integer("sysFlag")
         born_ts = header.integer("bornTimestamp")
@@ -165,5 +162,9 @@ class SendProcessor:
             entries = decode_batch(body)
             if not entries:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "the batch is empty")
+            if prepared:
+                return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "a batch cannot be transactional")
             return [message(e.body, e.properties, e.flag) for e in entries]
+        if prepared:  # a half message: hidden until END_TRANSACTION commits it
+            return [to_half(message(body, props, flag))]
         return [message(body, props, flag)]
