@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck layers unit bench clean
+.PHONY: install demo test lint typecheck layers unit interop interop-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-unit: $(STAMP)
+# Real RocketMQ clients (ali-ons, the C++ client) for tests/interop, cached in .interop/.
+interop-deps:
+	@PYTHON=$(PYTHON) bash tools/interop/install.sh
+
+unit: $(STAMP) interop-deps
 	$(VENV)/bin/pytest
+
+interop: $(STAMP) interop-deps
+	$(VENV)/bin/pytest -q tests/interop
 
 test: lint typecheck layers unit
 
@@ -36,4 +43,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache rmqkit-data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache rmqkit-data .interop
