@@ -2,8 +2,8 @@
 
 ali-ons writes SEND_MESSAGE_V2 with native-JSON header values and compresses bodies over 4 KiB;
 the C++ client writes SEND_MESSAGE (v1 header names) with its UNIQ_KEY. Each consumer
-must get the exact bodies, tags and keys. (The rmqkit Python client does not exist yet, so the
-directions involving it are not covered here.)
+must get the exact bodies, tags and keys. The rmqkit client's directions are in
+test_rmqkit_client.py.
 """
 
 from __future__ import annotations
