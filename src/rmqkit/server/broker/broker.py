@@ -25,6 +25,7 @@ from rmqkit.server.broker.offsets import ConsumerOffsetTable
 from rmqkit.server.broker.processors.admin import AdminProcessor
 from rmqkit.server.broker.processors.consumer import ConsumerProcessor
 from rmqkit.server.broker.processors.end_transaction import EndTransactionProcessor
+from rmqkit.server.broker.processors.locks import LockProcessor, LockTable
 from rmqkit.server.broker.processors.pull import PullProcessor
 from rmqkit.server.broker.processors.send import SendProcessor
 from rmqkit.server.broker.processors.send_back import SendBackProcessor
@@ -95,6 +96,7 @@ class Broker:
         self.housekeeping = Housekeeping(self)
         self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
         self.transactions = TransactionService(self)
+        self.locks = LockTable()
 
     @property
     def store(self) -> FileMessageStore:
@@ -159,6 +161,9 @@ class Broker:
             self.server.register(code, admin)
         self.server.register(RequestCode.CONSUMER_SEND_MSG_BACK, SendBackProcessor(self))
         self.server.register(RequestCode.END_TRANSACTION, EndTransactionProcessor(self))
+        lock = LockProcessor(self)
+        self.server.register(RequestCode.LOCK_BATCH_MQ, lock)
+        self.server.register(RequestCode.UNLOCK_BATCH_MQ, lock)
 
     def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
         if not self.settings.notify_consumer_ids_changed_enable:
