@@ -245,3 +245,29 @@ async def test_restart_keeps_topics_offsets_and_messages(cluster: Cluster) -> No
         assert again.store.get_max_offset("T11", 0) == 1
     finally:
         await again.stop()
+
+
+async def test_sql92_pull_filter_needs_enable_property_filter(cluster: Cluster) -> None:
+    await cluster.create_topic("SQL", 1)
+    for i in range(6):
+        assert (await send(cluster, "SQL", str(i).encode(), a=str(i), TAGS="t")).code == 0
+    await check_for(lambda: cluster.broker.store.get_max_offset("SQL", 0) == 6)
+
+    async def sql_pull(expr: str) -> RemotingCommand:
+        return await cluster.call(
+            RC.PULL_MESSAGE, consumerGroup="SG", topic="SQL", queueId=0, queueOffset=0,
+            maxMsgNums=32, sysFlag=4, commitOffset=0, suspendTimeoutMillis=0, subscription=expr,
+            subVersion=0, expressionType="SQL92",
+        )  # fmt: skip
+
+    off = await sql_pull("a > 3")
+    assert off.code == ResponseCode.SYSTEM_ERROR and "enablePropertyFilter" in (off.remark or "")
+    b = cluster.broker
+    b.settings = b.settings.model_copy(update={"enable_property_filter": True})
+    ok = await sql_pull("a > 3 AND TAGS = 't'")
+    assert [m.body for m in decode_records(ok.body)] == [b"4", b"5"]
+    assert ok.ext_fields["nextBeginOffset"] == "6"
+    bad = await sql_pull("a > ")
+    assert bad.code == ResponseCode.SUBSCRIPTION_PARSE_FAILED and "does not parse" in (
+        bad.remark or ""
+    )

@@ -358,6 +358,8 @@ def decode_record(
         raise CorruptRecordError("body CRC does not match", phys)
     p += blen
     if magic == MESSAGE_MAGIC_V1:
+        if p >= end:
+            raise CorruptRecordError("the body runs to the end of the record: no topic")
         tlen = view[p]
         p += 1
     else:

@@ -29,7 +29,7 @@ ALIASES = {
 NOT_YET_APPLIED = frozenset(
     {
         "haListenPort", "haMasterAddress", "haSendHeartbeatInterval", "haHousekeepingInterval",
-        "haTransferBatchSize", "enablePropertyFilter",
+        "haTransferBatchSize",
         "slaveReadEnable", "aclEnable",
         "enableDLegerCommitLog", "traceTopicEnable", "msgTraceTopicName", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",

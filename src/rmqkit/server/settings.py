@@ -104,6 +104,10 @@ class BrokerSettings(BaseSettings):
         5_000, ge=100, description="How often consumer offsets are written to disk.",
         json_schema_extra=_key("flushConsumerOffsetInterval"),
     )  # fmt: skip
+    enable_property_filter: bool = Field(
+        False, description="Let consumers filter by SQL92 expressions over message properties.",
+        json_schema_extra=_key("enablePropertyFilter"),
+    )  # fmt: skip
     transaction_timeout_ms: int = Field(
         6_000, ge=0, description="A half message unresolved this long is checked with its"
         " producer.", json_schema_extra=_key("transactionTimeOut"),

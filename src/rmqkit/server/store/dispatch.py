@@ -114,6 +114,8 @@ def scan_record(view: memoryview, pos: int, *, check_crc: bool) -> ScanResult:
         return ScanResult(ScanKind.CORRUPT, reason="body CRC mismatch")
     p += blen
     if magic == MESSAGE_MAGIC_V1:
+        if p >= end:
+            return ScanResult(ScanKind.CORRUPT, reason="the body leaves no room for the topic")
         tlen = view[p]
         p += 1
     else:

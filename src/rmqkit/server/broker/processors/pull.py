@@ -13,13 +13,15 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from rmqkit.common.subscription import EXPRESSION_TAG, SubscriptionData
+from rmqkit.common.sql92 import SqlParseError
+from rmqkit.common.subscription import EXPRESSION_SQL92, EXPRESSION_TAG, SubscriptionData
 from rmqkit.common.topic import perm_readable
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
-from rmqkit.server.store import GetResult, GetStatus, TagFilter
+from rmqkit.server.store import GetResult, GetStatus, MessageFilter, TagFilter
+from rmqkit.server.store.sql_filter import SqlFilter, sql_filter_for
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -45,6 +47,7 @@ class PullRequest:
         "max_nums",
         "offset",
         "queue_id",
+        "sql",
         "subscription",
         "suspend_ms",
         "sys_flag",
@@ -60,6 +63,7 @@ class PullRequest:
         self.sys_flag = h.integer("sysFlag")
         self.suspend_ms = h.opt_int("suspendTimeoutMillis", 0)
         self.subscription: SubscriptionData | None = None
+        self.sql: SqlFilter | None = None
         if self.sys_flag & FLAG_SUBSCRIPTION:
             self.subscription = SubscriptionData.build(
                 self.topic,
@@ -151,17 +155,30 @@ class PullProcessor:
                     f"the consumer's subscription of {req.topic} does not exist; heartbeat first",
                 )
             req.subscription = sub
-        if req.subscription.expression_type != EXPRESSION_TAG:
+        etype = req.subscription.expression_type
+        if etype == EXPRESSION_SQL92:
+            if not b.settings.enable_property_filter:
+                return cmd.response(
+                    ResponseCode.SYSTEM_ERROR,
+                    "the broker does not support consumer to filter message by SQL92 "
+                    "(enablePropertyFilter is false)",
+                )
+            try:
+                req.sql = sql_filter_for(req.subscription.sub_string)
+            except SqlParseError as exc:
+                return cmd.response(
+                    ResponseCode.SUBSCRIPTION_PARSE_FAILED,
+                    f"the SQL92 expression {req.subscription.sub_string!r} does not parse: {exc}",
+                )
+        elif etype != EXPRESSION_TAG:
             return cmd.response(
-                ResponseCode.SYSTEM_ERROR,
-                f"the broker does not support consumer to filter message by "
-                f"{req.subscription.expression_type} yet",
+                ResponseCode.SUBSCRIPTION_PARSE_FAILED, f"unknown expression type {etype!r}"
             )
         return None
 
     def _read(self, req: PullRequest) -> GetResult:
         codes = req.subscription.codes if req.subscription else None
-        flt = TagFilter(codes) if codes is not None else None
+        flt: MessageFilter | None = req.sql or (TagFilter(codes) if codes is not None else None)
         return self.broker.store.get_message(req.topic, req.queue_id, req.offset, req.max_nums, flt)
 
     def _respond(self, cmd: RemotingCommand, req: PullRequest, r: GetResult) -> RemotingCommand:
