@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from rmqkit.client.uniq_id import local_ip
 from rmqkit.common.properties import Prop
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
+from rmqkit.protocol.admin_bodies import decode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData
@@ -69,6 +70,9 @@ class ClientInstance:
         """Producer group -> its TransactionProducer's answer to CHECK_TRANSACTION_STATE."""
         """Consumer group -> what to call when the broker says the group changed."""
         self.server_handlers[RequestCode.NOTIFY_CONSUMER_IDS_CHANGED] = self._ids_changed
+        self.reset_hooks: dict[str, Callable[[dict[tuple[str, str, int], int]], None]] = {}
+        """Consumer group -> what to call when an admin resets its offsets."""
+        self.server_handlers[RequestCode.RESET_CONSUMER_CLIENT_OFFSET] = self._reset_offsets
         self._namesrv_index = 0
         self._greeted: set[str] = set()
         self._users = 0
@@ -227,6 +231,17 @@ class ClientInstance:
     @staticmethod
     async def _no_reply(work: Awaitable[None]) -> None:
         await work
+
+    def _reset_offsets(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        hook = self.reset_hooks.get(cmd.ext_fields.get("group", ""))
+        if hook is not None:
+            try:
+                table, _ = decode_mq_table_json(cmd.body, "offsetTable")
+            except ValueError as exc:
+                log.warning("unreadable offset reset: %s", exc)
+                return None
+            hook({k: int(v.get("offset", -1)) for k, v in table.items()})
+        return None
 
     def _ids_changed(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         hook = self.rebalance_hooks.get(cmd.ext_fields.get("consumerGroup", ""))

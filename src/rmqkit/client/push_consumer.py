@@ -177,6 +177,7 @@ class PushConsumer:
             )
         self.instance.consumer_entries[self.group] = self._entry
         self.instance.rebalance_hooks[self.group] = self._rebalance_now.set
+        self.instance.reset_hooks[self.group] = self.reset_offsets
         await self.instance.start()
         self.running = True
         for topic in self.subscriptions:
@@ -208,6 +209,7 @@ class PushConsumer:
         await self._unregister()
         self.instance.consumer_entries.pop(self.group, None)
         self.instance.rebalance_hooks.pop(self.group, None)
+        self.instance.reset_hooks.pop(self.group, None)
         await self.instance.stop()
 
     async def _unregister(self) -> None:
@@ -299,6 +301,23 @@ class PushConsumer:
             pq = self.process_queues[mq] = ProcessQueue()
             self._pulls[mq] = asyncio.get_running_loop().create_task(self._pull_loop(mq, pq, start))
             log.info("%s: took %s from offset %d", self.group, mq, start)
+
+    def reset_offsets(self, table: dict[tuple[str, str, int], int]) -> None:
+        """An admin moved the group's offsets: restart the affected queues from there."""
+        for (topic, broker, qid), offset in table.items():
+            mq = MessageQueue(topic, broker, qid)
+            if offset < 0 or mq not in self.process_queues:
+                continue
+            self.process_queues[mq].dropped = True
+            task = self._pulls.pop(mq, None)
+            if task is not None:
+                task.cancel()
+            self.offsets.update(mq, offset)
+            pq = self.process_queues[mq] = ProcessQueue()
+            self._pulls[mq] = asyncio.get_running_loop().create_task(
+                self._pull_loop(mq, pq, offset)
+            )
+            log.warning("%s: %s reset to offset %d", self.group, mq, offset)
 
     async def _start_offset(self, mq: MessageQueue) -> int:
         try:

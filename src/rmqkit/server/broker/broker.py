@@ -23,6 +23,7 @@ from rmqkit.server.broker.groups import SubscriptionGroupTable
 from rmqkit.server.broker.long_polling import PullHoldService
 from rmqkit.server.broker.offsets import ConsumerOffsetTable
 from rmqkit.server.broker.processors.admin import AdminProcessor
+from rmqkit.server.broker.processors.admin_stats import AdminStatsProcessor
 from rmqkit.server.broker.processors.consumer import ConsumerProcessor
 from rmqkit.server.broker.processors.end_transaction import EndTransactionProcessor
 from rmqkit.server.broker.processors.locks import LockProcessor, LockTable
@@ -159,6 +160,9 @@ class Broker:
             self.server.register(code, consumer)
         for code in admin.handlers:
             self.server.register(code, admin)
+        stats = AdminStatsProcessor(self)
+        for code in stats.handlers:
+            self.server.register(code, stats)
         self.server.register(RequestCode.CONSUMER_SEND_MSG_BACK, SendBackProcessor(self))
         self.server.register(RequestCode.END_TRANSACTION, EndTransactionProcessor(self))
         lock = LockProcessor(self)

@@ -128,6 +128,10 @@ class ClientRegistry:
         else:
             self.on_ids_changed(info)
 
+    def subscribed_topics(self, group: str) -> list[str]:
+        info = self.consumers.get(group)
+        return list(info.subscriptions) if info else []
+
     def consumer_ids(self, group: str) -> list[str]:
         info = self.consumers.get(group)
         return info.client_ids() if info else []

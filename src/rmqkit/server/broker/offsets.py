@@ -47,6 +47,9 @@ class ConsumerOffsetTable:
         """The committed offset, or -1."""
         return self.table.get(f"{topic}{SEP}{group}", {}).get(queue_id, -1)
 
+    def topics_of(self, group: str) -> list[str]:
+        return [k.split(SEP, 1)[0] for k in self.table if k.split(SEP, 1)[1] == group]
+
     def groups_of(self, topic: str) -> list[str]:
         return [k.split(SEP, 1)[1] for k in self.table if k.split(SEP, 1)[0] == topic]
 

@@ -1,0 +1,224 @@
+"""AdminClient: what an operator, the CLI and the dashboard ask a cluster (RocketMQ
+`DefaultMQAdminExt`): topics, routes, stats, consumer progress and connections, messages by id
+and key, offset resets, and resending dead letters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from rmqkit.client.instance import ClientConfig, ClientInstance
+from rmqkit.client.message import MessageQueue
+from rmqkit.common.names import DEFAULT_TOPIC
+from rmqkit.common.properties import Prop, encode_properties
+from rmqkit.common.topic import PERM_RW
+from rmqkit.errors import BrokerResponseError, TopicNotExistError, error_for_code
+from rmqkit.protocol.admin_bodies import decode_mq_table_json
+from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.message_id import decode_offset_msg_id
+from rmqkit.protocol.record import StoredMessage, decode_records, format_host
+from rmqkit.protocol.route import ClusterInfo, TopicRouteData, decode_cluster_info
+
+
+@dataclass(slots=True)
+class QueueProgress:
+    """One queue of a consumer group: where the broker is, where the group is, the lag."""
+
+    queue: MessageQueue
+    broker_offset: int
+    consumer_offset: int
+    last_timestamp: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.broker_offset - self.consumer_offset)
+
+
+class AdminClient:
+    """Admin operations over the remoting protocol, against rmqkit or Apache RocketMQ."""
+
+    def __init__(self, namesrv_addr: str, *, instance_name: str = "ADMIN") -> None:
+        self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
+
+    async def __aenter__(self) -> AdminClient:
+        await self.instance.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.instance.stop()
+
+    async def _call(self, addr: str, code: int, body: bytes = b"", **ext: Any) -> RemotingCommand:
+        cmd = RemotingCommand(code, ext_fields={k: str(v) for k, v in ext.items()}, body=body)
+        resp = await self.instance.invoke(addr, cmd, 10_000)
+        if resp.code != ResponseCode.SUCCESS:
+            raise error_for_code(resp.code)(
+                resp.remark or "", addr=addr, request=RequestCode(code).name
+            )
+        return resp
+
+    # -- cluster and topics -----------------------------------------------------------------------
+
+    async def cluster(self) -> ClusterInfo:
+        resp = await self.instance.invoke_namesrv(
+            RemotingCommand(RequestCode.GET_BROKER_CLUSTER_INFO)
+        )
+        return decode_cluster_info(resp.body)
+
+    async def master_addrs(self, cluster: str | None = None) -> dict[str, str]:
+        """Broker name -> master address, for one cluster or all."""
+        info = await self.cluster()
+        names = set(info.cluster_addr_table.get(cluster, [])) if cluster else None
+        return {n: bd.broker_addrs[0] for n, bd in info.broker_addr_table.items()
+                if 0 in bd.broker_addrs and (names is None or n in names)}  # fmt: skip
+
+    async def topics(self) -> list[str]:
+        resp = await self.instance.invoke_namesrv(
+            RemotingCommand(RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER)
+        )
+        return sorted(orjson.loads(resp.body).get("topicList", []))
+
+    async def route(self, topic: str) -> TopicRouteData:
+        route = await self.instance.route(topic, refresh=True)
+        if route is None:
+            raise TopicNotExistError(f"no route for topic {topic!r}", request="route")
+        return route
+
+    async def create_topic(self, topic: str, queues: int = 8, *, perm: int = PERM_RW,
+                           order: bool = False, cluster: str | None = None) -> None:  # fmt: skip
+        """Create or update `topic` on every master (of `cluster`)."""
+        for addr in (await self.master_addrs(cluster)).values():
+            await self._call(
+                addr, RequestCode.UPDATE_AND_CREATE_TOPIC, topic=topic, defaultTopic=DEFAULT_TOPIC,
+                readQueueNums=queues, writeQueueNums=queues, perm=perm,
+                topicFilterType="SINGLE_TAG", topicSysFlag=0, order=str(order).lower(),
+            )  # fmt: skip
+
+    async def delete_topic(self, topic: str, cluster: str | None = None) -> None:
+        """Delete `topic` from every master (of `cluster`) and from the NameServers."""
+        for addr in (await self.master_addrs(cluster)).values():
+            await self._call(addr, RequestCode.DELETE_TOPIC_IN_BROKER, topic=topic)
+        for ns in self.instance.config.namesrv_addrs:
+            await self._call(ns, RequestCode.DELETE_TOPIC_IN_NAMESRV, topic=topic)
+
+    async def topic_stats(self, topic: str) -> dict[MessageQueue, tuple[int, int]]:
+        """Queue -> (min offset, max offset), from every broker that has the topic."""
+        out: dict[MessageQueue, tuple[int, int]] = {}
+        for bd in (await self.route(topic)).broker_datas:
+            addr = bd.broker_addrs.get(0)
+            if addr is None:
+                continue
+            resp = await self._call(addr, RequestCode.GET_TOPIC_STATS_INFO, topic=topic)
+            table, _ = decode_mq_table_json(resp.body, "offsetTable")
+            for (t, b, q), v in table.items():
+                out[MessageQueue(t, b, q)] = (int(v["minOffset"]), int(v["maxOffset"]))
+        return out
+
+    # -- consumers --------------------------------------------------------------------------------
+
+    async def consumer_progress(self, group: str, topic: str | None = None) -> list[QueueProgress]:
+        """Per queue: the broker's max offset, the group's committed offset, and the lag."""
+        out: list[QueueProgress] = []
+        for addr in (await self.master_addrs()).values():
+            try:
+                ext: dict[str, Any] = {"consumerGroup": group}
+                if topic:
+                    ext["topic"] = topic
+                resp = await self._call(addr, RequestCode.GET_CONSUME_STATS, **ext)
+            except BrokerResponseError:
+                continue  # this broker knows nothing of the group
+            table, _ = decode_mq_table_json(resp.body, "offsetTable")
+            out += [
+                QueueProgress(MessageQueue(t, b, q), int(v["brokerOffset"]),
+                              int(v["consumerOffset"]), int(v.get("lastTimestamp", 0)))
+                for (t, b, q), v in table.items()
+            ]  # fmt: skip
+        return sorted(out, key=lambda p: (p.queue.topic, p.queue.broker_name, p.queue.queue_id))
+
+    async def consumer_connections(self, group: str) -> dict[str, Any]:
+        """The group's live clients and subscriptions, from the first broker that has them."""
+        last: BrokerResponseError | None = None
+        for addr in (await self.master_addrs()).values():
+            try:
+                resp = await self._call(addr, RequestCode.GET_CONSUMER_CONNECTION_LIST,
+                                        consumerGroup=group)  # fmt: skip
+                return dict(orjson.loads(resp.body))
+            except BrokerResponseError as exc:
+                last = exc
+        raise last or error_for_code(ResponseCode.CONSUMER_NOT_ONLINE)(f"group {group} not online")
+
+    async def reset_offset_by_time(
+        self, group: str, topic: str, timestamp_ms: int
+    ) -> dict[MessageQueue, int]:
+        """Move the group to the first message stored at or after `timestamp_ms` (-1: the end)."""
+        out: dict[MessageQueue, int] = {}
+        for bd in (await self.route(topic)).broker_datas:
+            addr = bd.broker_addrs.get(0)
+            if addr is None:
+                continue
+            resp = await self._call(
+                addr, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, topic=topic, group=group,
+                timestamp=timestamp_ms, isForce="true",
+            )  # fmt: skip
+            table, _ = decode_mq_table_json(resp.body, "offsetTable")
+            out.update({MessageQueue(t, b, q): int(v["offset"]) for (t, b, q), v in table.items()})
+        return out
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    async def view_message(self, offset_msg_id: str) -> StoredMessage:
+        """A message by its offset message id (asked of the broker inside the id)."""
+        host, phys = decode_offset_msg_id(offset_msg_id)
+        resp = await self._call(format_host(host), RequestCode.VIEW_MESSAGE_BY_ID, offset=phys)
+        return decode_records(resp.body)[0]
+
+    async def query_by_key(
+        self, topic: str, key: str, *, max_num: int = 32, begin_ms: int = 0,
+        end_ms: int | None = None,
+    ) -> list[StoredMessage]:  # fmt: skip
+        """Messages of `topic` whose KEYS or UNIQ_KEY is `key`, from every broker of the topic."""
+        end = end_ms if end_ms is not None else int(time.time() * 1000) + 1000
+        out: list[StoredMessage] = []
+        for bd in (await self.route(topic)).broker_datas:
+            addr = bd.broker_addrs.get(0)
+            if addr is None:
+                continue
+            try:
+                resp = await self._call(
+                    addr, RequestCode.QUERY_MESSAGE, topic=topic, key=key, maxNum=max_num,
+                    beginTimestamp=begin_ms, endTimestamp=end,
+                )  # fmt: skip
+            except BrokerResponseError as exc:
+                if exc.code == ResponseCode.QUERY_NOT_FOUND:
+                    continue
+                raise
+            out += decode_records(resp.body)
+        return out
+
+    async def resend_dead_letter(self, dlq_msg: StoredMessage, group: str) -> str:
+        """Send a dead letter back to its group's retry topic, so the group consumes it again.
+
+        Returns the offset message id of the new copy."""
+        from rmqkit.common.names import retry_topic
+
+        topic = retry_topic(group)
+        props = dict(dlq_msg.properties)
+        props.pop(Prop.DELAY_TIME_LEVEL, None)
+        route = await self.route(topic)
+        addr = route.broker_datas[0].broker_addrs[0]
+        resp = await self._call(
+            addr, RequestCode.SEND_MESSAGE_V2, dlq_msg.body, a="RMQKIT_ADMIN", b=topic,
+            c=DEFAULT_TOPIC, d=1, e=0, f=0, g=int(time.time() * 1000),  # the body is inflated
+            h=dlq_msg.flag, i=encode_properties(props), j=0, k="false", m="false",
+        )  # fmt: skip
+        return resp.ext_fields.get("msgId", "")
