@@ -25,6 +25,7 @@ from rmqkit.client.allocate import Allocate, allocate_averagely
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import MessageQueue
 from rmqkit.client.offset_store import LocalOffsetStore, OffsetStore, RemoteOffsetStore
+from rmqkit.client.orderly import OrderlySupport
 from rmqkit.client.process_queue import ProcessQueue
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
@@ -39,6 +40,7 @@ from rmqkit.protocol.record import StoredMessage, decode_records
 log = logging.getLogger("rmqkit.consumer")
 
 MessageModel = Literal["CLUSTERING", "BROADCASTING"]
+ConsumeMode = Literal["CONCURRENTLY", "ORDERLY"]
 ConsumeFrom = Literal[
     "CONSUME_FROM_LAST_OFFSET", "CONSUME_FROM_FIRST_OFFSET", "CONSUME_FROM_TIMESTAMP"
 ]
@@ -70,6 +72,9 @@ class PushConsumer:
         group: the consumer group.
         namesrv_addr: NameServers, `host:port;host:port`.
         message_model: CLUSTERING (share queues) or BROADCASTING (every consumer gets everything).
+        consume_mode: CONCURRENTLY, or ORDERLY (one queue's messages in order, one at a time;
+            see `rmqkit.client.orderly`).
+        suspend_current_queue_time_ms: ORDERLY: how long a queue pauses after a failure.
         consume_from_where: where a group with no committed offset starts.
         consume_timestamp_ms: the start for CONSUME_FROM_TIMESTAMP.
         allocate: the queue allocation strategy (see `rmqkit.client.allocate`).
@@ -91,6 +96,8 @@ class PushConsumer:
         namesrv_addr: str,
         *,
         message_model: MessageModel = "CLUSTERING",
+        consume_mode: ConsumeMode = "CONCURRENTLY",
+        suspend_current_queue_time_ms: int = 1_000,
         consume_from_where: ConsumeFrom = "CONSUME_FROM_LAST_OFFSET",
         consume_timestamp_ms: int | None = None,
         allocate: Allocate = allocate_averagely,
@@ -111,6 +118,11 @@ class PushConsumer:
         self.group = group
         self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
         self.message_model = message_model
+        self.orderly = (
+            OrderlySupport(self, suspend_current_queue_time_ms)
+            if consume_mode == "ORDERLY"
+            else None
+        )
         self.consume_from_where = consume_from_where
         self.consume_timestamp_ms = consume_timestamp_ms or int(time.time() * 1000) - 30 * 60_000
         self.allocate = allocate
@@ -202,6 +214,9 @@ class PushConsumer:
             t.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.join(), self.await_termination_s)
+        if self.orderly is not None:
+            await self.orderly.drain(self.await_termination_s)
+            await self.orderly.unlock(list(self.process_queues))
         for t in self._tasks[2:]:
             t.cancel()
         await asyncio.gather(*self._pulls.values(), *self._tasks, return_exceptions=True)
@@ -293,14 +308,36 @@ class PushConsumer:
                 task.cancel()
             await self.offsets.persist([mq])
             self.offsets.forget(mq)
+            if self.orderly is not None:
+                self.orderly.stop_queue(mq)
+                await self.orderly.unlock([mq])
             log.info("%s: released %s", self.group, mq)
-        for mq in mine - set(self.process_queues):
+        new = mine - set(self.process_queues)
+        if self.orderly is not None:
+            held = [q for q in self.process_queues if q.topic == topic]
+            locked = await self.orderly.lock(sorted(new | set(held), key=str))
+            for mq in [q for q in held if q not in locked]:  # our lock lapsed: stop reading it
+                await self._assign_drop(mq)
+            new &= locked
+        for mq in new:
             start = await self._start_offset(mq)
             if start < 0:
                 continue
             pq = self.process_queues[mq] = ProcessQueue()
+            if self.orderly is not None:
+                self.orderly.start_queue(mq, pq)
             self._pulls[mq] = asyncio.get_running_loop().create_task(self._pull_loop(mq, pq, start))
             log.info("%s: took %s from offset %d", self.group, mq, start)
+
+    async def _assign_drop(self, mq: MessageQueue) -> None:
+        pq = self.process_queues.pop(mq)
+        pq.dropped = True
+        task = self._pulls.pop(mq, None)
+        if task is not None:
+            task.cancel()
+        if self.orderly is not None:
+            self.orderly.stop_queue(mq)
+        log.warning("%s: lost the lock of %s; stopped reading it", self.group, mq)
 
     def reset_offsets(self, table: dict[tuple[str, str, int], int]) -> None:
         """An admin moved the group's offsets: restart the affected queues from there."""
@@ -389,8 +426,11 @@ class PushConsumer:
                 offset = next_offset
                 if msgs:
                     pq.put(msgs)
-                    for i in range(0, len(msgs), self.batch_max):
-                        self._work.put_nowait((mq, pq, msgs[i : i + self.batch_max]))
+                    if self.orderly is not None:
+                        self.orderly.submit(mq, msgs)
+                    else:
+                        for i in range(0, len(msgs), self.batch_max):
+                            self._work.put_nowait((mq, pq, msgs[i : i + self.batch_max]))
                 elif pq.count == 0:
                     self.offsets.update(mq, offset)
             elif resp.code in (ResponseCode.PULL_NOT_FOUND, ResponseCode.PULL_RETRY_IMMEDIATELY):
@@ -425,9 +465,11 @@ class PushConsumer:
             finally:
                 self._work.task_done()
 
-    async def _consume(
-        self, handler: Handler, mq: MessageQueue, pq: ProcessQueue, batch: list[StoredMessage]
-    ) -> None:
+    async def _run_handler(
+        self, mq: MessageQueue, batch: list[StoredMessage]
+    ) -> list[StoredMessage]:
+        """Call the handler with one batch; returns the messages that failed."""
+        assert self.handler is not None
         for m in batch:
             real = m.properties.get(Prop.RETRY_TOPIC)
             if real:
@@ -435,17 +477,25 @@ class PushConsumer:
         ctx = ConsumeContext(mq, len(batch) - 1)
         try:
             async with asyncio.timeout(self.consume_timeout_s):
-                result = await handler(batch, ctx) or ConsumeResult.SUCCESS
+                result = await self.handler(batch, ctx) or ConsumeResult.SUCCESS
         except Exception:
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
         if result is ConsumeResult.SUCCESS:
-            failed = batch[max(-1, ctx.ack_index) + 1 :]
-        else:
-            failed = list(batch)
+            return batch[max(-1, ctx.ack_index) + 1 :]
+        return list(batch)
+
+    async def call_handler(self, mq: MessageQueue, batch: list[StoredMessage]) -> bool:
+        """ORDERLY: True when the whole batch succeeded."""
+        return not await self._run_handler(mq, batch)
+
+    async def _consume(
+        self, handler: Handler, mq: MessageQueue, pq: ProcessQueue, batch: list[StoredMessage]
+    ) -> None:
+        failed = await self._run_handler(mq, batch)
         keep: list[StoredMessage] = []
         if failed and self.message_model == "CLUSTERING":
-            keep = [m for m in failed if not await self._send_back(m, mq)]
+            keep = [m for m in failed if not await self.send_back(m, mq)]
         elif failed:
             log.warning("%s (broadcasting): dropping %d failed messages", self.group, len(failed))
         done = [m for m in batch if m not in keep]
@@ -458,8 +508,9 @@ class PushConsumer:
                 self.local_retry_s, self._work.put_nowait, (mq, pq, keep)
             )
 
-    async def _send_back(self, m: StoredMessage, mq: MessageQueue) -> bool:
-        """CONSUMER_SEND_MSG_BACK: the broker schedules a retry (or moves it to the DLQ)."""
+    async def send_back(self, m: StoredMessage, mq: MessageQueue, delay_level: int = 0) -> bool:
+        """CONSUMER_SEND_MSG_BACK: the broker schedules a retry (or, at level -1 or past the
+        maximum, moves it to the DLQ)."""
         addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
         if addr is None:
             return False
@@ -467,7 +518,8 @@ class PushConsumer:
             resp = await self.instance.invoke(addr, RemotingCommand(
                 RequestCode.CONSUMER_SEND_MSG_BACK,
                 ext_fields={"offset": str(m.commit_log_offset), "group": self.group,
-                            "delayLevel": "0", "originMsgId": m.msg_id, "originTopic": m.topic,
+                            "delayLevel": str(delay_level), "originMsgId": m.msg_id,
+                            "originTopic": m.topic,
                             "maxReconsumeTimes": str(self.max_reconsume_times)},
             ))  # fmt: skip
         except RemotingError:
