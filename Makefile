@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck layers unit interop interop-deps bench clean
+.PHONY: install demo serve test lint typecheck layers unit interop interop-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/rmqkit demo
+
+# A NameServer (9876) and a broker (10911) in one process, data in ./rmqkit-data; Ctrl-C stops it.
+serve: $(STAMP)
+	$(VENV)/bin/rmqkit serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests tools $(wildcard benchmarks)
