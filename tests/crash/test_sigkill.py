@@ -2,8 +2,9 @@
 
 Each test runs several rounds on one store: a writer subprocess (`tests/crash/writer.py`) puts
 messages from 8-32 concurrent tasks (single puts and batches, several topics and queues, bodies
-from a few bytes to 48 KiB, small segments so the CommitLog, ConsumeQueues and IndexFiles roll)
-and is killed once it has acknowledged a random number of messages. Most rounds the test then
+from 16 bytes to 48 KiB, some with KiBs of properties, small segments so the CommitLog,
+ConsumeQueues and IndexFiles roll) and is killed once it has acknowledged a random number of
+messages (from none to 3,000: right after recovery, or in full flight). Most rounds the test then
 opens the store itself, checks it (`checks.py`) and appends more; a few rounds leave the crashed
 store to the next writer to recover. At the end a clean restart must keep everything.
 """
@@ -21,7 +22,7 @@ from tests.crash.writer import Ack, FlushType, open_store
 
 pytestmark = pytest.mark.crash
 
-ROUNDS = 8
+ROUNDS = 6
 
 
 async def crash_rounds(root: Path, flush: FlushType, seed: int) -> None:
