@@ -11,11 +11,17 @@ from .harness import Lab, require_clients
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+async def unstarted_lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    """A Lab whose test starts the server itself (`await lab.start_server(env=..., ...)`)."""
     require_clients()
     lab = Lab(tmp_path)
     try:
-        await lab.start_server()
         yield lab
     finally:
         await lab.close()
+
+
+@pytest.fixture
+async def lab(unstarted_lab: Lab) -> Lab:
+    await unstarted_lab.start_server()
+    return unstarted_lab

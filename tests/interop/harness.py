@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from rmqkit.protocol.codes import RequestCode
+from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.record import StoredMessage, decode_records
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.testing import check_for
 
@@ -34,7 +35,10 @@ NODE = INTEROP / "bin" / "node"
 ALIONS_MODULES = INTEROP / "alions" / "node_modules"
 CPP_PYTHON = INTEROP / "venv_cpp" / "bin" / "python"
 
-LISTENING = re.compile(rb"listening on (\S+), NameServer on (\S+)")
+# `rmqkit serve` prints "... listening on <broker>, NameServer on <ns>" (embedded NameServer) or
+# "... listening on <broker>, registering with <ns>" (--config); `rmqkit namesrv` its port.
+LISTENING = re.compile(rb"listening on (\S+), (?:NameServer on|registering with) (\S+)")
+NAMESRV_LISTENING = re.compile(rb"NameServer listening on port (\d+)")
 Event = dict[str, Any]
 # librocketmq 0.4.4 logs each rebalance as "client id:<cid> of topic:<t>[doRebalance:..]" lines
 # (one per group member), then "... averageSize is:<n>, startIndex is:<first queue>[allocate:..]".
@@ -170,6 +174,61 @@ class Client:
                 await asyncio.wait_for(self.reader, 5)
 
 
+@dataclass
+class Daemon:
+    """An `rmqkit serve` or `rmqkit namesrv` subprocess; its stdout collects in `out`."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    log: Path
+    out: bytearray = field(default_factory=bytearray)
+    reader: asyncio.Task[None] | None = None
+
+    async def first_line(self, pattern: re.Pattern[bytes], within_s: float) -> re.Match[bytes]:
+        """Wait for the line announcing the listening address, then keep reading in the back."""
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), within_s)
+        except TimeoutError:
+            line = b""
+        self.out += line
+        found = pattern.search(line)
+        if not found:
+            await self.kill()
+            raise AssertionError(f"{self.name} printed {line!r}\n{tail(self.log)}")
+        self.reader = asyncio.create_task(self._read())
+        return found
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.out += line
+
+    async def stop(self, within_s: float) -> None:
+        """SIGTERM; the process must exit 0 after printing "stopped cleanly"."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = await asyncio.wait_for(self.proc.wait(), within_s)
+        except TimeoutError:
+            await self.kill()
+            raise AssertionError(f"{self.name} ignored SIGTERM\n{tail(self.log)}") from None
+        finally:
+            if self.reader is not None:
+                await asyncio.wait_for(self.reader, 5)
+        out = self.out.decode(errors="replace")
+        assert rc == 0, f"{self.name} exited {rc}: {out}\n{tail(self.log)}"
+        assert "stopped cleanly" in out, out
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        if self.reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.reader, 5)
+
+
 class Lab:
     """One `rmqkit serve` subprocess plus the clients a test starts against it."""
 
@@ -177,59 +236,96 @@ class Lab:
         self.root = root
         self.home = root / "home"  # the C++ client logs to $HOME/logs/rocketmq-cpp
         self.home.mkdir(parents=True, exist_ok=True)
-        self.server: asyncio.subprocess.Process | None = None
-        self.server_out = bytearray()
-        self.server_reader: asyncio.Task[None] | None = None
-        self.server_log = root / "rmqkit-serve.log"
+        self.server: Daemon | None = None
+        self.namesrv_server: Daemon | None = None  # only with start_server(properties=...)
         self.clients: list[Client] = []
         self.broker = ""
         self.namesrv = ""
         self._seq = 0
 
-    async def start_server(self, within_s: float = 15.0) -> None:
+    async def _daemon(self, name: str, args: list[str], env: dict[str, str]) -> Daemon:
         rmqkit = Path(sys.executable).with_name("rmqkit")
         argv = [str(rmqkit)] if rmqkit.exists() else [sys.executable, "-m", "rmqkit.cli.main"]
-        if os.environ.get("RMQKIT_INTEROP_DEBUG"):  # broker DEBUG log into rmqkit-serve.log
+        if os.environ.get("RMQKIT_INTEROP_DEBUG"):  # DEBUG log into rmqkit-*.log
             argv.append("-v")
-        data = str(self.root / "data")
-        argv += ["serve", "--port", "0", "--namesrv-port", "0", "--data-dir", data]
-        with self.server_log.open("wb") as err:
-            self.server = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=err, cwd=self.root,
+        log = self.root / f"{name}.log"
+        with log.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=err, cwd=self.root, env={**os.environ, **env},
             )  # fmt: skip
-        assert self.server.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.server.stdout.readline(), within_s)
-        except TimeoutError:
-            line = b""
-        self.server_out += line
-        found = LISTENING.search(line)
-        assert found, f"rmqkit serve printed {line!r}\n{tail(self.server_log)}"
-        self.broker, self.namesrv = (g.decode() for g in found.groups())
-        self.server_reader = asyncio.create_task(self._read_server())
+        return Daemon(name, proc, log)
 
-    async def _read_server(self) -> None:
-        assert self.server is not None and self.server.stdout is not None
-        async for line in self.server.stdout:
-            self.server_out += line
+    async def start_server(
+        self,
+        within_s: float = 15.0,
+        env: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        """`rmqkit serve` with its embedded NameServer, `env` added to its environment.
+
+        With `properties`, the broker reads them from a broker.properties file instead
+        (`rmqkit serve --config`), and so registers with a separate `rmqkit namesrv`.
+        """
+        env = env or {}
+        data = self.root / "data"
+        if properties is None:
+            args = ["serve", "--port", "0", "--namesrv-port", "0", "--data-dir", str(data)]
+        else:
+            self.namesrv_server = await self._daemon("rmqkit-namesrv", ["namesrv", "--port", "0"],
+                                                     env)  # fmt: skip
+            port = (await self.namesrv_server.first_line(NAMESRV_LISTENING, within_s)).group(1)
+            props = {
+                "namesrvAddr": f"127.0.0.1:{port.decode()}",
+                "storePathRootDir": str(data / "store"),
+                **properties,
+            }
+            conf = self.root / "broker.properties"
+            conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+            args = ["serve", "--config", str(conf), "--port", "0"]
+        self.server = await self._daemon("rmqkit-serve", args, env)
+        found = await self.server.first_line(LISTENING, within_s)
+        self.broker, self.namesrv = (g.decode() for g in found.groups())
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "rmqkit-serve.log"
 
     async def stop_server(self, within_s: float = 20.0) -> None:
-        """SIGTERM; the server must exit 0 after printing "stopped cleanly"."""
+        """SIGTERM; the server (and its NameServer) must exit 0 after "stopped cleanly"."""
         assert self.server is not None
-        self.server.send_signal(signal.SIGTERM)
+        await self.server.stop(within_s)
+        if self.namesrv_server is not None:
+            await self.namesrv_server.stop(within_s)
+
+    async def request(
+        self, code: int, ext: dict[str, str], body: bytes = b"", addr: str = ""
+    ) -> RemotingCommand:
+        """One request to the broker (or `addr`) with the rmqkit client; the raw answer."""
+        client = RemotingClient()
         try:
-            rc = await asyncio.wait_for(self.server.wait(), within_s)
-        except TimeoutError:
-            self.server.kill()
-            await self.server.wait()
-            raise AssertionError(f"rmqkit serve ignored SIGTERM\n{tail(self.server_log)}") from None
+            cmd = RemotingCommand(code, ext_fields=ext, body=body)
+            return await client.invoke(addr or self.broker, cmd, 5.0)
         finally:
-            if self.server_reader is not None:
-                await asyncio.wait_for(self.server_reader, 5)
-        out = self.server_out.decode(errors="replace")
-        assert rc == 0, f"rmqkit serve exited {rc}: {out}\n{tail(self.server_log)}"
-        assert "stopped cleanly" in out, out
+            await client.close()
+
+    async def max_offset(self, topic: str, queue_id: int = 0) -> int:
+        ext = {"topic": topic, "queueId": str(queue_id)}
+        r = await self.request(RequestCode.GET_MAX_OFFSET, ext)
+        assert r.code == 0, (r.code, r.remark)
+        return int(r.ext_fields["offset"])
+
+    async def query_messages(self, topic: str, key: str, max_num: int = 32) -> list[StoredMessage]:
+        """QUERY_MESSAGE by key (KEYS or UNIQ_KEY) over all time; [] when none is indexed."""
+        ext = {
+            "topic": topic, "key": key, "maxNum": str(max_num), "beginTimestamp": "0",
+            "endTimestamp": str(2**62),
+        }  # fmt: skip
+        r = await self.request(RequestCode.QUERY_MESSAGE, ext)
+        if r.code == ResponseCode.QUERY_NOT_FOUND:
+            return []
+        assert r.code == 0, (r.code, r.remark)
+        return decode_records(r.body)
 
     async def create_topic(self, topic: str, queues: int = 4, within_s: float = 10.0) -> None:
         """UPDATE_AND_CREATE_TOPIC on the broker, then wait until the NameServer routes it."""
@@ -298,9 +394,6 @@ class Lab:
         """Best-effort cleanup after a failed test: kill what is still running."""
         for client in self.clients:
             await client.kill()
-        if self.server is not None and self.server.returncode is None:
-            self.server.kill()
-            await self.server.wait()
-        if self.server_reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server_reader, 5)
+        for daemon in (self.server, self.namesrv_server):
+            if daemon is not None:
+                await daemon.kill()

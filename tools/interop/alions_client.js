@@ -4,6 +4,15 @@
 // Prints one JSON object a line on stdout ("event": ready | queues | sent | message | error |
 // closed). A consumer runs until its stdin closes (then closes the consumer cleanly) or until
 // deadlineMs passes (exit 3). Needs NODE_PATH=<dir with ali-ons installed>/node_modules.
+// Producer messages may carry "delayTimeLevel"; "sent" reports sentAt (Date.now() once the send
+// returned). A consumer may take "maxReconsumeTimes" (ali-ons option, sent with each
+// CONSUMER_SEND_MSG_BACK) and "retry": {bodies?: [...] (default every message), times?: n
+// (default forever)}: the handler fails those messages, n times each, by answering
+// Consumer.ACTION_RETRY ("action": "retry"). ali-ons 3.12.0 drops that answer for a message
+// redelivered from %RETRY%<group> (its wrapper handler there does not return the user handler's
+// value), so such a message is failed by throwing instead ("action": "throw"); ali-ons reports the
+// throw as an 'error', printed as "thrown" rather than "error". Every delivery is reported
+// ("message", with at = Date.now(), reconsumeTimes and the action).
 
 const { Producer, Consumer, Message } = require('ali-ons');
 
@@ -21,8 +30,11 @@ function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
+const ON_PURPOSE = 'interop: failing this message on purpose';
+
 function fail(err) {
-  emit({ event: 'error', message: String(err && err.stack || err) });
+  const message = String(err && err.stack || err);
+  emit({ event: message.includes(ON_PURPOSE) ? 'thrown' : 'error', message });
 }
 
 function deadline(ms) {
@@ -45,9 +57,11 @@ async function produce() {
   for (const m of cfg.messages) {
     const msg = new Message(cfg.topic, m.tag || '', m.body);
     if (m.keys) msg.keys = m.keys;
+    if (m.delayTimeLevel) msg.delayTimeLevel = m.delayTimeLevel;
     const r = await producer.send(msg);
     emit({
       event: 'sent',
+      sentAt: Date.now(),
       body: m.body,
       tag: m.tag || '',
       status: r.sendStatus,
@@ -68,7 +82,23 @@ function queueIds(consumer) {
   return ids.sort((a, b) => a - b);
 }
 
+// How the handler answers: ACTION_RETRY for the chosen bodies, `times` times per body.
+function retryPolicy() {
+  const retry = cfg.retry;
+  const failed = new Map();
+  return body => {
+    if (!retry || (retry.bodies && !retry.bodies.includes(body))) return false;
+    const n = failed.get(body) || 0;
+    if (retry.times !== undefined && n >= retry.times) return false;
+    failed.set(body, n + 1);
+    return true;
+  };
+}
+
 async function consume() {
+  const shouldRetry = retryPolicy();
+  const extra = {};
+  if (cfg.maxReconsumeTimes !== undefined) extra.maxReconsumeTimes = cfg.maxReconsumeTimes;
   const consumer = new Consumer({
     httpclient: {},
     nameSrv: cfg.nameSrv,
@@ -77,20 +107,35 @@ async function consume() {
     isBroadcast: !!cfg.broadcast,
     logger: quiet,
     ...timers,
+    ...extra,
   });
   consumer.on('error', fail);
-  consumer.subscribe(cfg.topic, cfg.subExpression || '*', async msg => {
+  // ali-ons calls handler(msg, mq, pq) for its own subscriptions but handler(msg) from the wrapper
+  // of %RETRY%<group>, which ignores what the handler returns.
+  consumer.subscribe(cfg.topic, cfg.subExpression || '*', async (msg, mq) => {
+    const body = msg.body.toString();
+    const viaRetryTopic = mq === undefined;
+    const action = shouldRetry(body) ? (viaRetryTopic ? 'throw' : 'retry') : 'ok';
     emit({
       event: 'message',
-      topic: msg.topic,
-      body: msg.body.toString(),
+      at: Date.now(),
+      action,
+      viaRetryTopic,
+      topic: msg.topic, // a retried message's first topic: ali-ons restores it
+      retryTopic: msg.retryTopic || null,
+      originMsgId: msg.originMessageId || null,
+      body,
       tags: msg.tags || '',
       keys: msg.keys,
       msgId: msg.msgId,
       queueId: msg.queueId,
       queueOffset: Number(msg.queueOffset),
       reconsumeTimes: msg.reconsumeTimes,
+      bornTimestamp: Number(msg.bornTimestamp),
+      storeTimestamp: Number(msg.storeTimestamp),
     });
+    if (action === 'throw') throw new Error(ON_PURPOSE);
+    return action === 'retry' ? Consumer.ACTION_RETRY : undefined;
   });
   await consumer.ready();
   emit({ event: 'ready', clientId: consumer._mqClient.clientId });

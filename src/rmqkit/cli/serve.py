@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
 from rmqkit.server.broker.broker import Broker
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.properties import load_broker_settings
-from rmqkit.server.store.settings import StoreSettings
 
 log = logging.getLogger("rmqkit.cli")
 
@@ -47,15 +47,16 @@ async def run_broker(
     if config is None:
         namesrv = NameServer(NameServerSettings(host="0.0.0.0", listen_port=namesrv_port))
         await namesrv.start()
-        overrides: dict[str, object] = {
-            "namesrv_addr": f"127.0.0.1:{namesrv.port}",
-            "store": StoreSettings(store_path_root_dir=data_dir / "store"),
-        }
+        overrides: dict[str, object] = {"namesrv_addr": f"127.0.0.1:{namesrv.port}"}
     else:
         overrides = {}
     if port is not None:
         overrides["listen_port"] = port
     settings = load_broker_settings(config, **overrides)
+    if config is None and "RMQKIT_STORE__STORE_PATH_ROOT_DIR" not in os.environ:
+        # Only the store's place changes: every other store setting, environment included, stays.
+        store = settings.store.model_copy(update={"store_path_root_dir": data_dir / "store"})
+        settings = settings.model_copy(update={"store": store})
     broker = Broker(settings)
     await broker.start()
     where = (

@@ -97,24 +97,26 @@ class PullProcessor:
             and req.suspend_ms > 0
         ):
             timeout_s = min(req.suspend_ms, s.max_suspend_ms) / 1000
-            return self._held(cmd, req, time.monotonic() + timeout_s)
+            # The hold is registered now, in the same loop turn as the read that found nothing:
+            # a message dispatched before the returned coroutine first runs must still wake it.
+            return self._held(cmd, req, time.monotonic() + timeout_s, self._hold(req, timeout_s))
         return response
 
-    async def _held(
-        self, cmd: RemotingCommand, req: PullRequest, deadline: float
-    ) -> RemotingCommand:
+    def _hold(self, req: PullRequest, timeout_s: float) -> asyncio.Future[bool]:
         codes = req.subscription.codes if req.subscription else None
+        return self.broker.pull_holds.hold(req.topic, req.queue_id, req.offset, codes, timeout_s)
+
+    async def _held(
+        self, cmd: RemotingCommand, req: PullRequest, deadline: float, hold: asyncio.Future[bool]
+    ) -> RemotingCommand:
         while True:
-            left = deadline - time.monotonic()
-            woke = await self.broker.pull_holds.hold(
-                req.topic, req.queue_id, req.offset, codes, left
-            )
+            woke = await hold
             response = self._respond(cmd, req, self._read(req))
-            if response.code != ResponseCode.PULL_NOT_FOUND or not woke or not self.broker.running:
+            left = deadline - time.monotonic()
+            done = response.code != ResponseCode.PULL_NOT_FOUND or not woke
+            if done or not self.broker.running or left <= 0:
                 return response
-            if time.monotonic() >= deadline:
-                return response
-            await asyncio.sleep(0)
+            hold = self._hold(req, left)  # again right after the read, with no await between
 
     def _check(self, cmd: RemotingCommand, req: PullRequest) -> RemotingCommand | None:
         b = self.broker
