@@ -13,12 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import broker_bench
 import store_bench
 
 
 def main(argv: list[str] | None = None) -> int:
     print("== store ==", flush=True)
-    return store_bench.main(argv)
+    status = store_bench.main(argv)
+    print("== broker ==", flush=True)
+    return broker_bench.main(argv) or status
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ _BIN_FIXED = struct.Struct(">hbhii")  # code, language, version, opaque, flag: 1
 _INT = struct.Struct(">i")
 _SHORT = struct.Struct(">h")
 _LANG_BY_ORDINAL = {lc.value: lc.name for lc in LanguageCode}
+_JSON = SerializeType.JSON
 
 
 class HeaderError(ValueError):
@@ -142,25 +143,31 @@ def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     raw_ext = h.get("extFields") or {}
     if not isinstance(raw_ext, dict):
         raise HeaderError("'extFields' is not an object")
-    ext: dict[str, str] = {}
-    for k, v in raw_ext.items():
-        s = java_string(v)
-        if s is not None:
-            ext[str(k)] = s
+    ext: dict[str, str] = raw_ext  # JSON keys are strings; the values nearly always are too
+    for v in raw_ext.values():
+        if type(v) is not str:
+            ext = {}
+            for k, value in raw_ext.items():
+                s = java_string(value)
+                if s is not None:
+                    ext[str(k)] = s
+            break
     lang = h.get("language", "JAVA")
     if isinstance(lang, int):
         lang = _LANG_BY_ORDINAL.get(lang, "OTHER")
     remark = h.get("remark")
     try:
+        # Positional (the field order of RemotingCommand): twice as fast as keywords, per frame.
         return RemotingCommand(
-            code=code,
-            opaque=int(h.get("opaque", 0)),
-            flag=int(h.get("flag", 0)),
-            remark=None if remark is None else str(remark),
-            ext_fields=ext,
-            language=str(lang),
-            version=int(h.get("version", 0)),
-            serialize_type=SerializeType.JSON,
+            code,
+            int(h.get("opaque", 0)),
+            int(h.get("flag", 0)),
+            None if remark is None else str(remark),
+            ext,
+            b"",
+            str(lang),
+            int(h.get("version", 0)),
+            _JSON,
         )
     except (TypeError, ValueError) as exc:
         raise HeaderError(f"header field has the wrong type: {exc}") from exc

@@ -25,6 +25,8 @@ from rmqkit.protocol.command import (
 PREFIX = struct.Struct(">ii")  # length, type_and_header: 8 bytes
 _INT = struct.Struct(">i")
 HEADER_LENGTH_MASK = 0xFFFFFF
+_JSON = int(SerializeType.JSON)
+_ROCKETMQ = int(SerializeType.ROCKETMQ)
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 """RocketMQ's `com.rocketmq.remoting.frameMaxLength` default."""
 
@@ -69,6 +71,7 @@ class FrameDecoder:
         out: list[RemotingCommand] = []
         pos = 0
         n = len(buf)
+        view = memoryview(buf)  # slices of it copy once; released before `buf` is resized
         try:
             while n - pos >= 4:
                 (length,) = _INT.unpack_from(buf, pos)
@@ -84,21 +87,22 @@ class FrameDecoder:
                 if hlen > length - 4:
                     raise FrameError(f"header length {hlen} exceeds frame length {length}")
                 hstart = pos + 8
-                header = bytes(buf[hstart : hstart + hlen])
+                header = bytes(view[hstart : hstart + hlen])
                 try:
-                    if stype == SerializeType.JSON:
+                    if stype == _JSON:
                         cmd = decode_json_header(header)
-                    elif stype == SerializeType.ROCKETMQ:
+                    elif stype == _ROCKETMQ:
                         cmd = decode_binary_header(header)
                     else:
                         raise FrameError(f"unknown serialize type {stype}")
                 except HeaderError as exc:
                     raise FrameError(str(exc)) from exc
                 end = pos + 4 + length
-                cmd.body = bytes(buf[hstart + hlen : end])
+                cmd.body = bytes(view[hstart + hlen : end])
                 out.append(cmd)
                 pos = end
         finally:
+            view.release()
             if pos:
                 del buf[:pos]
         return out

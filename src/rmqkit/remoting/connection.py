@@ -3,7 +3,12 @@
 An `asyncio.Protocol` with a byte buffer (no await per frame). Requests from the peer go to a
 handler; a handler that answers at once costs no task, one that needs to wait (long polling)
 returns an awaitable and gets a task, so it never blocks the other requests on the connection.
+A coroutine is first run eagerly up to its first suspension (as 3.12's eager tasks do): one that
+never suspends (an ASYNC_FLUSH send) is answered at once and costs no task either.
 Responses may go back in any order: the peer matches them by opaque.
+
+Writes are coalesced: frames produced while a read is handled go out in one write at its end, and
+frames sent from elsewhere (tasks, timers) in one write per loop turn, not one syscall per frame.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
+from typing import Any, TypeAlias, cast
 
 from rmqkit.errors import RemotingConnectError, RemotingTimeoutError
 from rmqkit.protocol.codes import ResponseCode
@@ -55,12 +61,18 @@ class Connection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes | memoryview] = []
+        """Frames not yet handed to the transport (see `_flush`)."""
+        self._reading = False
+        """True while `data_received` handles a read: it flushes at its end."""
+        self._flush_scheduled = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # No isinstance check: uvloop's TCPTransport is not an asyncio.Transport subclass.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -74,13 +86,18 @@ class Connection(asyncio.Protocol):
             log.warning("closing connection from %s: %s", self.peer, exc)
             self.close()
             return
-        for cmd in commands:
-            if cmd.is_response:
-                fut = self.pending.pop(cmd.opaque, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(cmd)
-            else:
-                self._handle(cmd)
+        self._reading = True
+        try:
+            for cmd in commands:
+                if cmd.is_response:
+                    fut = self.pending.pop(cmd.opaque, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(cmd)
+                else:
+                    self._handle(cmd)
+        finally:
+            self._reading = False
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         err = RemotingConnectError(
@@ -90,6 +107,7 @@ class Connection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(err)
         self.pending.clear()
+        self._out.clear()
         for task in list(self.tasks):
             task.cancel()
         self._can_write.set()
@@ -117,13 +135,20 @@ class Connection(asyncio.Protocol):
             return
         try:
             result = self.handler(self, cmd)
+            if type(result) is CoroutineType:
+                try:
+                    first = result.send(None)
+                except StopIteration as done:
+                    result = done.value
+                else:
+                    result = _Resumed(result, first)
         except Exception as exc:
             log.exception("request %d from %s failed", cmd.code, self.peer)
             result = cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
         if isinstance(result, RemotingCommand) or result is None:
             self._reply(cmd, result)
         else:
-            task = asyncio.get_running_loop().create_task(self._await_reply(cmd, result))
+            task = self._loop.create_task(self._await_reply(cmd, result))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
@@ -156,12 +181,24 @@ class Connection(asyncio.Protocol):
         """Write one command; silently dropped when the connection is gone."""
         if not self.is_open:
             return
-        assert self.transport is not None
         head, body = encode_frame_parts(cmd)
+        out = self._out
+        out.append(head)
         if body:
-            self.transport.writelines((head, body))
-        else:
-            self.transport.write(head)
+            out.append(body)
+        if not self._reading and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Hand every frame waiting in `_out` to the transport in one write."""
+        self._flush_scheduled = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)
 
     async def drain(self) -> None:
         """Wait while the peer is not reading (the write buffer is over its high-water mark)."""
@@ -194,4 +231,38 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._flush()  # frames sent before close() still go out
             self.transport.close()
+
+
+class _Resumed:
+    """The rest of a handler coroutine that `_handle` ran up to its first suspension.
+
+    Awaited inside a task, it passes what the coroutine yielded (the future it waits on) to the
+    task, and resumes the coroutine as the task resumes it: `yield from`, minus its first step.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, RemotingCommand | None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, None, RemotingCommand | None]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return cast("RemotingCommand | None", done.value)
+            else:
+                try:
+                    value = coro.send(None)
+                except StopIteration as done:
+                    return cast("RemotingCommand | None", done.value)
