@@ -13,13 +13,13 @@ import asyncio
 import logging
 import time
 import zlib
-from types import TracebackType
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.uniq_id import new_uniq_id
 from rmqkit.common.hashing import java_string_hash
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import DEFAULT_TOPIC, topic_problem
 from rmqkit.common.properties import Prop
 from rmqkit.errors import (
@@ -56,7 +56,7 @@ _STATUS = {
 }
 
 
-class Producer:
+class Producer(AsyncLifecycle):
     """Sends messages for one producer group.
 
     Args:
@@ -121,18 +121,6 @@ class Producer:
             except RemotingError:
                 pass
         await self.instance.stop()
-
-    async def __aenter__(self) -> Producer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- routes -----------------------------------------------------------------------------------
 

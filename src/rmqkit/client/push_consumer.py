@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from rmqkit.client.allocate import Allocate, allocate_averagely
@@ -27,6 +26,7 @@ from rmqkit.client.message import MessageQueue
 from rmqkit.client.offset_store import LocalOffsetStore, OffsetStore, RemoteOffsetStore
 from rmqkit.client.orderly import OrderlySupport
 from rmqkit.client.process_queue import ProcessQueue
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
 from rmqkit.common.subscription import SubscriptionData
@@ -65,7 +65,7 @@ class ConsumeContext:
 Handler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
 
 
-class PushConsumer:
+class PushConsumer(AsyncLifecycle):
     """Consumes the topics it subscribes to and calls the handler with each batch.
 
     Args:
@@ -234,18 +234,6 @@ class PushConsumer:
                 cmd = RemotingCommand(RequestCode.UNREGISTER_CLIENT, ext_fields=dict(ext))
                 with contextlib.suppress(RemotingError):
                     await self.instance.invoke(addr, cmd, 1_000)
-
-    async def __aenter__(self) -> PushConsumer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- rebalance --------------------------------------------------------------------------------
 

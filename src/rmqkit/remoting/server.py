@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
 
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.frame import DEFAULT_MAX_FRAME_BYTES
@@ -23,7 +23,7 @@ log = logging.getLogger("rmqkit.remoting.server")
 Processor = Callable[[Connection, RemotingCommand], HandlerResult]
 
 
-class RemotingServer:
+class RemotingServer(AsyncLifecycle):
     """Listens on `host:port` (port 0 picks a free one; `port` tells which)."""
 
     def __init__(
@@ -113,15 +113,3 @@ class RemotingServer:
             conn.close()
         await self._server.wait_closed()
         self._server = None
-
-    async def __aenter__(self) -> RemotingServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

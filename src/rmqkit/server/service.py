@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
+
+from rmqkit.common.lifecycle import AsyncLifecycle
 
 log = logging.getLogger("rmqkit.service")
 
 
-class Service:
+class Service(AsyncLifecycle):
     """A named background loop with `start`, `stop`, and a wait that `wakeup` cuts short."""
 
     name: str = "service"
@@ -75,15 +76,3 @@ class Service:
 
     async def _on_stop(self) -> None:
         """Runs once after the loop has ended; the default does nothing."""
-
-    async def __aenter__(self) -> Service:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.codes import RequestCode
@@ -71,7 +71,7 @@ class Housekeeping(Service):
         b.clients.expire(b.settings.channel_expired_timeout_ms / 1000)
 
 
-class Broker:
+class Broker(AsyncLifecycle):
     """One broker (master) on top of a `FileMessageStore`."""
 
     def __init__(self, settings: BrokerSettings) -> None:
@@ -197,15 +197,3 @@ class Broker:
         if self._store is not None:
             await self._store.stop()
         log.warning("broker %s stopped", self.settings.broker_name)
-
-    async def __aenter__(self) -> Broker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import TracebackType
 
 from pydantic import BaseModel, Field
 
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.remoting.connection import Connection
 from rmqkit.remoting.server import RemotingServer
 from rmqkit.server.namesrv.kv_config import KVConfig
@@ -55,7 +55,7 @@ class BrokerExpiryService(Service):
                 info.connection.close()
 
 
-class NameServer:
+class NameServer(AsyncLifecycle):
     """One NameServer; `async with NameServer(settings) as ns:`, then give out `ns.addr`."""
 
     def __init__(self, settings: NameServerSettings | None = None) -> None:
@@ -109,15 +109,3 @@ class NameServer:
             log.info(
                 "broker %s of %s removed: its connection closed", info.broker_addr, info.cluster
             )
-
-    async def __aenter__(self) -> NameServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
