@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import broker_bench
+import starter_bench
 import store_bench
 
 
@@ -21,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     print("== store ==", flush=True)
     status = store_bench.main(argv)
     print("== broker ==", flush=True)
-    return broker_bench.main(argv) or status
+    status = broker_bench.main(argv) or status
+    print("== starter ==", flush=True)
+    return starter_bench.main(argv) or status
 
 
 if __name__ == "__main__":

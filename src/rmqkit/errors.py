@@ -54,6 +54,21 @@ class RemotingConnectError(RemotingError, ConnectionError):
     """A connection could not be opened."""
 
 
+class RequestTimeoutError(RmqkitError, TimeoutError):
+    """A request (request-reply) was sent, but its reply did not arrive in time.
+
+    RocketMQ's `RequestTimeoutException`. Not a `RemotingError`: the transport worked, the
+    replier did not answer within the request's TTL.
+    """
+
+    def __init__(self, correlation_id: str, timeout_ms: int, topic: str = "") -> None:
+        where = f" to {topic}" if topic else ""
+        super().__init__(f"no reply to request {correlation_id}{where} within {timeout_ms} ms")
+        self.correlation_id = correlation_id
+        self.timeout_ms = timeout_ms
+        self.topic = topic
+
+
 class BrokerResponseError(RmqkitError):
     """A broker or NameServer answered with a non-success response code."""
 

@@ -4,6 +4,8 @@
 #   .interop/alions/           npm ali-ons (pure-JS remoting client)
 #   .interop/venv_cpp/         PyPI rocketmq (the C++ client, bundled librocketmq.so); its own
 #                              venv because its package name `rocketmq` clashes with others
+#   .interop/bin/redis-server  the machine's redis-server, else Debian's, unpacked into
+#                              .interop/redis (no root) for tests/integration/starter
 # Idempotent: each part is skipped when its stamp file (named after its version) exists.
 # Quiet: tool output goes to .interop/install.log and is shown only when a step fails.
 set -euo pipefail
@@ -78,4 +80,75 @@ if [ ! -f "$CPP_STAMP" ]; then
     run pip_quiet "$DIR/venv_cpp/bin/python" "rocketmq==$CPP_CLIENT_VERSION"
     run "$DIR/venv_cpp/bin/python" -c "import rocketmq.client"  # librocketmq.so loads
     touch "$CPP_STAMP"
+fi
+
+# --- redis-server (for tests/integration/starter: the Redis idempotency store) ------------------
+# The machine's redis-server if it has one; else Debian's packages, downloaded (no root needed)
+# and unpacked into .interop/redis with the shared libraries the machine lacks, behind a wrapper
+# .interop/bin/redis-server that points LD_LIBRARY_PATH at them.
+REDIS_STAMP="$DIR/redis/.installed-redis-server"
+if command -v redis-server >/dev/null 2>&1; then
+    ln -sf "$(command -v redis-server)" "$DIR/bin/redis-server"
+elif [ ! -f "$REDIS_STAMP" ] || [ ! -x "$DIR/bin/redis-server" ]; then
+    rm -rf "$DIR/redis"
+    mkdir -p "$DIR/redis/debs"
+    say "unpacking redis-server (Debian packages) into .interop/redis"
+    apt_opts=()
+    apt_download() {  # apt_download PACKAGE...: fetch .deb files into .interop/redis/debs
+        (cd "$DIR/redis/debs" && apt-get "${apt_opts[@]}" download "$@")
+    }
+    if ! apt-cache show redis-server >/dev/null 2>&1; then
+        # No package lists yet: root refreshes the machine's; anyone else keeps private ones.
+        if [ "$(id -u)" = 0 ]; then
+            run apt-get update -qq
+        else
+            lists="$DIR/redis/apt"
+            mkdir -p "$lists/lists/partial" "$lists/cache/archives/partial"
+            apt_opts=(-o "Dir::State::Lists=$lists/lists" -o "Dir::Cache=$lists/cache"
+                -o "Debug::NoLocking=1")
+            run apt-get "${apt_opts[@]}" update -qq
+        fi
+    fi
+    run apt_download redis-server redis-tools
+    for deb in "$DIR"/redis/debs/*.deb; do
+        run dpkg -x "$deb" "$DIR/redis/root"
+    done
+    binary="$DIR/redis/root/usr/bin/redis-check-rdb"  # redis-server is a symlink to it
+    # Shared libraries ldd cannot find: fetch the library packages redis-tools depends on that
+    # the machine lacks (on Debian 12: liblzf1 and libjemalloc2).
+    if ldd "$binary" | grep -q "not found"; then
+        missing=()
+        deps=$(dpkg-deb -f "$DIR"/redis/debs/redis-tools_*.deb Depends | tr ',' '\n')
+        while read -r dep; do
+            pkg=${dep%%[ |(]*}  # the first alternative, without its version
+            case "$pkg" in lib*) ;; *) continue ;; esac
+            if ! dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+                missing+=("$pkg")
+            fi
+        done <<<"$deps"
+        if [ ${#missing[@]} -gt 0 ]; then
+            run apt_download "${missing[@]}"
+            for pkg in "${missing[@]}"; do
+                run dpkg -x "$(ls "$DIR"/redis/debs/"${pkg}"_*.deb)" "$DIR/redis/root"
+            done
+        fi
+    fi
+    libs=$(find "$DIR/redis/root" -name '*.so*' -printf '%h\n' | sort -u |
+        sed "s|^$DIR/redis/root/||" | paste -sd ' ' -)
+    cat >"$DIR/bin/redis-server" <<WRAPPER
+#!/bin/sh
+# redis-server from Debian's packages, unpacked by tools/interop/install.sh
+root=\$(cd "\$(dirname "\$0")/../redis/root" && pwd)
+path=
+for lib in $libs; do path="\$path\${path:+:}\$root/\$lib"; done
+LD_LIBRARY_PATH="\$path\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "\$root/usr/bin/redis-server" "\$@"
+WRAPPER
+    chmod +x "$DIR/bin/redis-server"
+    if ! "$DIR/bin/redis-server" --version >>"$LOG" 2>&1; then
+        echo "interop-deps: .interop/bin/redis-server does not run; last lines of $LOG:" >&2
+        ldd "$binary" >>"$LOG" 2>&1 || true
+        tail -n 40 "$LOG" >&2
+        exit 1
+    fi
+    touch "$REDIS_STAMP"
 fi

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import click
 
+from rmqkit.cli.config import config_group
+from rmqkit.cli.run import run_command
+
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
@@ -75,6 +78,10 @@ def namesrv(port: int) -> None:
     from rmqkit.cli.serve import run_namesrv
 
     asyncio.run(run_namesrv(port))
+
+
+cli.add_command(run_command)
+cli.add_command(config_group)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rmqkit.client.request import RequestRegistry
 from rmqkit.client.uniq_id import local_ip
 from rmqkit.common.properties import Prop
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
@@ -73,6 +74,9 @@ class ClientInstance:
         self.reset_hooks: dict[str, Callable[[dict[tuple[str, str, int], int]], None]] = {}
         """Consumer group -> what to call when an admin resets its offsets."""
         self.server_handlers[RequestCode.RESET_CONSUMER_CLIENT_OFFSET] = self._reset_offsets
+        self.requests = RequestRegistry()
+        """Requests (request-reply) waiting for the reply the broker pushes to this client."""
+        self.server_handlers[RequestCode.PUSH_REPLY_MESSAGE_TO_CLIENT] = self.requests.on_push_reply
         self._namesrv_index = 0
         self._greeted: set[str] = set()
         self._users = 0

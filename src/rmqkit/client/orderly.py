@@ -115,8 +115,13 @@ class OrderlySupport:
             batch = await q.get()
             try:
                 while not pq.dropped:
-                    ok = await c.call_handler(mq, batch)
-                    if ok:
+                    failed = await c.call_handler(mq, batch)
+                    if not failed:
+                        break
+                    if all(level < 0 for _, level in failed):
+                        for m, _ in failed:  # the handler gave up on them: dead-letter, go on
+                            if not await c.send_back(m, mq, delay_level=-1):
+                                log.error("%s: could not dead-letter %s", c.group, m.msg_id)
                         break
                     for m in batch:
                         m.reconsume_times += 1

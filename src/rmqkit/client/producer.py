@@ -13,10 +13,12 @@ import asyncio
 import logging
 import time
 import zlib
+from dataclasses import replace
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.publish import FaultTracker, PublishInfo
+from rmqkit.client.request import is_reply, new_correlation_id
 from rmqkit.client.uniq_id import new_uniq_id
 from rmqkit.common.hashing import java_string_hash
 from rmqkit.common.lifecycle import AsyncLifecycle
@@ -32,6 +34,7 @@ from rmqkit.errors import (
 from rmqkit.protocol.batch import BatchEntry, encode_batch
 from rmqkit.protocol.codes import COMPRESSION_ZLIB, RequestCode, ResponseCode, SysFlag
 from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.record import StoredMessage
 
 log = logging.getLogger("rmqkit.producer")
 
@@ -185,8 +188,10 @@ class Producer(AsyncLifecycle):
         if msg.properties.get(Prop.TRANSACTION_PREPARED) == "true":
             sys_flag |= SysFlag.TRANSACTION_PREPARED  # a half message (TransactionProducer)
         props = msg.encoded_properties({Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: uniq})
+        # A reply (MSG_TYPE=reply) takes its own code, as RocketMQ's MQClientAPIImpl picks it.
+        code = RequestCode.SEND_REPLY_MESSAGE_V2 if is_reply(msg) else RequestCode.SEND_MESSAGE_V2
         return RemotingCommand(
-            RequestCode.SEND_MESSAGE_V2,
+            code,
             ext_fields={
                 "a": self.group, "b": msg.topic, "c": self.create_topic_key,
                 "d": str(self.default_topic_queue_nums), "e": str(queue.queue_id),
@@ -234,6 +239,66 @@ class Producer(AsyncLifecycle):
         queue = info.select(self.faults)
         cmd = self._command(msg, queue, info, new_uniq_id())
         await self.instance.remoting.invoke_oneway(info.master_addrs[queue.broker_name], cmd)
+
+    # -- request-reply (RocketMQ 4.6+; see rmqkit.client.request) ---------------------------------
+
+    async def request(
+        self, msg: Message, *, timeout_ms: int = 3_000, hash_key: str | None = None
+    ) -> StoredMessage:
+        """Send `msg` as a request and wait for the reply a consumer sends with `create_reply`.
+
+        The request carries CORRELATION_ID, REPLY_TO_CLIENT (this client's id) and TTL
+        (`timeout_ms`); the broker pushes the reply straight to this client. `msg` itself is
+        not changed.
+
+        Args:
+            msg: the request.
+            timeout_ms: for the send and the reply together.
+            hash_key: send to the queue this key selects (as `send_orderly`), not round-robin.
+
+        Returns:
+            The reply; its properties hold CORRELATION_ID and the reply's user properties.
+
+        Raises:
+            RequestTimeoutError: the request was sent, but no reply came within `timeout_ms`.
+            MessageIllegalError, BrokerResponseError, RemotingError: as for `send`.
+        """
+        self._check(msg)
+        begin = time.monotonic()
+        cid = new_correlation_id()
+        req = replace(msg, properties={**msg.properties, Prop.CORRELATION_ID: cid,
+                      Prop.MESSAGE_REPLY_TO_CLIENT: self.instance.client_id,
+                      Prop.MESSAGE_TTL: str(timeout_ms)})  # fmt: skip
+        requests = self.instance.requests
+        pending = requests.register(cid, timeout_ms, topic=msg.topic)
+        try:
+            # Looking the route up first greets its brokers with a heartbeat, so they know this
+            # client's id when the reply comes (RocketMQ's prepareSendRequest does the same).
+            await self.publish_info(msg.topic)
+            left_ms = max(1, timeout_ms - int((time.monotonic() - begin) * 1000))
+            if hash_key is None:
+                await self.send(req, timeout_ms=left_ms)
+            else:
+                await self.send_orderly(req, hash_key, timeout_ms=left_ms)
+            return await pending.future
+        finally:
+            requests.discard(cid)
+
+    async def send_reply(self, reply: Message, *, timeout_ms: int | None = None) -> SendResult:
+        """Send a reply made by `create_reply` (SEND_REPLY_MESSAGE_V2); the broker pushes it to
+        the requester. Not retried: a requester that is gone stays gone.
+
+        Raises:
+            MessageIllegalError: `reply` was not made by `create_reply` (MSG_TYPE is not reply).
+            BrokerResponseError: SYSTEM_ERROR when the requester is not connected to the broker.
+            RemotingError: no broker answered.
+        """
+        if not is_reply(reply):
+            raise MessageIllegalError(
+                "send_reply takes a message made by create_reply (MSG_TYPE=reply)",
+                request="send reply",
+            )
+        return await self._send(reply, None, timeout_ms, 0)
 
     async def _send(
         self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int

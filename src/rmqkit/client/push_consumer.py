@@ -55,11 +55,21 @@ class ConsumeResult(Enum):
 
 @dataclass(slots=True)
 class ConsumeContext:
-    """Passed to the handler with each batch. Set `ack_index` to the last message of a batch that
-    succeeded: the ones after it are retried, the ones before are not redelivered."""
+    """Passed to the handler with each batch.
+
+    Attributes:
+        queue: where the batch came from.
+        ack_index: on SUCCESS, the last message that succeeded: the ones after it are retried.
+        delay_level_when_next_consume: the retry delay level for failed messages (0: the
+            broker's back-off, 1..18: that level, -1: straight to the dead-letter queue).
+        failed: on SUCCESS, when set, exactly these messages failed (index -> delay level, as
+            above) and all others succeeded; it takes precedence over `ack_index`.
+    """
 
     queue: MessageQueue
     ack_index: int
+    delay_level_when_next_consume: int = 0
+    failed: dict[int, int] | None = None
 
 
 Handler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
@@ -155,9 +165,11 @@ class PushConsumer(AsyncLifecycle):
 
     # -- set-up -----------------------------------------------------------------------------------
 
-    def subscribe(self, topic: str, expression: str = "*") -> None:
-        """Receive `topic`'s messages matching the tag expression (`*`, `TagA || TagB`)."""
-        self.subscriptions[topic] = SubscriptionData.build(topic, expression)
+    def subscribe(self, topic: str, expression: str = "*", expression_type: str = "TAG") -> None:
+        """Receive `topic`'s messages matching the expression: a tag expression (`*`,
+        `TagA || TagB`), or with `expression_type="SQL92"` a SQL92 filter on properties (the
+        broker must run with `enablePropertyFilter=true`)."""
+        self.subscriptions[topic] = SubscriptionData.build(topic, expression, expression_type)
 
     def register(self, handler: Handler) -> None:
         """The async function called with each batch."""
@@ -238,24 +250,35 @@ class PushConsumer(AsyncLifecycle):
     # -- rebalance --------------------------------------------------------------------------------
 
     async def _rebalance_loop(self) -> None:
+        # A topic with no route yet (its first message not sent) is looked up again soon, backing
+        # off from 1 s to the rebalance interval, so a consumer started first does not wait
+        # a whole interval for the first messages.
+        retry_s = 1.0
         while self.running:
+            complete = False
             try:
-                await self.rebalance()
+                complete = await self.rebalance()
             except Exception:
                 log.exception("rebalance of %s failed; retrying", self.group)
+            wait_s = self.rebalance_interval_s if complete else retry_s
+            retry_s = 1.0 if complete else min(retry_s * 2, self.rebalance_interval_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rebalance_now.wait(), self.rebalance_interval_s)
+                await asyncio.wait_for(self._rebalance_now.wait(), wait_s)
             self._rebalance_now.clear()
 
-    async def rebalance(self) -> None:
-        """Compute this consumer's queues for every subscribed topic and start or stop pulls."""
+    async def rebalance(self) -> bool:
+        """Compute this consumer's queues for every subscribed topic and start or stop pulls;
+        False when some topic could not be resolved yet."""
+        complete = True
         for topic in list(self.subscriptions):
             try:
                 route = await self.instance.route(topic, refresh=True)
             except (RemotingError, BrokerResponseError) as exc:
-                log.warning("no route for %s: %s", topic, exc)
+                log.debug("no route for %s yet: %s", topic, exc)
+                complete = False
                 continue
             if route is None:
+                complete = False
                 continue
             mqs = [
                 MessageQueue(topic, qd.broker_name, i)
@@ -268,9 +291,11 @@ class PushConsumer(AsyncLifecycle):
                 cids = await self._consumer_ids(route.broker_datas[0].broker_addrs.get(0)
                                                 if route.broker_datas else None)  # fmt: skip
                 if not cids:
+                    complete = False
                     continue
                 mine = self.allocate(self.instance.client_id, mqs, cids)
             await self._assign(topic, set(mine))
+        return complete
 
     async def _consumer_ids(self, addr: str | None) -> list[str]:
         if addr is None:
@@ -455,8 +480,9 @@ class PushConsumer(AsyncLifecycle):
 
     async def _run_handler(
         self, mq: MessageQueue, batch: list[StoredMessage]
-    ) -> list[StoredMessage]:
-        """Call the handler with one batch; returns the messages that failed."""
+    ) -> list[tuple[StoredMessage, int]]:
+        """Call the handler with one batch; returns the messages that failed, each with the delay
+        level of its retry."""
         assert self.handler is not None
         for m in batch:
             real = m.properties.get(Prop.RETRY_TOPIC)
@@ -469,13 +495,18 @@ class PushConsumer(AsyncLifecycle):
         except Exception:
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
-        if result is ConsumeResult.SUCCESS:
-            return batch[max(-1, ctx.ack_index) + 1 :]
-        return list(batch)
+        level = ctx.delay_level_when_next_consume
+        if result is not ConsumeResult.SUCCESS:
+            return [(m, level) for m in batch]
+        if ctx.failed is not None:
+            return [(batch[i], lv) for i, lv in sorted(ctx.failed.items()) if 0 <= i < len(batch)]
+        return [(m, level) for m in batch[max(-1, ctx.ack_index) + 1 :]]
 
-    async def call_handler(self, mq: MessageQueue, batch: list[StoredMessage]) -> bool:
-        """ORDERLY: True when the whole batch succeeded."""
-        return not await self._run_handler(mq, batch)
+    async def call_handler(
+        self, mq: MessageQueue, batch: list[StoredMessage]
+    ) -> list[tuple[StoredMessage, int]]:
+        """ORDERLY: the messages of the batch that failed, with their delay levels."""
+        return await self._run_handler(mq, batch)
 
     async def _consume(
         self, handler: Handler, mq: MessageQueue, pq: ProcessQueue, batch: list[StoredMessage]
@@ -483,7 +514,7 @@ class PushConsumer(AsyncLifecycle):
         failed = await self._run_handler(mq, batch)
         keep: list[StoredMessage] = []
         if failed and self.message_model == "CLUSTERING":
-            keep = [m for m in failed if not await self.send_back(m, mq)]
+            keep = [m for m, level in failed if not await self.send_back(m, mq, level)]
         elif failed:
             log.warning("%s (broadcasting): dropping %d failed messages", self.group, len(failed))
         done = [m for m in batch if m not in keep]

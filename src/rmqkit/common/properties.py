@@ -61,6 +61,17 @@ class Prop:
     DLQ_ORIGIN_MESSAGE_ID = "DLQ_ORIGIN_MESSAGE_ID"
 
 
+REPLY_MESSAGE_FLAG = "reply"
+"""The MSG_TYPE of a reply (RocketMQ `MixAll.REPLY_MESSAGE_FLAG`): such a message is sent with
+SEND_REPLY_MESSAGE(_V2) and pushed by the broker to the client named in REPLY_TO_CLIENT."""
+REPLY_TOPIC_SUFFIX = "_REPLY_TOPIC"
+
+
+def reply_topic(cluster: str) -> str:
+    """`<cluster>_REPLY_TOPIC`: every broker of a cluster has it, replies are sent to it."""
+    return cluster + REPLY_TOPIC_SUFFIX
+
+
 def encode_properties(props: Mapping[str, str]) -> str:
     """The properties string of a record: `k\\x01v\\x02` for each entry, in insertion order."""
     if not props:

@@ -120,6 +120,10 @@ class BrokerSettings(BaseSettings):
         15, ge=1, description="Checks before an unresolved half message is discarded (logged).",
         json_schema_extra=_key("transactionCheckMax"),
     )  # fmt: skip
+    store_reply_message_enable: bool = Field(
+        True, description="Also store replies (request-reply) in <cluster>_REPLY_TOPIC, besides"
+        " pushing them to the requester.", json_schema_extra=_key("storeReplyMessageEnable"),
+    )  # fmt: skip
     send_message_thread_pool_nums: int = Field(
         1, ge=1, description="Accepted for compatibility; rmqkit serves requests on one event"
         " loop and has no thread pools.", json_schema_extra=_key("sendMessageThreadPoolNums"),

@@ -28,6 +28,7 @@ from rmqkit.server.broker.processors.consumer import ConsumerProcessor
 from rmqkit.server.broker.processors.end_transaction import EndTransactionProcessor
 from rmqkit.server.broker.processors.locks import LockProcessor, LockTable
 from rmqkit.server.broker.processors.pull import PullProcessor
+from rmqkit.server.broker.processors.reply import ReplyProcessor
 from rmqkit.server.broker.processors.send import SendProcessor
 from rmqkit.server.broker.processors.send_back import SendBackProcessor
 from rmqkit.server.broker.registration import Registration
@@ -168,6 +169,9 @@ class Broker(AsyncLifecycle):
         lock = LockProcessor(self)
         self.server.register(RequestCode.LOCK_BATCH_MQ, lock)
         self.server.register(RequestCode.UNLOCK_BATCH_MQ, lock)
+        reply = ReplyProcessor(self)  # also declares <cluster>_REPLY_TOPIC: after topics.load()
+        self.server.register(RequestCode.SEND_REPLY_MESSAGE, reply)
+        self.server.register(RequestCode.SEND_REPLY_MESSAGE_V2, reply)
 
     def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
         if not self.settings.notify_consumer_ids_changed_enable:

@@ -6,6 +6,7 @@ each gets the same registration; one that is down is retried on the next round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
 
 log = logging.getLogger("rmqkit.broker.registration")
+FIRST_REGISTRATION_TIMEOUT_S = 3.0
 
 
 class Registration(Service):
@@ -35,6 +37,13 @@ class Registration(Service):
 
     def register_soon(self) -> None:
         self.wakeup()
+
+    async def start(self) -> None:
+        # Register once before the loop, as Java's BrokerController.start() does: a client told
+        # that the broker is up finds its routes at once instead of after the first period.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._run_once(), FIRST_REGISTRATION_TIMEOUT_S)
+        await super().start()
 
     def _header(self) -> dict[str, str]:
         s = self.broker.settings

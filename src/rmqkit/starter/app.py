@@ -1,0 +1,308 @@
+"""`RocketApp`: the runtime of a service. It starts, in order: the embedded cluster (when no name
+server is configured), the container's resources, the start-up hooks, the producer behind the
+template, then one consumer per listener group, so no message reaches a handler before the app is
+ready. `stop()` unwinds in reverse: consumers drain their in-flight messages and commit offsets,
+then the producer, the hooks, the container and the cluster stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from rmqkit.common.lifecycle import AsyncLifecycle
+from rmqkit.errors import ConfigurationError
+from rmqkit.starter.embedded import EmbeddedCluster
+from rmqkit.starter.group import ListenerGroup
+from rmqkit.starter.idempotency import IdempotencyStore, store_from_url
+from rmqkit.starter.invoker import IdempotencyOptions, ListenerInvoker
+from rmqkit.starter.listener import ListenerRegistry, ListenerSpec, default_registry
+from rmqkit.starter.observability import Health, StarterMetrics
+from rmqkit.starter.plumbing import Instances, dead_letterer, producer_options, replier
+from rmqkit.starter.settings import RocketSettings
+from rmqkit.starter.template import RocketTemplate
+from rmqkit.starter.transactional import (
+    Flow,
+    FlowRegistry,
+    FlowSpec,
+    TransactionFlows,
+    default_flows,
+)
+from rmqkit.starter.transport import ConsumerPort, ProducerPort, RemotingTransport, Transport
+
+log = logging.getLogger("rmqkit.app")
+Hook = Callable[[], Awaitable[None] | None]
+DEFAULT_PRODUCER_GROUP = "rmqkit-template"
+
+
+class RocketApp(AsyncLifecycle):
+    """A service's listeners, template and transactional flows, started and stopped together.
+
+    Args:
+        settings: the `rocketmq.*` settings (default: read from the environment).
+        container: a dependency-injector container; it is wired to the listeners' modules, its
+            resources are initialised before consumers start and shut down after they stop.
+        listeners: the listeners to run (default: every `@rocket_listener` declared so far).
+        flows: the transactional flows (default: every `@transactional_producer`).
+        instances: objects whose decorated methods are listeners or flows (otherwise the
+            container's provider for the class is used, else the class is made with no args).
+        transport: how to reach RocketMQ (default: rmqkit's client to the configured name
+            server, or to an embedded cluster when none is configured).
+        idempotency_store: the store for listeners with `idempotency_key` (default: from
+            `settings.idempotency.store_url`).
+    """
+
+    def __init__(
+        self,
+        settings: RocketSettings | None = None,
+        *,
+        container: Any = None,
+        listeners: ListenerRegistry | Iterable[ListenerSpec] | None = None,
+        flows: FlowRegistry | Iterable[FlowSpec] | None = None,
+        instances: Iterable[object] = (),
+        transport: Transport | None = None,
+        idempotency_store: IdempotencyStore | None = None,
+        metrics: StarterMetrics | None = None,
+    ) -> None:
+        self.settings = settings or RocketSettings()
+        self.container = container
+        self.specs = list(default_registry if listeners is None else listeners)
+        self.flow_specs = list(default_flows if flows is None else flows)
+        self.instances = Instances(instances, container)
+        self.transport = transport
+        self._idem_store = idempotency_store
+        self.metrics = metrics or StarterMetrics()
+        self.health = Health()
+        self.embedded: EmbeddedCluster | None = None
+        self.producer: ProducerPort | None = None
+        self.groups: dict[str, ListenerGroup] = {}
+        self.consumers: dict[str, ConsumerPort] = {}
+        self._template: RocketTemplate | None = None
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._stack: AsyncExitStack | None = None
+
+    # -- hooks ------------------------------------------------------------------------------------
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Run `fn` after the container is ready and before any consumer starts."""
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Run `fn` after the consumers and the producer stopped."""
+        self._shutdown.append(fn)
+        return fn
+
+    @property
+    def template(self) -> RocketTemplate:
+        """The template (available once the app started)."""
+        if self._template is None:
+            raise ConfigurationError("the RocketApp is not started: no template yet")
+        return self._template
+
+    @property
+    def name_server(self) -> str | None:
+        """The name server in use (the embedded one's when the app started one)."""
+        if self.embedded is not None and self.embedded.namesrv is not None:
+            return self.embedded.name_server
+        return self.settings.name_server
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Start, serve until SIGTERM or SIGINT (or until `stop` is set), then stop gracefully:
+        consumers stop pulling, finish what they hold (up to `await_termination_ms`), commit
+        their offsets; then the producer, hooks, container and embedded cluster stop."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with self:
+                log.info("rmqkit app running; SIGTERM or SIGINT stops it")
+                await stop.wait()
+                log.info("stopping: draining in-flight messages")
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        specs = self._effective_specs()
+        if self.transport is None:
+            self.transport = await self._default_transport(stack)
+        transport = self.transport
+        stack.push_async_callback(transport.close)
+        await self._start_container(stack, specs)
+        for hook in self._startup:
+            await _call(hook)
+        stack.push_async_callback(self._run_shutdown_hooks)
+        flows = self._flows()
+        self.producer = self._make_producer(transport, flows)
+        await self.producer.start()
+        stack.push_async_callback(self.producer.stop)
+        self.health.mark_producer(self.producer.group, started=True)
+        self._template = RocketTemplate(
+            self.producer, metrics=self.metrics, tracing=self.settings.tracing_enabled,
+            flows=flows,
+        )  # fmt: skip
+        idem = await self._idempotency(stack, specs)
+        self.groups = self._groups(specs, idem)
+        for group, lg in self.groups.items():
+            consumer = self._make_consumer(transport, lg)
+            await consumer.start()
+            stack.push_async_callback(self._stop_consumer, group, consumer)
+            self.consumers[group] = consumer
+            self.health.mark_consumer(group, started=True, rebalanced=True,
+                                      detail=", ".join(sorted(lg.routes)))  # fmt: skip
+        log.info("rmqkit app started: %d listener group(s), name server %s",
+                 len(self.groups), self.name_server)  # fmt: skip
+
+    async def _default_transport(self, stack: AsyncExitStack) -> Transport:
+        s = self.settings
+        if s.name_server:
+            return RemotingTransport(s.name_server, instance_name=s.consumer.instance_name)
+        e = s.embedded
+        self.embedded = EmbeddedCluster(
+            e.data_dir, namesrv_port=e.namesrv_port, broker_port=e.broker_port,
+            flush_disk_type=e.flush_disk_type, broker_name=e.broker_name,
+            cluster_name=e.cluster_name,
+        )  # fmt: skip
+        await self.embedded.start()
+        stack.push_async_callback(self.embedded.stop)
+        log.info("no name server configured: started an embedded cluster at %s",
+                 self.embedded.name_server)  # fmt: skip
+        return RemotingTransport(self.embedded.name_server,
+                                 instance_name=s.consumer.instance_name)  # fmt: skip
+
+    async def _start_container(self, stack: AsyncExitStack, specs: list[ListenerSpec]) -> None:
+        c = self.container
+        if c is None:
+            return
+        modules = {s.func.__module__ for s in specs} | {f.cls.__module__ for f in self.flow_specs}
+        c.wire(modules=sorted(modules))
+        stack.callback(c.unwire)
+        result = c.init_resources()
+        if inspect.isawaitable(result):
+            await result
+
+        async def shutdown() -> None:
+            done = c.shutdown_resources()
+            if inspect.isawaitable(done):
+                await done
+
+        stack.push_async_callback(shutdown)
+
+    async def _run_shutdown_hooks(self) -> None:
+        for hook in reversed(self._shutdown):
+            try:
+                await _call(hook)
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
+
+    def _effective_specs(self) -> list[ListenerSpec]:
+        out = []
+        for spec in self.specs:
+            o = self.settings.listener_override(spec.group, spec.topic)
+            if not o.enabled:
+                continue
+            spec = spec.with_overrides(**o.model_dump(exclude={"enabled"}))
+            if spec.enabled:
+                out.append(spec)
+        return out
+
+    def _flows(self) -> TransactionFlows | None:
+        if not self.flow_specs:
+            return None
+        flows = {f.name: Flow(f, self.instances.get(f.cls)) for f in self.flow_specs}
+        return TransactionFlows(flows, self.settings.producer.group or DEFAULT_PRODUCER_GROUP)
+
+    def _make_producer(self, transport: Transport, flows: TransactionFlows | None) -> ProducerPort:
+        group = self.settings.producer.group or DEFAULT_PRODUCER_GROUP
+        opts = producer_options(self.settings.producer)
+        if flows is None:
+            return transport.producer(group, **opts)
+        producer = transport.transaction_producer(group, flows.check, **opts)
+        flows.producer = producer
+        return producer
+
+    async def _idempotency(
+        self, stack: AsyncExitStack, specs: list[ListenerSpec]
+    ) -> IdempotencyOptions | None:
+        if not any(s.idempotency_key for s in specs):
+            return None
+        store = self._idem_store
+        if store is None:
+            store = store_from_url(self.settings.idempotency.store_url)
+            stack.push_async_callback(store.close)
+        s = self.settings.idempotency
+        return IdempotencyOptions(store, s.lease_s, s.retention_s)
+
+    def _groups(
+        self, specs: list[ListenerSpec], idem: IdempotencyOptions | None
+    ) -> dict[str, ListenerGroup]:
+        assert self.producer is not None
+        reply, dlq = replier(self.producer), dead_letterer(self.producer)
+        by_group: dict[str, list[ListenerInvoker]] = {}
+        for spec in specs:
+            func = spec.func
+            if spec.is_method:
+                func = func.__get__(self.instances.get_owner(spec))
+            inv = ListenerInvoker(
+                spec, func, idempotency=idem if spec.idempotency_key else None,
+                metrics=self.metrics, reply=reply, dead_letter=dlq(spec.group),
+            )  # fmt: skip
+            by_group.setdefault(spec.group, []).append(inv)
+        return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
+
+    def _make_consumer(self, transport: Transport, lg: ListenerGroup) -> ConsumerPort:
+        o = lg.options
+        first = lg.invokers[0].spec
+        consumer = transport.consumer(
+            lg.group,
+            message_model=o["message_model"],
+            consume_mode=o["consume_mode"],
+            consume_concurrency=o["consume_concurrency"],
+            consume_message_batch_max_size=lg.batch_size,
+            max_reconsume_times=first.effective_max_reconsume_times,
+            suspend_current_queue_time_ms=o["suspend_current_queue_time_ms"],
+            consume_timeout_s=o["consume_timeout_s"],
+            consume_from_where=o["consume_from_where"],
+            await_termination_ms=self.settings.consumer.await_termination_ms,
+        )
+        for topic, (expr, etype) in lg.subscriptions().items():
+            consumer.subscribe(topic, expr, etype)
+        consumer.register(lg.handle)
+        return consumer
+
+    async def _stop_consumer(self, group: str, consumer: ConsumerPort) -> None:
+        self.health.mark_consumer(group, started=False, rebalanced=False, detail="stopped")
+        await consumer.stop()
+        self.consumers.pop(group, None)
+
+
+async def _call(hook: Hook) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result

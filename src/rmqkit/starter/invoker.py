@@ -1,0 +1,257 @@
+"""`ListenerInvoker`: one listener bound to its function, turning delivered messages into calls
+and the calls' outcomes into decisions (ack, retry with a delay level, dead-letter, drop).
+
+Per message: decode the payload (a body that does not decode is dead-lettered at once), claim the
+idempotency key (a key already done is acknowledged without a call), call the handler inside a
+process span, classify what it raised, then complete or release the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rmqkit.common.properties import Prop
+from rmqkit.protocol.record import StoredMessage
+from rmqkit.starter.idempotency.base import Claim, IdempotencyStore
+from rmqkit.starter.listener import ListenerSpec
+from rmqkit.starter.meta import MessageMeta
+from rmqkit.starter.observability import (
+    Outcome,
+    StarterMetrics,
+    batch_process_span,
+    process_span,
+    span_needed,
+)
+from rmqkit.starter.outcomes import ACK, Action, BatchFailed, Decision, delay_level_for
+from rmqkit.starter.payload import PayloadError
+from rmqkit.starter.signature import HandlerSignature
+
+log = logging.getLogger("rmqkit.listener")
+
+BUSY_RETRY_DELAY_S = 5.0
+"""A key leased by another consumer: look again after this long (rounded to a delay level)."""
+
+Reply = Callable[[StoredMessage, Any], Awaitable[None]]
+
+
+def key_function(source: Any) -> Callable[[Any, MessageMeta], str | None]:
+    """The idempotency key extractor for a `KeySource` (see `rmqkit.starter.listener`)."""
+    if callable(source):
+        return lambda payload, meta: _str(source(payload, meta))
+    if source == "msg_id":
+        return lambda payload, meta: meta.msg_id
+    if source == "keys":
+        return lambda payload, meta: " ".join(meta.keys) or None
+    if source == "auto":
+        return lambda payload, meta: meta.idempotency_key or meta.msg_id
+    if isinstance(source, str) and source.startswith("property:"):
+        name = source.removeprefix("property:")
+        return lambda payload, meta: meta.properties.get(name)
+    if isinstance(source, str) and source.startswith("payload."):
+        path = source.removeprefix("payload.").split(".")
+        return lambda payload, meta: _str(functools.reduce(_field, path, payload))
+    from rmqkit.errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"idempotency_key={source!r}: use 'msg_id', 'keys', 'auto', 'property:<name>', "
+        "'payload.<field>' or a callable (payload, meta) -> str"
+    )
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyOptions:
+    """The store and the times the app uses for every listener with an idempotency key."""
+
+    store: IdempotencyStore
+    lease_s: float = 60.0
+    retention_s: float = 7 * 24 * 3600.0
+
+
+class ListenerInvoker:
+    """Calls one listener's function for the messages routed to it."""
+
+    def __init__(
+        self,
+        spec: ListenerSpec,
+        func: Callable[..., Any],
+        *,
+        idempotency: IdempotencyOptions | None = None,
+        metrics: StarterMetrics | None = None,
+        reply: Reply | None = None,
+        dead_letter: Callable[[StoredMessage, str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.func = func
+        self.sig = HandlerSignature.of(spec)
+        self.key_of = key_function(spec.idempotency_key) if spec.idempotency_key else None
+        if self.key_of is not None and idempotency is None:
+            from rmqkit.errors import ConfigurationError
+
+            raise ConfigurationError(f"{spec.name}: idempotency_key needs an idempotency store")
+        self.idem = idempotency
+        self.scope = f"{spec.group}:{spec.name}"
+        self.metrics = metrics
+        self.reply = reply
+        self.dead_letter = dead_letter
+        self._wants_meta = bool(self.sig.meta_param) or spec.idempotency_key is not None
+    async def _call(self, kwargs: dict[str, Any], args: Sequence[Any]) -> Any:
+        if self.sig.is_async:
+            return await self.func(*args, **kwargs)
+        return await asyncio.to_thread(functools.partial(self.func, *args, **kwargs))
+
+    def _kwargs(self, meta: Any, raw: Any) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.sig.meta_param:
+            kw[self.sig.meta_param] = meta
+        if self.sig.raw_param:
+            kw[self.sig.raw_param] = raw
+        return kw
+
+    async def _poison(self, m: StoredMessage, reason: str) -> Decision:
+        """A message no retry can help: to the DLQ with the reason in a property if possible."""
+        log.error("%s: dead-lettering %s: %s", self.spec.name, m.msg_id, reason)
+        written = self.dead_letter is not None and await self.dead_letter(m, reason)
+        return Decision(Action.DLQ, reason=reason, dead_lettered=written)
+
+    async def invoke_one(self, m: StoredMessage, broker_name: str) -> Decision:
+        """Process one message; returns what to do with it."""
+        start = time.perf_counter()
+        decision = await self._invoke_one(m, broker_name)
+        if self.metrics is not None:
+            self.metrics.consumed(
+                self.spec.group, m.properties.get(Prop.RETRY_TOPIC) or m.topic,
+                outcome=_outcome(decision), duration_s=time.perf_counter() - start,
+            )  # fmt: skip
+        return decision
+
+    async def _invoke_one(self, m: StoredMessage, broker_name: str) -> Decision:
+        try:
+            payload = self.sig.payload.decode(m.body) if self.sig.payload else None
+        except PayloadError as exc:
+            return await self._poison(m, str(exc))
+        # MessageMeta is built only when something asks for it (a few microseconds a message).
+        meta = MessageMeta.of(m, self.spec.group, broker_name) if self._wants_meta else None
+        key = None
+        if self.key_of is not None and self.idem is not None:
+            assert meta is not None
+            try:
+                key = self.key_of(payload, meta)
+            except Exception as exc:
+                return await self._poison(m, f"idempotency key: {exc!r}")
+            if key is not None:
+                claim = await self.idem.store.acquire(self.scope, key, lease_s=self.idem.lease_s)
+                if claim is Claim.DONE:
+                    log.info("%s: %s already processed (key %r)", self.spec.name, m.msg_id, key)
+                    return Decision(Action.ACK, reason="duplicate")
+                if claim is Claim.BUSY:
+                    return Decision(Action.RETRY, delay_level_for(BUSY_RETRY_DELAY_S), "busy")
+        args = [payload] if self.sig.payload_param else []
+        kwargs = self._kwargs(meta, m)
+        result = None
+        if span_needed(m.properties):
+            with process_span(
+                m.properties.get(Prop.RETRY_TOPIC) or m.topic, group=self.spec.group,
+                msg_id=m.msg_id, tag=m.tags, keys=m.properties.get(Prop.KEYS),
+                reconsume_times=m.reconsume_times, properties=m.properties,
+            ) as span:  # fmt: skip
+                try:
+                    result = await self._call(kwargs, args)
+                    decision = ACK
+                except Exception as exc:
+                    decision = self._failed(m, exc)
+                    span.set_error(exc)
+        else:
+            try:
+                result = await self._call(kwargs, args)
+                decision = ACK
+            except Exception as exc:
+                decision = self._failed(m, exc)
+        if decision.action is Action.DLQ:
+            decision = await self._poison(m, decision.reason)
+        if key is not None and self.idem is not None:
+            if decision is ACK:
+                await self.idem.store.complete(
+                    self.scope, key, retention_s=self.idem.retention_s
+                )
+            else:
+                await self.idem.store.release(self.scope, key)
+        if decision is ACK and self.reply is not None and result is not None:
+            await self.reply(m, result)
+        return decision
+
+    def _failed(self, m: StoredMessage, exc: Exception) -> Decision:
+        decision = self.spec.policy.decide(exc)
+        _log_failure(self.spec.name, m, decision, exc)
+        return decision
+
+    async def invoke_batch(self, msgs: list[StoredMessage], broker_name: str) -> list[Decision]:
+        """Process a batch with one call of a batch handler; returns one decision per message."""
+        start = time.perf_counter()
+        metas = [MessageMeta.of(m, self.spec.group, broker_name) for m in msgs]
+        decisions: list[Decision | None] = [None] * len(msgs)
+        payloads: list[Any] = []
+        index: list[int] = []  # positions in msgs of the payloads handed to the handler
+        for i, m in enumerate(msgs):
+            try:
+                payloads.append(self.sig.payload.decode(m.body) if self.sig.payload else None)
+                index.append(i)
+            except PayloadError as exc:
+                decisions[i] = await self._poison(m, str(exc))
+        if index:
+            kw: dict[str, Any] = {}
+            if self.sig.meta_param:
+                kw[self.sig.meta_param] = [metas[i] for i in index]
+            if self.sig.raw_param:
+                kw[self.sig.raw_param] = [msgs[i] for i in index]
+            props = [msgs[i].properties for i in index]
+            with batch_process_span(metas[0].topic, group=self.spec.group, messages=props) as span:
+                try:
+                    await self._call(kw, [payloads])
+                    outcome: dict[int, BaseException] = {}
+                except BatchFailed as exc:
+                    outcome = exc.failed
+                except Exception as exc:
+                    span.set_error(exc)
+                    outcome = dict.fromkeys(range(len(index)), exc)
+            for j, i in enumerate(index):
+                failure = outcome.get(j)
+                d = ACK if failure is None else self.spec.policy.decide(failure)
+                if d.action is Action.DLQ:
+                    d = await self._poison(msgs[i], d.reason)
+                decisions[i] = d
+        if self.metrics is not None:
+            each_s = (time.perf_counter() - start) / len(msgs)
+            for meta, dec in zip(metas, decisions, strict=True):
+                self.metrics.consumed(self.spec.group, meta.topic,
+                                      outcome=_outcome(dec or ACK), duration_s=each_s)  # fmt: skip
+        return [d if d is not None else ACK for d in decisions]
+
+
+def _outcome(d: Decision) -> Outcome:
+    if d.reason == "duplicate" and d.action is Action.ACK:
+        return "duplicate"
+    return d.action.value
+
+
+def _log_failure(name: str, m: StoredMessage, d: Decision, exc: BaseException) -> None:
+    if d.action is Action.RETRY:
+        log.warning(
+            "%s: %s failed (attempt %d), retry at level %d: %r",
+            name, m.msg_id, m.reconsume_times + 1, d.delay_level, exc,
+        )  # fmt: skip
+    elif d.action is Action.DROP:
+        log.info("%s: %s dropped: %s", name, m.msg_id, d.reason)

@@ -1,0 +1,138 @@
+"""Small parts the app wires together: where listener methods' instances come from, how settings
+become producer options, how a listener's return value becomes a reply, and how the starter writes
+a message to a dead-letter queue itself (with the reason in a property)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from rmqkit.client.message import Message
+from rmqkit.client.request import create_reply
+from rmqkit.common.names import dlq_topic
+from rmqkit.common.properties import Prop
+from rmqkit.errors import BrokerResponseError, ConfigurationError, RemotingError
+from rmqkit.protocol.record import StoredMessage
+from rmqkit.starter.listener import ListenerSpec
+from rmqkit.starter.meta import ERROR_PROPERTY
+from rmqkit.starter.payload import PayloadError, encode_payload
+from rmqkit.starter.settings import ProducerSettings
+from rmqkit.starter.transport import ProducerPort
+
+log = logging.getLogger("rmqkit.app")
+MAX_REASON = 1_000
+"""Characters of an error kept in the dead-letter property (properties are limited in size)."""
+
+# Routing properties of the original delivery that must not steer the dead-letter copy.
+_NOT_COPIED = frozenset({
+    Prop.DELAY_TIME_LEVEL, Prop.TRANSACTION_PREPARED, Prop.WAIT_STORE_MSG_OK, Prop.REAL_TOPIC,
+    Prop.REAL_QUEUE_ID, Prop.MIN_OFFSET, Prop.MAX_OFFSET, Prop.TIMER_DELIVER_MS,
+    Prop.TIMER_DELAY_SEC, Prop.TIMER_DELAY_MS, Prop.TRANSACTION_PREPARED_QUEUE_OFFSET,
+    Prop.CLUSTER, Prop.MESSAGE_REPLY_TO_CLIENT, Prop.CORRELATION_ID, Prop.MESSAGE_TYPE,
+    Prop.TAGS, Prop.KEYS,
+})  # fmt: skip
+
+
+class Instances:
+    """Objects that own listener methods and flows, found or made once per class."""
+
+    def __init__(self, given: Iterable[object], container: Any) -> None:
+        self._by_class: dict[type, object] = {type(o): o for o in given}
+        self.container = container
+
+    def get(self, cls: type) -> Any:
+        """The instance for `cls`: a given one, the container's provider for it, or `cls()`."""
+        if cls in self._by_class:
+            return self._by_class[cls]
+        obj = self._from_container(cls)
+        if obj is None:
+            try:
+                obj = cls()
+            except TypeError as exc:
+                raise ConfigurationError(
+                    f"{cls.__qualname__} has decorated methods but cannot be made with no "
+                    f"arguments ({exc}); pass an instance in RocketApp(instances=[...]) or give "
+                    "the container a provider for it"
+                ) from exc
+        self._by_class[cls] = obj
+        return obj
+
+    def _from_container(self, cls: type) -> Any:
+        if self.container is None:
+            return None
+        for provider in self.container.traverse():
+            if getattr(provider, "cls", None) is cls or getattr(provider, "provides", None) is cls:
+                return provider()
+        return None
+
+    def get_owner(self, spec: ListenerSpec) -> Any:
+        """The instance a listener method belongs to (its class found from the qualified name)."""
+        func = inspect.unwrap(spec.func)
+        owner_name = func.__qualname__.rsplit(".", 1)[0]
+        module = inspect.getmodule(func)
+        owner: Any = module
+        for part in owner_name.split("."):
+            owner = getattr(owner, part, None)
+        if not inspect.isclass(owner):
+            raise ConfigurationError(
+                f"cannot find the class of listener method {func.__qualname__}; declare "
+                "listener methods in classes at module level"
+            )
+        return self.get(owner)
+
+
+def producer_options(p: ProducerSettings) -> dict[str, Any]:
+    """`Producer` keyword arguments from the `rocketmq.producer.*` settings."""
+    return {
+        "instance_name": p.instance_name,
+        "send_timeout_ms": p.send_message_timeout_ms,
+        "retry_times_when_send_failed": p.retry_times_when_send_failed,
+        "retry_times_when_send_async_failed": p.retry_times_when_send_async_failed,
+        "compress_msg_body_over_bytes": p.compress_message_body_threshold_bytes,
+        "max_message_size_bytes": p.max_message_size_bytes,
+    }
+
+
+def replier(producer: ProducerPort) -> Callable[[StoredMessage, Any], Awaitable[None]]:
+    """Sends a listener's return value as the reply when the message was a request."""
+
+    async def reply(m: StoredMessage, value: Any) -> None:
+        if Prop.CORRELATION_ID not in m.properties or value is None:
+            return
+        try:
+            body = encode_payload(value)
+            await producer.send(create_reply(m, body))
+        except (PayloadError, ConfigurationError, RemotingError, BrokerResponseError) as exc:
+            log.error("reply to %s failed: %r", m.msg_id, exc)
+
+    return reply
+
+
+def dead_letterer(
+    producer: ProducerPort,
+) -> Callable[[str], Callable[[StoredMessage, str], Awaitable[bool]]]:
+    """For a group: writes a message to `%DLQ%<group>` with the reason in `RMQKIT_ERROR`.
+    False when the DLQ cannot be written (the consumer then asks the broker to dead-letter it)."""
+
+    def for_group(group: str) -> Callable[[StoredMessage, str], Awaitable[bool]]:
+        async def dead_letter(m: StoredMessage, reason: str) -> bool:
+            props = {k: v for k, v in m.properties.items() if k not in _NOT_COPIED}
+            origin = props.pop(Prop.RETRY_TOPIC, None) or m.topic
+            props[ERROR_PROPERTY] = reason[:MAX_REASON]
+            props[Prop.DLQ_ORIGIN_TOPIC] = origin
+            props[Prop.DLQ_ORIGIN_MESSAGE_ID] = m.msg_id
+            props[Prop.RECONSUME_TIME] = str(m.reconsume_times)
+            msg = Message(dlq_topic(group), m.body, tags=m.tags, keys=m.keys, properties=props)
+            try:
+                await producer.send(msg)
+            except (RemotingError, BrokerResponseError) as exc:
+                log.warning("could not write %s to %s (%r); asking the broker instead",
+                            m.msg_id, dlq_topic(group), exc)  # fmt: skip
+                return False
+            return True
+
+        return dead_letter
+
+    return for_group

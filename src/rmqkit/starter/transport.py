@@ -1,0 +1,114 @@
+"""The ports between the starter and a RocketMQ: a producer port, a consumer port and a transport
+that makes them. `RemotingTransport` uses rmqkit's client against any RocketMQ (the bundled broker
+or Apache RocketMQ); `rmqkit.testing` has an in-memory transport with RocketMQ's semantics, so a
+listener behaves the same in a unit test and against a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rmqkit.client.message import Message, SendResult
+from rmqkit.client.producer import Producer
+from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
+from rmqkit.client.transaction import (
+    Checker,
+    Execute,
+    TransactionProducer,
+    TransactionSendResult,
+)
+from rmqkit.protocol.record import StoredMessage
+
+ConsumerHandler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
+
+
+class ProducerPort(Protocol):
+    """What the template needs from a producer (rmqkit's `Producer` has exactly this)."""
+
+    group: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, msg: Message, *, timeout_ms: int | None = None) -> SendResult: ...
+    async def send_orderly(
+        self, msg: Message, hash_key: str, *, timeout_ms: int | None = None
+    ) -> SendResult: ...
+    async def send_oneway(self, msg: Message) -> None: ...
+    async def send_batch(
+        self, msgs: list[Message], *, timeout_ms: int | None = None
+    ) -> SendResult: ...
+    async def request(
+        self, msg: Message, *, timeout_ms: int = 3000, hash_key: str | None = None
+    ) -> StoredMessage: ...
+
+
+class TransactionProducerPort(ProducerPort, Protocol):
+    """A producer that also sends half messages tied to a local transaction."""
+
+    async def send_in_transaction(
+        self, msg: Message, execute: Execute
+    ) -> TransactionSendResult: ...
+
+
+class ConsumerPort(Protocol):
+    """What a listener group needs from a consumer (rmqkit's `PushConsumer` has exactly this)."""
+
+    group: str
+
+    def subscribe(
+        self, topic: str, expression: str = "*", expression_type: str = "TAG"
+    ) -> None: ...
+    def register(self, handler: ConsumerHandler) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Makes producers and consumers for one cluster."""
+
+    def producer(self, group: str, **options: Any) -> ProducerPort: ...
+    def transaction_producer(
+        self, group: str, checker: Checker, **options: Any
+    ) -> TransactionProducerPort: ...
+    def consumer(self, group: str, **options: Any) -> ConsumerPort: ...
+    async def close(self) -> None: ...
+
+
+class RemotingTransport:
+    """Producers and consumers of rmqkit's client, talking to a NameServer list.
+
+    Args:
+        namesrv_addr: `host:port;host:port`.
+        instance_name: the client instance (one per process unless told otherwise).
+        offset_store_dir: where BROADCASTING consumers keep their offsets.
+    """
+
+    def __init__(
+        self, namesrv_addr: str, *, instance_name: str = "DEFAULT",
+        offset_store_dir: Path | None = None,
+    ) -> None:  # fmt: skip
+        self.namesrv_addr = namesrv_addr
+        self.instance_name = instance_name
+        self.offset_store_dir = offset_store_dir
+
+    def producer(self, group: str, **options: Any) -> ProducerPort:
+        options.setdefault("instance_name", self.instance_name)
+        return Producer(group, self.namesrv_addr, **options)
+
+    def transaction_producer(
+        self, group: str, checker: Checker, **options: Any
+    ) -> TransactionProducerPort:
+        options.setdefault("instance_name", self.instance_name)
+        return TransactionProducer(group, self.namesrv_addr, checker=checker, **options)
+
+    def consumer(self, group: str, **options: Any) -> ConsumerPort:
+        options.setdefault("instance_name", self.instance_name)
+        if self.offset_store_dir is not None:
+            options.setdefault("offset_store_dir", self.offset_store_dir)
+        return PushConsumer(group, self.namesrv_addr, **options)
+
+    async def close(self) -> None:
+        await asyncio.sleep(0)
