@@ -11,6 +11,7 @@ async with RocketApp(RocketSettings()) as app:
 
 from rmqkit.client.transaction import TransactionState
 from rmqkit.starter.app import RocketApp
+from rmqkit.starter.container import Scoped
 from rmqkit.starter.embedded import EmbeddedCluster
 from rmqkit.starter.listener import (
     ListenerRegistry,
@@ -45,6 +46,7 @@ __all__ = [
     "RocketApp",
     "RocketSettings",
     "RocketTemplate",
+    "Scoped",
     "TransactionLog",
     "TransactionState",
     "TxContext",

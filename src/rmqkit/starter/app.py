@@ -17,6 +17,7 @@ from typing import Any
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.errors import ConfigurationError
+from rmqkit.starter.container import app_resources, init_resources, shutdown_resources
 from rmqkit.starter.embedded import EmbeddedCluster
 from rmqkit.starter.group import ListenerGroup
 from rmqkit.starter.idempotency import IdempotencyStore, store_from_url
@@ -203,16 +204,9 @@ class RocketApp(AsyncLifecycle):
         modules = {s.func.__module__ for s in specs} | {f.cls.__module__ for f in self.flow_specs}
         c.wire(modules=sorted(modules))
         stack.callback(c.unwire)
-        result = c.init_resources()
-        if inspect.isawaitable(result):
-            await result
-
-        async def shutdown() -> None:
-            done = c.shutdown_resources()
-            if inspect.isawaitable(done):
-                await done
-
-        stack.push_async_callback(shutdown)
+        resources = app_resources(c)
+        await init_resources(resources)
+        stack.push_async_callback(shutdown_resources, resources)
 
     async def _run_shutdown_hooks(self) -> None:
         for hook in reversed(self._shutdown):
@@ -272,6 +266,7 @@ class RocketApp(AsyncLifecycle):
             inv = ListenerInvoker(
                 spec, func, idempotency=idem if spec.idempotency_key else None,
                 metrics=self.metrics, reply=reply, dead_letter=dlq(spec.group),
+                container=self.container,
             )  # fmt: skip
             by_group.setdefault(spec.group, []).append(inv)
         return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}

@@ -9,6 +9,7 @@ process span, classify what it raised, then complete or release the key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from rmqkit.common.properties import Prop
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.starter.container import enter_scoped, resolve
 from rmqkit.starter.idempotency.base import Claim, IdempotencyStore
 from rmqkit.starter.listener import ListenerSpec
 from rmqkit.starter.meta import MessageMeta
@@ -93,6 +95,7 @@ class ListenerInvoker:
         metrics: StarterMetrics | None = None,
         reply: Reply | None = None,
         dead_letter: Callable[[StoredMessage, str], Awaitable[bool]] | None = None,
+        container: Any = None,
     ) -> None:
         self.spec = spec
         self.func = func
@@ -107,8 +110,17 @@ class ListenerInvoker:
         self.metrics = metrics
         self.reply = reply
         self.dead_letter = dead_letter
+        self._scoped = [(name, resolve(sc.provider, container)) for name, sc in self.sig.scoped]
         self._wants_meta = bool(self.sig.meta_param) or spec.idempotency_key is not None
     async def _call(self, kwargs: dict[str, Any], args: Sequence[Any]) -> Any:
+        if self._scoped:
+            async with contextlib.AsyncExitStack() as stack:
+                for name, factory in self._scoped:
+                    kwargs[name] = await stack.enter_async_context(enter_scoped(factory))
+                return await self._call_now(kwargs, args)
+        return await self._call_now(kwargs, args)
+
+    async def _call_now(self, kwargs: dict[str, Any], args: Sequence[Any]) -> Any:
         if self.sig.is_async:
             return await self.func(*args, **kwargs)
         return await asyncio.to_thread(functools.partial(self.func, *args, **kwargs))

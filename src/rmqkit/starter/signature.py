@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.starter.container import Scoped
 from rmqkit.starter.meta import MessageMeta
 from rmqkit.starter.payload import PayloadType
 
@@ -74,6 +75,7 @@ class HandlerSignature:
     meta_param: str | None
     raw_param: str | None
     is_async: bool
+    scoped: tuple[tuple[str, Scoped], ...] = ()
 
     @classmethod
     def of(cls, spec: ListenerSpec) -> HandlerSignature:
@@ -92,6 +94,7 @@ class HandlerSignature:
         payload_param: str | None = None
         meta_param = raw_param = None
         batch = False
+        scoped = tuple((p.name, p.default) for p in params if isinstance(p.default, Scoped))
         for i, p in enumerate(params):
             ann = hints.get(p.name, inspect.Parameter.empty)
             item = _list_item(ann)
@@ -123,4 +126,4 @@ class HandlerSignature:
         is_async = inspect.iscoroutinefunction(inspect.unwrap(func)) or (
             inspect.iscoroutinefunction(func)
         )
-        return cls(payload, payload_param, batch, meta_param, raw_param, is_async)
+        return cls(payload, payload_param, batch, meta_param, raw_param, is_async, scoped)
