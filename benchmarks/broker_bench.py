@@ -1,7 +1,7 @@
 """Broker benchmark: 1 KiB sends and pulls through the real protocol on loopback.
 
     python benchmarks/broker_bench.py [--quick] [--json FILE] [--modes ASYNC_FLUSH,SYNC_FLUSH]
-                                      [--phases single,pipelined,batch,e2e] [--profile DIR]
+                                      [--phases single,pipelined,batch,e2e,timer] [--profile DIR]
 
 The broker runs as users run it (`rmqkit serve`, a subprocess); this process is the load
 generator. For each flushDiskType it measures
@@ -10,7 +10,12 @@ generator. For each flushDiskType it measures
 - pipelined: 64 sends in flight on one connection;
 - batch: SEND_BATCH_MESSAGE of 32 messages, 8 batches in flight;
 - e2e: the pipelined producer at full speed plus a consumer long-polling every queue; latency is
-  the receive time minus a monotonic timestamp the producer put in the body.
+  the receive time minus a monotonic timestamp the producer put in the body;
+- timer: pipelined sends with TIMER_DELAY_MS spread over 1-3 s against the same sends without it
+  (send rate ratio); the rate at which a consumer receives a timer slot that has fallen due,
+  against the plain send rate (and beside the rate at which it drains a plain backlog); lateness:
+  arrival minus the time asked for (p50/p99 ms; never negative, half a `timerPrecisionMs` slot
+  on average by design, plus the time to drain the slot).
 
 Every figure is printed as a ratio to a baseline measured in the same run with the same client:
 a bare RemotingServer in a subprocess that answers SUCCESS at once (`--echo-server`). These
@@ -43,7 +48,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker_load import E2E_TOPIC, QUEUES, TOPIC, Consumer, Framed, Pipeline, SendFrames
+import orjson
+
+from broker_load import (
+    BODY,
+    BODY_AT_V4,
+    E2E_TOPIC,
+    FRAME_PREFIX,
+    HOST_V6_BITS,
+    QUEUES,
+    RECORD_HEAD,
+    SUCCESS,
+    TOPIC,
+    TS,
+    Consumer,
+    Framed,
+    Pipeline,
+    SendFrames,
+)
+from rmqkit.common.properties import encode_properties
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.client import RemotingClient
@@ -59,13 +82,19 @@ BATCH = 32
 BATCH_WINDOW = 8
 """Batches in flight."""
 FLUSH_MODES = ("ASYNC_FLUSH", "SYNC_FLUSH")
-PHASES = ("single", "pipelined", "batch", "e2e")
+PHASES = ("single", "pipelined", "batch", "e2e", "timer")
 
 TARGET_SINGLE_P50_US = 300.0
 TARGET_PIPELINED_SYNC = 40_000.0
 TARGET_BATCH = 150_000.0
 TARGET_E2E = 30_000.0
 TARGET_E2E_P99_MS = 20.0
+TIMER_DELAYS_MS = (1000, 3000)
+"""Timed sends ask for a delay spread evenly over this range."""
+TIMER_PRECISION_MS = 1000
+"""The broker's `timerPrecisionMs` (its default): lateness is up to one slot by design."""
+TIMER_BURST_GAP_NS = 100_000_000
+"""Arrivals further apart than this belong to different slots' bursts."""
 
 
 @dataclass(slots=True)
@@ -76,11 +105,13 @@ class Plan:
     pipelined_s: float = 5.0
     batch_s: float = 5.0
     e2e_s: float = 8.0
+    timer_s: float = 2.0
+    """Seconds of timed sends (and of plain sends to compare); the phase takes about 3x."""
     warmup_s: float = 1.0
     phases: tuple[str, ...] = PHASES
 
 
-QUICK = Plan(single_s=1.5, pipelined_s=2.0, batch_s=2.0, e2e_s=3.0, warmup_s=0.5)
+QUICK = Plan(single_s=1.5, pipelined_s=2.0, batch_s=2.0, e2e_s=3.0, timer_s=1.0, warmup_s=0.5)
 
 
 @dataclass(slots=True)
@@ -333,6 +364,139 @@ async def end_to_end(addr: str, seconds: float, server_pid: int) -> Figure:
     return fig
 
 
+# -- timer ------------------------------------------------------------------------------------
+
+
+class DueFrames:
+    """SEND_MESSAGE_V2 frames to E2E_TOPIC whose body starts with when the message is due
+    (monotonic ns): its send time, or that plus its TIMER_DELAY_MS. One header built per frame,
+    the same way for plain and timed sends, so their rates compare."""
+
+    def __init__(self, timed: bool) -> None:
+        self.timed = timed
+        self.seq = 0
+        self.born = str(int(time.time() * 1000))
+        self.uniq = f"7F000001{os.getpid() & 0xFFFF:04X}18B4AAC3"
+
+    def frame(self, opaque: int) -> bytes:
+        self.seq += 1
+        props = {"TAGS": "TagA", "KEYS": "order", "UNIQ_KEY": f"{self.uniq}{self.seq:012X}",
+                 "WAIT": "true"}  # fmt: skip
+        due = time.monotonic_ns()
+        if self.timed:
+            lo, hi = TIMER_DELAYS_MS
+            delay = lo + (self.seq * 7919) % (hi - lo)
+            props["TIMER_DELAY_MS"] = str(delay)
+            due += delay * 1_000_000
+        ext = {"a": "BenchProducer", "b": E2E_TOPIC, "c": "TBW102", "d": "4",
+               "e": str(opaque % QUEUES), "f": "0", "g": self.born, "h": "0",
+               "i": encode_properties(props), "j": "0", "k": "false", "m": "false"}  # fmt: skip
+        header = orjson.dumps({"code": int(RequestCode.SEND_MESSAGE_V2), "language": "JAVA",
+                               "version": 479, "opaque": opaque, "flag": 0, "extFields": ext,
+                               "serializeTypeCurrentRPC": "JSON"})  # fmt: skip
+        body = TS.pack(due) + BODY[8:]
+        return FRAME_PREFIX.pack(4 + len(header) + len(body), len(header)) + header + body
+
+
+class DueConsumer(Consumer):
+    """The e2e consumer, from given offsets, also keeping (due, arrival) of every message."""
+
+    def __init__(self, offsets: list[int]) -> None:
+        super().__init__()
+        self.offsets = list(offsets)
+        self.arrivals: list[tuple[int, int]] = []
+
+    def _on_response(self, h: dict[str, Any], body: memoryview, now: int) -> None:
+        if h["code"] == SUCCESS and h["opaque"] in self.queue_of:
+            mono, pos = time.monotonic_ns(), 0
+            while pos < len(body):
+                size, sys_flag = RECORD_HEAD.unpack_from(body, pos)
+                if not sys_flag & HOST_V6_BITS:
+                    self.arrivals.append((TS.unpack_from(body, pos + BODY_AT_V4)[0], mono))
+                pos += size
+        super()._on_response(h, body, now)
+
+
+async def _send_and_receive(
+    addr: str, timed: bool, seconds: float, pid: int
+) -> tuple[Figure, DueConsumer]:
+    """Pipelined sends for `seconds`, then received in full. Timed ones by a consumer started
+    before them (arrivals on time); plain ones by a consumer started after them, so their rate is
+    that of draining a backlog, the plain counterpart of the timer draining a slot."""
+    async with RemotingClient() as client:
+        offsets = []
+        for q in range(QUEUES):
+            cmd = RemotingCommand(RequestCode.GET_MAX_OFFSET,
+                                  ext_fields={"topic": E2E_TOPIC, "queueId": str(q)})  # fmt: skip
+            offsets.append(int((await client.invoke(addr, cmd, 10.0)).ext_fields["offset"]))
+    consumer = await _connect(addr, lambda: DueConsumer(offsets))
+    assert isinstance(consumer, DueConsumer)
+    if timed:
+        consumer.start()
+        await asyncio.sleep(0.2)  # the pulls are held before the first message
+    fig = await pipelined(addr, DueFrames(timed).frame, WINDOW, seconds, pid)
+    if not timed:
+        consumer.start()
+    drain_until = time.monotonic() + 30 + TIMER_DELAYS_MS[1] / 1000
+    while len(consumer.arrivals) < fig.msgs and time.monotonic() < drain_until:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    consumer.stopping = True
+    assert consumer.transport is not None
+    consumer.transport.close()
+    fig.errors += max(0, fig.msgs - len(consumer.arrivals)) + consumer.errors
+    fig.first_error = fig.first_error or consumer.first_error
+    return fig, consumer
+
+
+def _delivery_rate(arrivals: list[int]) -> float:
+    """Messages per second while arriving: bursts split at gaps over TIMER_BURST_GAP_NS."""
+    arrivals = sorted(arrivals)
+    msgs, ns, start = 0, 0, 0
+    for i in range(1, len(arrivals) + 1):
+        if i == len(arrivals) or arrivals[i] - arrivals[i - 1] > TIMER_BURST_GAP_NS:
+            if i - start > 1:
+                msgs, ns = msgs + i - start, ns + arrivals[i - 1] - arrivals[start]
+            start = i
+    return msgs / (ns / 1e9) if ns else 0.0
+
+
+async def bench_timer(addr: str, seconds: float, pid: int) -> Figure:
+    """Timed against plain sends; the timer's delivery rate and lateness."""
+    plain, plain_c = await _send_and_receive(addr, False, seconds, pid)
+    fig, timed_c = await _send_and_receive(addr, True, seconds, pid)
+    late_ms = sorted((arrival - due) / 1e6 for due, arrival in timed_c.arrivals)
+    plain_rate = _delivery_rate([a for _, a in plain_c.arrivals])
+    timer_rate = _delivery_rate([a for _, a in timed_c.arrivals])
+    fig.extra = {
+        "plain_send_msgs_s": plain.msgs_s,
+        "send_ratio": fig.msgs_s / plain.msgs_s if plain.msgs_s else 0.0,
+        "plain_delivery_msgs_s": plain_rate,
+        "timer_delivery_msgs_s": timer_rate,
+        "delivery_ratio": timer_rate / plain.msgs_s if plain.msgs_s else 0.0,
+        "late_p50_ms": _pct_ms(late_ms, 0.5),
+        "late_p99_ms": _pct_ms(late_ms, 0.99),
+        "early": float(sum(1 for v in late_ms if v < 0)),
+    }
+    fig.errors += plain.errors
+    return fig
+
+
+def _pct_ms(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def _timer_lines(f: Figure, out: Callable[[str], None]) -> None:
+    x = f.extra
+    out(f"{'':12}timed sends {f.msgs_s:,.0f} msgs/s = {x['send_ratio']:.1%} of plain sends "
+        f"({x['plain_send_msgs_s']:,.0f} msgs/s, same client)")  # fmt: skip
+    out(f"{'':12}timer delivery {x['timer_delivery_msgs_s']:,.0f} msgs/s while a due slot drains "
+        f"= {x['delivery_ratio']:.1%} of plain sends (over 100%: it keeps up with producers); "
+        f"a plain backlog drains at {x['plain_delivery_msgs_s']:,.0f} msgs/s")  # fmt: skip
+    out(f"{'':12}lateness (arrival - time asked) p50 {x['late_p50_ms']:.0f} ms, p99 "
+        f"{x['late_p99_ms']:.0f} ms with {TIMER_PRECISION_MS} ms slots; early: "
+        f"{x['early']:.0f}")  # fmt: skip
+
+
 async def create_topics(addr: str) -> None:
     async with RemotingClient() as client:
         for topic in (TOPIC, E2E_TOPIC):
@@ -385,6 +549,7 @@ async def bench_mode(
                 addr, batches.frame, BATCH_WINDOW, plan.batch_s, pid, per_request=BATCH
             ),
             "e2e": lambda: end_to_end(addr, plan.e2e_s, pid),
+            "timer": lambda: bench_timer(addr, plan.timer_s, pid),
         }
         tag = flush.lower().replace("_flush", "")
         for name, measure in phases.items():
@@ -444,6 +609,13 @@ def evaluate(res: Results) -> None:
             t.append((f"{m} end-to-end >= {TARGET_E2E:,.0f} msgs/s with p99 <= "
                       f"{TARGET_E2E_P99_MS:.0f} ms", ok,
                       f"{e.msgs_s:,.0f} msgs/s, p99 {e.p99_us / 1000:.1f} ms"))  # fmt: skip
+        if "timer" in figs:
+            x = figs["timer"].extra
+            limit = TIMER_PRECISION_MS * 3 // 2
+            ok = not x["early"] and x["late_p99_ms"] <= limit and not figs["timer"].errors
+            t.append((f"{m} timer: none early, none lost, lateness p99 <= {limit} ms", ok,
+                      f"p99 {x['late_p99_ms']:.0f} ms, {x['early']:.0f} early, "
+                      f"{figs['timer'].errors} errors"))  # fmt: skip
 
 
 def _us_per_msg(f: Figure) -> float:
@@ -476,6 +648,8 @@ def report(res: Results, out: Callable[[str], None]) -> None:
             out(_line(name, f, b1 if name == "single" else bp))
             if name == "single" and b1.p50_us:
                 out(f"{'':12}ack p50 = {f.p50_us / b1.p50_us:.2f} x the bare round trip")
+            if name == "timer":
+                _timer_lines(f, out)
             if name == "e2e":
                 out(f"{'':12}producer {f.extra['produced_msgs_s']:,.0f} msgs/s, send ack p50 "
                     f"{f.extra['send_p50_us']:,.0f} us, worst latency {f.extra['max_ms']:.1f} ms"

@@ -135,6 +135,7 @@ async def test_runtime_groups_files_and_consumers_of_a_topic(cluster: Cluster) -
     rt = await cluster.call(RC.GET_BROKER_RUNTIME_INFO)
     table = decode_kv_table(rt.body)
     assert table["brokerName"] == "broker-a" and int(table["commitLogMaxOffset"]) >= 0
+    assert table["timerCongestNum"] == "0" and "timerDequeueTps" in table
     group = {"groupName": "SG1", "retryMaxTimes": 3, "consumeEnable": True}
     assert (
         await cluster.call(RC.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, orjson.dumps(group))

@@ -35,7 +35,7 @@ NOT_YET_APPLIED = frozenset(
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",
         "enableAcl", "warmMapedFileEnable", "duplicationEnable", "storeType",
-        "timerWheelEnable", "enableControllerMode", "fetchNamesrvAddrByAddressServer",
+        "enableControllerMode", "fetchNamesrvAddrByAddressServer",
         "rocketmqHome", "enableCalcFilterBitMap", "useServerSideResetOffset",
     }
 )  # fmt: skip

@@ -33,11 +33,13 @@ from rmqkit.server.broker.processors.send import SendProcessor
 from rmqkit.server.broker.processors.send_back import SendBackProcessor
 from rmqkit.server.broker.registration import Registration
 from rmqkit.server.broker.schedule import ScheduleService
+from rmqkit.server.broker.timer import TimerService
 from rmqkit.server.broker.topic_table import TopicTable
 from rmqkit.server.broker.transaction import TransactionService
 from rmqkit.server.service import Service
 from rmqkit.server.settings import BrokerSettings
 from rmqkit.server.store import FileMessageStore
+from rmqkit.server.store.timer import TIMER_TOPIC
 
 log = logging.getLogger("rmqkit.broker")
 
@@ -97,6 +99,9 @@ class Broker(AsyncLifecycle):
         self.registration = Registration(self)
         self.housekeeping = Housekeeping(self)
         self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
+        self.timer = TimerService(
+            self, config_dir / "timerCheckpoint.json", settings.store.timer_precision_ms
+        )
         self.transactions = TransactionService(self)
         self.locks = LockTable()
 
@@ -124,9 +129,11 @@ class Broker(AsyncLifecycle):
         await self._store.start()
         self._store.add_dispatch_listener(self.pull_holds.notify)
         self._store.add_dispatch_listener(self.schedule.on_dispatch)
+        self._store.add_dispatch_listener(self.timer.on_dispatch)
         self.topics.load()
         levels = len(s.store.delay_levels_ms)
         self.topics.topics.setdefault(SCHEDULE_TOPIC, TopicConfig(SCHEDULE_TOPIC, levels, levels))
+        self.topics.topics.setdefault(TIMER_TOPIC, TopicConfig(TIMER_TOPIC, 1, 1))
         self.schedule.load()
         self.groups.load()
         self.offsets.load()
@@ -139,6 +146,9 @@ class Broker(AsyncLifecycle):
         if s.is_master:
             await self.schedule.start()
             await self.transactions.start()
+            if s.store.timer_wheel_enable:
+                self.timer.load()
+                await self.timer.start()
         log.warning(
             "broker %s (%s, cluster %s) serving on %s, store %s, %s",
             s.broker_name, s.broker_role, s.broker_cluster_name, s.broker_addr,
@@ -194,6 +204,7 @@ class Broker(AsyncLifecycle):
         await self.registration.stop()
         await self.housekeeping.stop()
         await self.schedule.stop()
+        await self.timer.stop()
         await self.transactions.stop()
         self.offsets.persist()
         self.topics.persist()

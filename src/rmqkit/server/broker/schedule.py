@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from enum import Enum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.common.properties import Prop, encode_properties
 from rmqkit.errors import CorruptRecordError
-from rmqkit.protocol.record import decode_record
+from rmqkit.protocol.record import StoredMessage, decode_record
 from rmqkit.server.broker.json_file import load_json, save_json
 from rmqkit.server.service import Service
-from rmqkit.server.store import MessageToStore, PutStatus
+from rmqkit.server.store import FileMessageStore, MessageToStore, PutStatus
 from rmqkit.server.store.dispatch import DispatchRequest
 
 if TYPE_CHECKING:
@@ -96,37 +98,81 @@ class ScheduleService(Service):
         await super()._wait(min(interval_s, self._sleep_s))
 
     async def _deliver(self, phys: int, size: int, level: int) -> bool:
-        store = self.broker.store
-        rec = store.commit_log.read(phys, size)
-        if rec is None:
-            log.warning("delayed message at %d (level %d) is gone; skipping it", phys, level)
-            return True
-        try:
-            m = decode_record(rec, inflate=False)
-        except CorruptRecordError as exc:
-            log.error("delayed message at %d is corrupt (%s); skipping it", phys, exc)
-            return True
-        props = dict(m.properties)
-        topic = props.pop(Prop.REAL_TOPIC, None)
-        qid = props.pop(Prop.REAL_QUEUE_ID, None)
-        props.pop(Prop.DELAY_TIME_LEVEL, None)
-        if topic is None or qid is None or not qid.lstrip("-").isdigit():
-            log.error("delayed message at %d has no real topic; skipping it", phys)
-            return True
-        msg = MessageToStore(
-            topic, int(qid), m.body, encode_properties(props), m.flag, m.sys_flag,
-            m.born_timestamp, m.born_host, m.reconsume_times, m.prepared_transaction_offset,
-            m.body_crc, False,
-        )  # fmt: skip
-        r = await store.put_message(msg)
-        if r.status is not PutStatus.OK:
-            log.warning("delayed message at %d not delivered yet: %s %s", phys, r.status, r.remark)
+        moved = await move_to_real_topic(
+            self.broker.store, phys, size, f"delayed message (level {level})", _clear_delay
+        )
+        if moved is Moved.RETRY:
             return False
-        self.delivered += 1
+        if moved is Moved.DONE:
+            self.delivered += 1
+            self.broker.stats.put(1)
         return True
 
     async def _on_stop(self) -> None:
         self.persist()
+
+
+class Moved(Enum):
+    """What became of a due message (delay level or timer) that was to go to its real topic."""
+
+    DONE = auto()
+    SKIPPED = auto()
+    """Gone, corrupt, without a real topic, or refused for good by the store: logged, dropped."""
+    RETRY = auto()
+    """The store could not take it now (full disk, stopping): try again later."""
+
+
+_FOR_GOOD = frozenset({PutStatus.MESSAGE_ILLEGAL, PutStatus.PROPERTIES_SIZE_EXCEEDED})
+_STORED = frozenset({PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT})
+
+
+def _clear_delay(m: StoredMessage, props: dict[str, str]) -> None:
+    # RocketMQ's ScheduleMessageService clears these three when a level falls due.
+    for key in (Prop.DELAY_TIME_LEVEL, Prop.TIMER_DELIVER_MS, Prop.TIMER_DELAY_SEC):
+        props.pop(key, None)
+
+
+async def move_to_real_topic(
+    store: FileMessageStore,
+    phys: int,
+    size: int,
+    what: str,
+    edit: Callable[[StoredMessage, dict[str, str]], None],
+) -> Moved:
+    """Re-put the record at `phys` into its REAL_TOPIC / REAL_QID (both keys dropped).
+
+    `edit` adjusts the other properties first. The copy keeps body, flag, sys flag, born time and
+    host and reconsume times, and does not wait for a flush (RocketMQ sets waitStoreMsgOK false).
+    """
+    rec = store.commit_log.read(phys, size)
+    if rec is None:
+        log.warning("%s at %d is gone; skipping it", what, phys)
+        return Moved.SKIPPED
+    try:
+        m = decode_record(rec, inflate=False)
+    except CorruptRecordError as exc:
+        log.error("%s at %d is corrupt (%s); skipping it", what, phys, exc)
+        return Moved.SKIPPED
+    props = dict(m.properties)
+    topic = props.pop(Prop.REAL_TOPIC, None)
+    qid = props.pop(Prop.REAL_QUEUE_ID, None)
+    if topic is None or qid is None or not qid.lstrip("-").isdigit():
+        log.error("%s at %d has no real topic; skipping it", what, phys)
+        return Moved.SKIPPED
+    edit(m, props)
+    msg = MessageToStore(
+        topic, int(qid), m.body, encode_properties(props), m.flag, m.sys_flag,
+        m.born_timestamp, m.born_host, m.reconsume_times, m.prepared_transaction_offset,
+        m.body_crc, False,
+    )  # fmt: skip
+    r = await store.put_message(msg)
+    if r.status in _STORED:
+        return Moved.DONE
+    if r.status in _FOR_GOOD:
+        log.error("%s at %d refused by the store for good: %s %s", what, phys, r.status, r.remark)
+        return Moved.SKIPPED
+    log.warning("%s at %d not delivered yet: %s %s", what, phys, r.status, r.remark)
+    return Moved.RETRY
 
 
 def decode_delay_offsets(data: dict[str, object] | None) -> dict[int, int]:

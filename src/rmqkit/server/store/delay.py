@@ -5,6 +5,8 @@ schedule topic, with its real topic and queue in REAL_TOPIC / REAL_QID; its Cons
 is the time it is due (store time + the level's delay), which the broker's schedule service reads
 to move it back to its real topic. Levels come from `messageDelayLevel`
 ("1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"; units ms, s, m, h, d).
+A level wins over the arbitrary-time TIMER_* properties (`store/timer.py`), which are dropped, as
+RocketMQ 5 does; without a level they pass through here untouched.
 """
 
 from __future__ import annotations
@@ -44,15 +46,9 @@ def parse_delay_levels(text: str) -> list[int]:
 
 def route_delayed(msg: MessageToStore, levels_ms: list[int]) -> MessageToStore | PutResult:
     """The message as stored: in the schedule topic when it asks for a delay; a refusal for a
-    DELAY that is not a number. Levels past the last are clamped to it, as RocketMQ does."""
+    DELAY that is not a number. Levels past the last are clamped to it, as RocketMQ does, and
+    TIMER_* properties beside a level are dropped."""
     props = msg.properties
-    if "TIMER_" in props and any(mark in props for mark in _TIMER_MARKS):
-        # Refused rather than delivered at once: the sender asked for a delay.
-        return PutResult(
-            PutStatus.MESSAGE_ILLEGAL,
-            remark="arbitrary-time delays (TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS) "
-            "are not supported yet; use a delay level (DELAY)",
-        )
     if _DELAY_MARK not in props:
         return msg
     ttype = msg.sys_flag & TRANSACTION_TYPE_MASK
@@ -70,6 +66,8 @@ def route_delayed(msg: MessageToStore, levels_ms: list[int]) -> MessageToStore |
     if level > len(levels_ms):
         level = len(levels_ms)
         props = _replace_property(props, Prop.DELAY_TIME_LEVEL, str(level))
+    if "TIMER_" in props and any(mark in props for mark in _TIMER_MARKS):
+        props = _drop_properties(props, _TIMER_MARKS)  # the level wins, as in RocketMQ 5
     if props and not props.endswith(PROPERTY_SEPARATOR):
         props += PROPERTY_SEPARATOR
     props += (
@@ -90,6 +88,11 @@ def _replace_property(props: str, key: str, value: str) -> str:
             item = key + NAME_VALUE_SEPARATOR + value
         parts.append(item)
     return PROPERTY_SEPARATOR.join(parts)
+
+
+def _drop_properties(props: str, marks: tuple[str, ...]) -> str:
+    kept = [item for item in props.split(PROPERTY_SEPARATOR) if not item.startswith(marks)]
+    return PROPERTY_SEPARATOR.join(kept)
 
 
 def deliver_at(store_timestamp: int, queue_id: int, levels_ms: list[int]) -> int:

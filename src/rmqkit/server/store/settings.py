@@ -191,6 +191,35 @@ class StoreSettings(BaseModel):
         json_schema_extra=_key("messageDelayLevel"),
     )
 
+    timer_wheel_enable: bool = Field(
+        True,
+        description="Accept arbitrary-time delays (TIMER_DELIVER_MS, TIMER_DELAY_SEC,"
+        " TIMER_DELAY_MS) and deliver each when due; false refuses them with SYSTEM_ERROR.",
+        json_schema_extra=_key("timerWheelEnable"),
+    )
+    timer_max_delay_sec: int = Field(
+        3 * 24 * 3600,
+        ge=1,
+        description="Longest delay a timer message may ask for; a longer one is refused with"
+        " MESSAGE_ILLEGAL.",
+        json_schema_extra=_key("timerMaxDelaySec"),
+    )
+    timer_precision_ms: int = Field(
+        1000,
+        ge=1,
+        description="Width of one timer slot: a timer message is delivered once the slot holding"
+        " its time has passed, never before that time. Snapped down to 100, 200, 500 or 1000, as"
+        " RocketMQ does.",
+        json_schema_extra=_key("timerPrecisionMs"),
+    )
+
+    @field_validator("timer_precision_ms")
+    @classmethod
+    def _precision(cls, v: int) -> int:
+        from rmqkit.server.store.timer import snap_precision
+
+        return snap_precision(v)
+
     @field_validator("message_delay_level")
     @classmethod
     def _levels(cls, v: str) -> str:

@@ -177,6 +177,7 @@ class AdminStatsProcessor:
             "transactionChecks": str(b.transactions.checks_sent),
             "pid": str(os.getpid()),
         }
+        table.update(b.timer.runtime_info())
         return cmd.response(ResponseCode.SUCCESS, body=encode_kv_table(table))
 
     def create_group(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:

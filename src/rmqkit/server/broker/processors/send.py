@@ -2,12 +2,15 @@
 
 Checks the broker and topic permissions, auto-creates a topic through its template, picks a queue
 when the producer asks for -1, stores the message(s), and answers with the offset message id,
-queue id and queue offset. Store statuses map to response codes in `put_status_response`.
+queue id and queue offset. Store statuses map to response codes in `put_status_response`. A
+message asking for a future time (TIMER_*) is routed to the timer topic here, with RocketMQ 5's
+checks (`store/timer.py`); refusals map to response codes in `_TIMER_CODES`.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -23,12 +26,20 @@ from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.broker.transaction import to_half
 from rmqkit.server.store import MessageToStore, PutResult, PutStatus
+from rmqkit.server.store.timer import (
+    TIMER_TOPIC,
+    TimerPolicy,
+    TimerRefusal,
+    TimerStatus,
+    requests_timer,
+    route_timer,
+)
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
 
 NOT_SENDABLE = frozenset(
-    {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC"}
+    {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC", TIMER_TOPIC}
 )
 """System topics producers may not write to directly."""
 
@@ -41,6 +52,10 @@ _PUT_CODES = {
     PutStatus.MESSAGE_ILLEGAL: ResponseCode.MESSAGE_ILLEGAL,
     PutStatus.PROPERTIES_SIZE_EXCEEDED: ResponseCode.MESSAGE_ILLEGAL,
     PutStatus.UNKNOWN_ERROR: ResponseCode.SYSTEM_ERROR,
+}
+_TIMER_CODES = {
+    TimerStatus.ILLEGAL: ResponseCode.MESSAGE_ILLEGAL,
+    TimerStatus.NOT_ENABLED: ResponseCode.SYSTEM_ERROR,
 }
 # Plain values for the per-message tests: reading an enum member costs about 80 ns in 3.11.
 _SEND_MESSAGE = int(RequestCode.SEND_MESSAGE)
@@ -81,6 +96,10 @@ class SendProcessor:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        store = broker.settings.store
+        self.timer = TimerPolicy(
+            store.timer_wheel_enable, store.timer_max_delay_sec * 1000, store.timer_precision_ms
+        )
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         try:
@@ -178,7 +197,33 @@ class SendProcessor:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "the batch is empty")
             if prepared:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "a batch cannot be transactional")
-            return [message(e.body, e.properties, e.flag) for e in entries]
+            msgs = [message(e.body, e.properties, e.flag) for e in entries]
+            if any("TIMER_" in m.properties for m in msgs) and self._timed(msgs):
+                # Java's CommitLog refuses a batch with a DELAY level but stores timer requests
+                # in a batch untimed, delivering them at once; refusing tells the sender.
+                return cmd.response(
+                    ResponseCode.MESSAGE_ILLEGAL,
+                    "a batch cannot hold timer messages (TIMER_DELIVER_MS, TIMER_DELAY_SEC, "
+                    "TIMER_DELAY_MS); send them one by one",
+                )
+            return msgs
         if prepared:  # a half message: hidden until END_TRANSACTION commits it
+            if "TIMER_" in props and requests_timer(props):
+                return cmd.response(
+                    ResponseCode.MESSAGE_ILLEGAL,
+                    "a transactional message cannot ask for a delivery time (TIMER_DELIVER_MS, "
+                    "TIMER_DELAY_SEC, TIMER_DELAY_MS), as RocketMQ 5 clients refuse",
+                )
             return [to_half(message(body, props, flag))]
-        return [message(body, props, flag)]
+        msg = message(body, props, flag)
+        if "TIMER_" in props:
+            routed = route_timer(msg, int(time.time() * 1000), self.timer)
+            if isinstance(routed, TimerRefusal):
+                return cmd.response(_TIMER_CODES[routed.status], routed.remark)
+            msg = routed
+        return [msg]
+
+    def _timed(self, msgs: list[MessageToStore]) -> bool:
+        """Whether any message of a batch would go to the timer topic (or be refused for it)."""
+        now = int(time.time() * 1000)
+        return any(route_timer(m, now, self.timer) is not m for m in msgs)

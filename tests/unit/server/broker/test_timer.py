@@ -1,0 +1,208 @@
+"""The timer service on a real FileMessageStore in tmp_path: delivery, restart, retries, figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from rmqkit.common.properties import encode_properties
+from rmqkit.protocol.record import StoredMessage, decode_records
+from rmqkit.server.broker import timer as timer_module
+from rmqkit.server.broker.broker import Broker, BrokerStats
+from rmqkit.server.broker.timer import TimerService
+from rmqkit.server.store import (
+    FileMessageStore,
+    MessageToStore,
+    PutResult,
+    PutStatus,
+    StoreSettings,
+)
+from rmqkit.server.store.timer import TIMER_TOPIC, TimerPolicy, route_timer
+from rmqkit.testing import check_for
+
+PRECISION_MS = 100
+POLICY = TimerPolicy(True, 3600_000, PRECISION_MS)
+
+
+@dataclass
+class FakeBroker:
+    """What the timer service uses of a Broker."""
+
+    store: FileMessageStore
+    stats: BrokerStats = field(default_factory=BrokerStats)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[FileMessageStore]:
+    s = FileMessageStore(
+        StoreSettings(
+            store_path_root_dir=tmp_path / "store",
+            mapped_file_size_commit_log_bytes=64 * 1024,
+            mapped_file_size_consume_queue_bytes=20 * 50,
+            max_message_size_bytes=16 * 1024,
+            max_hash_slot_num=64,
+            max_index_num=200,
+        )
+    )
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def service(store: FileMessageStore, tmp_path: Path) -> TimerService:
+    svc = TimerService(
+        cast(Broker, FakeBroker(store)), tmp_path / "timerCheckpoint.json", PRECISION_MS
+    )
+    store.add_dispatch_listener(svc.on_dispatch)
+    return svc
+
+
+async def put_timed(store: FileMessageStore, body: bytes, delay_ms: int, **props: str) -> int:
+    """Store a message asking for `delay_ms`; returns the time it asked for (epoch ms)."""
+    now = int(time.time() * 1000)
+    m = MessageToStore(
+        "Real", 1, body, encode_properties({"TIMER_DELAY_MS": str(delay_ms), **props})
+    )
+    routed = route_timer(m, now, POLICY)
+    assert isinstance(routed, MessageToStore) and routed.topic == TIMER_TOPIC
+    r = await store.put_message(routed)
+    assert r.status is PutStatus.OK
+    return now + delay_ms
+
+
+def arrived(store: FileMessageStore) -> list[StoredMessage]:
+    out: list[StoredMessage] = []
+    while True:
+        g = store.get_message("Real", 1, len(out), 32)
+        if not g.records:
+            return out
+        out += decode_records(g.body())
+
+
+async def wait_read(store: FileMessageStore, svc: TimerService, n: int) -> None:
+    await check_for(lambda: svc.wheel.next_offset == n, timeout=5)
+
+
+async def test_passed_slots_are_delivered_with_their_stamps(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    asked = {b"a": await put_timed(store, b"a", 300, TAGS="t", KEYS="k", color="red"),
+             b"b": await put_timed(store, b"b", 50)}  # fmt: skip
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 2, timeout=5)
+        got = arrived(store)
+        assert [m.body for m in got] == [b"b", b"a"]  # in time order, not in sending order
+        for m in got:
+            p = m.properties
+            assert m.store_timestamp >= asked[m.body]
+            assert int(p["TIMER_DEQUEUE_MS"]) >= asked[m.body] >= int(p["TIMER_ENQUEUE_MS"])
+            assert "REAL_TOPIC" not in p and "REAL_QID" not in p and m.queue_id == 1
+        assert got[1].tags == "t" and got[1].keys == ["k"] and got[1].properties["color"] == "red"
+        assert (svc.delivered, svc.pending, svc.enqueued) == (2, 0, 2)
+        info = svc.runtime_info()
+        assert set(info) == {"timerReadBehind", "timerOffsetBehind", "timerCongestNum",
+                             "timerEnqueueTps", "timerDequeueTps"}  # fmt: skip
+        assert info["timerCongestNum"] == "0" and info["timerOffsetBehind"] == "0"
+    assert cast(FakeBroker, svc.broker).stats.messages_put == 2
+
+
+async def test_a_restart_reads_back_only_what_is_pending(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    await put_timed(store, b"soon", 0 + 50)
+    await put_timed(store, b"far", 60_000)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 1, timeout=5)
+    await put_timed(store, b"while-down", 120_000)
+    again = service(store, tmp_path)
+    again.load()
+    # "soon" was delivered and checkpointed: only "far" is read back; "while-down" lies past the
+    # checkpoint's read offset and is read by the running service.
+    assert again.pending == 1 and again.wheel.next_offset == 2
+    async with again:
+        await wait_read(store, again, 3)
+        assert again.pending == 2
+    assert [m.body for m in arrived(store)] == [b"soon"]
+
+
+async def test_without_its_checkpoint_the_timer_loses_nothing(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    await put_timed(store, b"x", 60_000)
+    await put_timed(store, b"y", 60_000)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await wait_read(store, svc, 2)
+    (tmp_path / "timerCheckpoint.json").write_text("{not json")
+    again = service(store, tmp_path)
+    again.load()
+    async with again:
+        await wait_read(store, again, 2)
+        assert again.pending == 2
+
+
+async def test_slots_larger_than_a_pass_are_delivered_whole_and_in_order(
+    store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timer_module, "MAX_PER_PASS", 3)
+    for i in range(10):
+        await put_timed(store, str(i).encode(), 100)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 10, timeout=5)
+    assert [m.body for m in arrived(store)] == [str(i).encode() for i in range(10)]
+
+
+async def test_a_refusing_store_is_tried_again_and_nothing_is_lost(
+    store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timer_module, "RETRY_MS", 50)
+    real_put: Callable[[MessageToStore], Any] = store.put_message
+    refusals: list[bytes] = []
+
+    async def flaky(msg: MessageToStore) -> PutResult:
+        if msg.topic == "Real" and len(refusals) < 3:
+            refusals.append(msg.body)
+            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, remark="disk full")
+        return cast(PutResult, await real_put(msg))
+
+    monkeypatch.setattr(store, "put_message", flaky)
+    await put_timed(store, b"p", 20)
+    await put_timed(store, b"q", 20)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 2, timeout=5)
+    assert refusals == [b"p", b"p", b"p"] and [m.body for m in arrived(store)] == [b"p", b"q"]
+
+
+async def test_a_message_refused_for_good_is_dropped_not_retried_forever(
+    store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_put: Callable[[MessageToStore], Any] = store.put_message
+
+    async def picky(msg: MessageToStore) -> PutResult:
+        if msg.topic == "Real" and msg.body == b"bad":
+            return PutResult(PutStatus.PROPERTIES_SIZE_EXCEEDED, remark="too big")
+        return cast(PutResult, await real_put(msg))
+
+    monkeypatch.setattr(store, "put_message", picky)
+    await put_timed(store, b"bad", 20)
+    await put_timed(store, b"good", 40)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: [m.body for m in arrived(store)] == [b"good"], timeout=5)
+        await check_for(lambda: svc.pending == 0, timeout=5)
+    assert svc.delivered == 1
