@@ -23,7 +23,12 @@ from rmqkit.starter.group import ListenerGroup
 from rmqkit.starter.idempotency import IdempotencyStore, store_from_url
 from rmqkit.starter.invoker import IdempotencyOptions, ListenerInvoker
 from rmqkit.starter.listener import ListenerRegistry, ListenerSpec, default_registry
-from rmqkit.starter.observability import Health, StarterMetrics
+from rmqkit.starter.observability import (
+    NAME_SERVER_CHECK,
+    Health,
+    StarterMetrics,
+    name_server_check,
+)
 from rmqkit.starter.plumbing import Instances, dead_letterer, producer_options, replier
 from rmqkit.starter.settings import RocketSettings
 from rmqkit.starter.template import RocketTemplate
@@ -177,6 +182,8 @@ class RocketApp(AsyncLifecycle):
             self.consumers[group] = consumer
             self.health.mark_consumer(group, started=True, rebalanced=True,
                                       detail=", ".join(sorted(lg.routes)))  # fmt: skip
+        if self.name_server and NAME_SERVER_CHECK not in self.health.names():
+            self.health.register(NAME_SERVER_CHECK, name_server_check(self.name_server))
         log.info("rmqkit app started: %d listener group(s), name server %s",
                  len(self.groups), self.name_server)  # fmt: skip
 

@@ -65,6 +65,9 @@ async def test_typed_payloads_meta_and_tag_routing(cluster: EmbeddedCluster) -> 
 
     async with RocketApp(settings(cluster), listeners=reg) as app:
         assert app.groups["svc"].subscriptions() == {"order": ("paid || shipped", "TAG")}
+        ready = await app.health.readiness()
+        assert ready.ok, ready.to_dict()
+        assert {"nameserver", "consumer:svc"} <= set(ready.checks)
         await app.template.send("order:paid", OrderPaid(order_id="o-1", amount_cents=250),
                                 keys="o-1", properties={"region": "eu"})
         await app.template.send("order:shipped", Shipped("o-1"))

@@ -127,6 +127,10 @@ class Health:
             raise ConfigurationError(f"health check {name!r} must be readiness, liveness or both")
         self._checks[name] = _Registered(check, readiness, liveness)
 
+    def names(self) -> frozenset[str]:
+        """The names of the registered checks and marks."""
+        return frozenset(self._checks) | frozenset(self._marks)
+
     def unregister(self, name: str) -> None:
         """Remove a check or a mark; unknown names are ignored."""
         self._checks.pop(name, None)
