@@ -40,7 +40,7 @@ from rmqkit.starter.meta import IDEMPOTENCY_KEY
 
 RMQKIT = Path(sys.executable).with_name("rmqkit")
 TOPIC = "bench-orders"
-CONCURRENCY = 20
+CONCURRENCY = 64  # rocketmq-spring's consumeThreadMax default
 TARGETS = {"pydantic": 0.70, "idempotent": 0.40}
 
 

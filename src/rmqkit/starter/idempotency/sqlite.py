@@ -45,6 +45,16 @@ _UPSERT = (
 )
 _RELEASE = f"DELETE FROM {TABLE} WHERE scope = ? AND key = ? AND state = ? AND token = ?"
 _PURGE = f"DELETE FROM {TABLE} WHERE expires_at <= ?"
+# One statement for the usual case (a new key, or an expired record): insert or take over, and
+# say so with RETURNING (SQLite 3.35+); only a live record needs the second look, to tell DONE
+# from BUSY.
+_CLAIM = (
+    f"INSERT INTO {TABLE} (scope, key, state, token, expires_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (scope, key) DO UPDATE SET"
+    " state = excluded.state, token = excluded.token, expires_at = excluded.expires_at"
+    f" WHERE {TABLE}.expires_at <= ? RETURNING 1"
+)
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 _ACQUIRE = "acquire"  # an operation of its own (a read, then maybe a write), not one statement
 
 
@@ -228,6 +238,10 @@ class SqliteIdempotencyStore:
     def _acquire_locked(conn: sqlite3.Connection, *args: object) -> Claim:
         scope, key, token, now, lease_s = args
         assert isinstance(now, float | int) and isinstance(lease_s, float | int)
+        if _RETURNING:
+            claimed = conn.execute(_CLAIM, (scope, key, PROCESSING, token, now + lease_s, now))
+            if claimed.fetchone() is not None:
+                return Claim.ACQUIRED
         row = conn.execute(_SELECT, (scope, key)).fetchone()
         if row is not None and row[1] > now:
             return Claim.DONE if row[0] == DONE else Claim.BUSY
