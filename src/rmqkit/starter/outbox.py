@@ -90,8 +90,19 @@ class TransactionLog:
                 conn.close()
 
     def record(self, conn: Any, tx_id: str) -> None:
-        """Write the row for `tx_id` in the caller's open transaction (commit is the caller's)."""
-        conn.cursor().execute(self._insert, self._params(tx_id, int(self.clock() * 1000)))
+        """Write the row for `tx_id` in the caller's open transaction (commit is the caller's).
+
+        Args:
+            conn: a DB-API connection, or a SQLAlchemy `Connection` or `Session` (the statement
+                goes through `exec_driver_sql`, so `paramstyle` must be the driver's).
+        """
+        params = self._params(tx_id, int(self.clock() * 1000))
+        if hasattr(conn, "exec_driver_sql"):  # SQLAlchemy Connection
+            conn.exec_driver_sql(self._insert, params)
+        elif not hasattr(conn, "cursor") and hasattr(conn, "connection"):  # SQLAlchemy Session
+            conn.connection().exec_driver_sql(self._insert, params)
+        else:
+            conn.cursor().execute(self._insert, params)
 
     def _exists(self, tx_id: str) -> bool:
         conn = self.connect()

@@ -203,3 +203,26 @@ async def test_settings_disable_a_listener_and_conflicts_fail_fast(
     )
     async with RocketApp(s2, listeners=reg) as app:
         assert list(app.groups["g"].routes) == ["t"]
+
+
+async def test_send_delayed_by_level_seconds_and_time(cluster: EmbeddedCluster) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    reg = ListenerRegistry()
+    got: dict[int, tuple[int, int]] = {}  # seq -> (born ms, arrival ms)
+
+    @rocket_listener(topic="later", group="waiter", registry=reg, consume_from_where=FIRST)
+    async def wait(step: Step, meta: MessageMeta) -> None:
+        import time
+
+        got[step.seq] = (meta.born_timestamp_ms, int(time.time() * 1000))
+
+    async with RocketApp(RocketSettings(name_server=cluster.name_server), listeners=reg) as app:
+        await app.template.send_delayed("later", Step(order_id="a", seq=1), level=1)  # 1 s
+        await app.template.send_delayed("later", Step(order_id="a", seq=2), seconds=1.5)  # timer
+        at = datetime.now(UTC) + timedelta(seconds=2)
+        await app.template.send_delayed("later", Step(order_id="a", seq=3), at=at)
+        await check_for(lambda: len(got) == 3, timeout=20)
+    assert got[1][1] - got[1][0] >= 1000
+    assert got[2][1] - got[2][0] >= 1500
+    assert got[3][1] >= int(at.timestamp() * 1000)
