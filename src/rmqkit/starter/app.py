@@ -44,6 +44,7 @@ from rmqkit.starter.transport import ConsumerPort, ProducerPort, RemotingTranspo
 log = logging.getLogger("rmqkit.app")
 Hook = Callable[[], Awaitable[None] | None]
 DEFAULT_PRODUCER_GROUP = "rmqkit-template"
+LAG_REFRESH_S = 10.0
 
 
 class RocketApp(AsyncLifecycle):
@@ -92,6 +93,7 @@ class RocketApp(AsyncLifecycle):
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._stack: AsyncExitStack | None = None
+        self._lag: dict[tuple[str, str], int] = {}
 
     # -- hooks ------------------------------------------------------------------------------------
 
@@ -118,6 +120,27 @@ class RocketApp(AsyncLifecycle):
         if self.embedded is not None and self.embedded.namesrv is not None:
             return self.embedded.name_server
         return self.settings.name_server
+
+    async def consumer_lag(self, group: str | None = None) -> dict[tuple[str, str], int]:
+        """Messages not consumed yet, per (group, topic) of this app's listeners (from the
+        brokers' consume stats; committed offsets reach the broker every few seconds)."""
+        if self.transport is None:
+            raise ConfigurationError("the RocketApp is not started")
+        out: dict[tuple[str, str], int] = {}
+        for g, lg in self.groups.items():
+            if group is None or g == group:
+                for topic, n in (await self.transport.consumer_lag(g, lg.routes)).items():
+                    out[(g, topic)] = n
+        return out
+
+    async def _watch_lag(self) -> None:
+        """Refresh the lag the `rmqkit.consumer.lag` gauge reports (its callback cannot await)."""
+        while True:
+            try:
+                self._lag = await self.consumer_lag()
+            except Exception as exc:  # a broker away for a moment: keep the last figures
+                log.debug("consumer lag not refreshed: %r", exc)
+            await asyncio.sleep(LAG_REFRESH_S)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -182,6 +205,12 @@ class RocketApp(AsyncLifecycle):
             self.consumers[group] = consumer
             self.health.mark_consumer(group, started=True, rebalanced=True,
                                       detail=", ".join(sorted(lg.routes)))  # fmt: skip
+        if self.groups:
+            self.metrics.set_lag_source(
+                lambda: [(g, t, n) for (g, t), n in self._lag.items()]
+            )
+            watcher = asyncio.get_running_loop().create_task(self._watch_lag())
+            stack.callback(watcher.cancel)
         if self.name_server and NAME_SERVER_CHECK not in self.health.names():
             self.health.register(NAME_SERVER_CHECK, name_server_check(self.name_server))
         log.info("rmqkit app started: %d listener group(s), name server %s",

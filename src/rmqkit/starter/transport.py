@@ -6,11 +6,11 @@ listener behaves the same in a unit test and against a real broker.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from rmqkit.client.admin import AdminClient
 from rmqkit.client.message import Message, SendResult
 from rmqkit.client.producer import Producer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
@@ -74,6 +74,7 @@ class Transport(Protocol):
         self, group: str, checker: Checker, **options: Any
     ) -> TransactionProducerPort: ...
     def consumer(self, group: str, **options: Any) -> ConsumerPort: ...
+    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]: ...
     async def close(self) -> None: ...
 
 
@@ -93,6 +94,7 @@ class RemotingTransport:
         self.namesrv_addr = namesrv_addr
         self.instance_name = instance_name
         self.offset_store_dir = offset_store_dir
+        self._admin: AdminClient | None = None
 
     def producer(self, group: str, **options: Any) -> ProducerPort:
         options.setdefault("instance_name", self.instance_name)
@@ -110,5 +112,21 @@ class RemotingTransport:
             options.setdefault("offset_store_dir", self.offset_store_dir)
         return PushConsumer(group, self.namesrv_addr, **options)
 
+    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+        """Messages of each topic the group has not consumed, from the brokers' consume stats
+        (GET_CONSUME_STATS: max offset minus the committed offset, which consumers persist every
+        few seconds)."""
+        if self._admin is None:
+            name = f"{self.instance_name}-ADMIN"
+            self._admin = AdminClient(self.namesrv_addr, instance_name=name)
+            await self._admin.__aenter__()
+        lag = dict.fromkeys(topics, 0)
+        for p in await self._admin.consumer_progress(group):
+            if p.queue.topic in lag:
+                lag[p.queue.topic] += p.lag
+        return lag
+
     async def close(self) -> None:
-        await asyncio.sleep(0)
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.__aexit__(None, None, None)

@@ -226,3 +226,38 @@ async def test_send_delayed_by_level_seconds_and_time(cluster: EmbeddedCluster) 
     assert got[1][1] - got[1][0] >= 1000
     assert got[2][1] - got[2][0] >= 1500
     assert got[3][1] >= int(at.timestamp() * 1000)
+
+
+async def test_consumer_lag_counts_what_a_stopped_group_has_not_consumed(
+    cluster: EmbeddedCluster,
+) -> None:
+    from rmqkit.starter.transport import RemotingTransport
+
+    reg = ListenerRegistry()
+    seen: list[int] = []
+
+    @rocket_listener(topic="backlog", group="slow", registry=reg, consume_from_where=FIRST)
+    async def slow(step: Step) -> None:
+        seen.append(step.seq)
+
+    s = RocketSettings(name_server=cluster.name_server)
+    async with RocketApp(s, listeners=reg) as app:
+        await app.template.send("backlog", Step(order_id="x", seq=0))
+        await check_for(lambda: seen == [0], timeout=10)
+        await check_for(lambda: _lag_is(app, 0), timeout=15)  # committed offsets reach the broker
+    # the group is stopped (its offsets committed on stop); five more arrive meanwhile
+    async with RocketApp(s, listeners=ListenerRegistry()) as producer_only:
+        for i in range(1, 6):
+            await producer_only.template.send("backlog", Step(order_id="x", seq=i))
+    transport = RemotingTransport(cluster.name_server)
+    try:
+        assert await transport.consumer_lag("slow", ["backlog"]) == {"backlog": 5}
+    finally:
+        await transport.close()
+    async with RocketApp(s, listeners=reg) as app:  # it comes back and catches up
+        await check_for(lambda: len(seen) == 6, timeout=10)
+        await check_for(lambda: _lag_is(app, 0), timeout=15)
+
+
+async def _lag_is(app: RocketApp, n: int) -> bool:
+    return (await app.consumer_lag("slow")).get(("slow", "backlog")) == n

@@ -4,6 +4,7 @@ listeners, template and transactional flows against an in-memory RocketMQ in uni
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from rmqkit.client.transaction import Checker
@@ -38,6 +39,10 @@ class MemoryTransport:
     def consumer(self, group: str, **options: Any) -> MemoryConsumer:
         """A push consumer of `group` (`PushConsumer`'s options)."""
         return MemoryConsumer(self.broker, group, **options)
+
+    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+        """Messages of each topic the group has not consumed yet."""
+        return {t: self.broker.lag(group, t) for t in topics}
 
     async def close(self) -> None:
         """Nothing to release: the broker outlives its transports (the clients stop first)."""
