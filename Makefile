@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo serve test lint typecheck layers unit interop interop-deps bench clean
+.PHONY: install demo store-demo serve test lint typecheck layers unit interop interop-deps bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The order-service example (examples/order_service): an embedded cluster, or ROCKETMQ_NAME_SERVER.
 demo: $(STAMP)
+	PYTHONPATH=examples $(PY) -m order_service.demo
+
+# The storage engine's demo: writes orders, reads them back, crashes a writer, recovers.
+store-demo: $(STAMP)
 	$(VENV)/bin/rmqkit demo
 
 # A NameServer (9876) and a broker (10911) in one process, data in ./rmqkit-data; Ctrl-C stops it.
@@ -22,11 +27,12 @@ serve: $(STAMP)
 	$(VENV)/bin/rmqkit serve
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests tools $(wildcard benchmarks)
+	$(VENV)/bin/ruff check src tests tools examples $(wildcard benchmarks)
 	$(PY) tools/check_layout.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	MYPYPATH=src:examples $(VENV)/bin/mypy --strict examples/order_service tests/examples
 
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
