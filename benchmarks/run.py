@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import broker_bench
+import client_bench
 import starter_bench
 import store_bench
 
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     status = store_bench.main(argv)
     print("== broker ==", flush=True)
     status = broker_bench.main(argv) or status
+    print("== client ==", flush=True)
+    status = client_bench.main(argv) or status
     print("== starter ==", flush=True)
     return starter_bench.main(argv) or status
 

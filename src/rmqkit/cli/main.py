@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from rmqkit.cli.bench import bench_group
 from rmqkit.cli.config import config_group
 from rmqkit.cli.run import run_command
 
@@ -82,6 +83,7 @@ def namesrv(port: int) -> None:
 
 cli.add_command(run_command)
 cli.add_command(config_group)
+cli.add_command(bench_group)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.producer import Producer
+from rmqkit.client.pull_consumer import LitePullConsumer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "ClientInstance",
     "ConsumeContext",
     "ConsumeResult",
+    "LitePullConsumer",
     "Message",
     "MessageQueue",
     "Producer",

@@ -14,7 +14,8 @@ import orjson
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import MessageQueue
-from rmqkit.common.names import DEFAULT_TOPIC
+from rmqkit.client.trace import TRACE_TOPIC, MessageTrace, build_trace
+from rmqkit.common.names import DEFAULT_TOPIC, dlq_topic
 from rmqkit.common.properties import Prop, encode_properties
 from rmqkit.common.topic import PERM_RW
 from rmqkit.errors import BrokerResponseError, TopicNotExistError, error_for_code
@@ -204,6 +205,39 @@ class AdminClient:
                 raise
             out += decode_records(resp.body)
         return out
+
+    async def query_trace(
+        self, msg_id: str, *, trace_topic: str = TRACE_TOPIC, max_num: int = 64,
+        begin_ms: int = 0, end_ms: int | None = None,
+    ) -> MessageTrace:  # fmt: skip
+        """Where a message went, from the trace records clients wrote with message trace on
+        (RocketMQ's `queryMsgTraceById`): the sends that stored it, each delivery to each
+        consumer group with its retry count and outcome, and for each of those groups whether
+        the message now sits in `%DLQ%<group>`.
+
+        Args:
+            msg_id: the message id (UNIQ_KEY) a send returned.
+            trace_topic: the trace topic the clients write to.
+            max_num: trace messages to read at most, per broker.
+            begin_ms, end_ms: when the trace messages were stored.
+
+        Returns:
+            The trace; empty when no trace record of it was found.
+        """
+        try:
+            found = await self.query_by_key(trace_topic, msg_id, max_num=max_num,
+                                            begin_ms=begin_ms, end_ms=end_ms)  # fmt: skip
+        except TopicNotExistError:
+            found = []
+        trace = build_trace(msg_id, found)
+        for group in trace.groups:
+            try:
+                dead = await self.query_by_key(dlq_topic(group), msg_id, max_num=1)
+            except TopicNotExistError:
+                continue
+            if dead:
+                trace.dead_letters[group] = dead[0]
+        return trace
 
     async def resend_dead_letter(self, dlq_msg: StoredMessage, group: str) -> str:
         """Send a dead letter back to its group's retry topic, so the group consumes it again.

@@ -58,43 +58,71 @@ def allocate_averagely_by_circle(
     return [q for i, q in enumerate(ordered) if i % len(all_cids) == index]
 
 
-def _md5_hash(key: str) -> int:
+def md5_hash(key: str) -> int:
+    """The first 4 bytes of the MD5 of `key` as an unsigned int (RocketMQ's default ring hash)."""
     d = hashlib.md5(key.encode("utf-8"), usedforsecurity=False).digest()
     return (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]
 
 
-def consistent_hash(virtual_nodes: int = 10) -> Allocate:
-    """A hash ring with `virtual_nodes` per consumer (MD5 of `cid-i`); a queue goes to the next
-    node clockwise from the MD5 of its Java `toString()`. Moves few queues when members change."""
+def java_queue_string(q: MessageQueue) -> str:
+    """`MessageQueue.toString()` in Java: the key a queue is hashed by on the ring."""
+    return f"MessageQueue [topic={q.topic}, brokerName={q.broker_name}, queueId={q.queue_id}]"
+
+
+def consistent_hash(
+    virtual_nodes: int = 10, hash_function: Callable[[str], int] = md5_hash
+) -> Allocate:
+    """A hash ring with `virtual_nodes` per consumer (the hash of `cid-i`); a queue goes to the
+    first node at or after the hash of its Java `toString()`, wrapping round. Moves few queues
+    when members change.
+
+    Two nodes with one hash keep the later one (consumers in sorted order, then `i`), as Java's
+    `TreeMap.put` does.
+    """
+    if virtual_nodes < 0:
+        raise ValueError(f"virtual_nodes must be >= 0, not {virtual_nodes}")
 
     def allocate(cid: str, mqs: Sequence[MessageQueue], cids: Sequence[str]) -> list[MessageQueue]:
         prep = _prepare(cid, mqs, cids)
         if prep is None:
             return []
         _, ordered, all_cids = prep
-        ring = sorted((_md5_hash(f"{c}-{i}"), c) for c in all_cids for i in range(virtual_nodes))
-        keys = [h for h, _ in ring]
+        nodes: dict[int, str] = {}
+        for c in all_cids:
+            for i in range(virtual_nodes):
+                nodes[hash_function(f"{c}-{i}")] = c
+        if not nodes:
+            return []
+        keys = sorted(nodes)
         out = []
         for q in ordered:
-            h = _md5_hash(f"MessageQueue [topic={q.topic}, brokerName={q.broker_name}, "
-                          f"queueId={q.queue_id}]")  # fmt: skip
-            i = bisect.bisect_left(keys, h)
-            if ring[i % len(ring)][1] == cid:
+            i = bisect.bisect_left(keys, hash_function(java_queue_string(q)))
+            if nodes[keys[i % len(keys)]] == cid:
                 out.append(q)
         return out
 
     return allocate
 
 
+def _machine_room(broker_name: str) -> str | None:
+    """The room of a `room@name` broker, split as Java's `String.split("@")` does (trailing
+    empty parts dropped); None unless that gives exactly two parts."""
+    parts = broker_name.split("@")
+    while parts and not parts[-1]:
+        parts.pop()
+    return parts[0] if len(parts) == 2 else None
+
+
 def by_machine_room(consumer_rooms: set[str]) -> Allocate:
-    """Queues of brokers named `room@name` whose room is in `consumer_rooms`, shared averagely."""
+    """Queues of brokers named `room@name` whose room is in `consumer_rooms`, shared averagely:
+    equal blocks first, then the remainder one each to the first consumers."""
 
     def allocate(cid: str, mqs: Sequence[MessageQueue], cids: Sequence[str]) -> list[MessageQueue]:
         prep = _prepare(cid, mqs, cids)
         if prep is None:
             return []
         index, ordered, all_cids = prep
-        premq = [q for q in ordered if q.broker_name.split("@", 1)[0] in consumer_rooms]
+        premq = [q for q in ordered if _machine_room(q.broker_name) in consumer_rooms]
         c = len(all_cids)
         mod, rem = divmod(len(premq), c)
         out = premq[index * mod : index * mod + mod]
@@ -103,3 +131,25 @@ def by_machine_room(consumer_rooms: set[str]) -> Allocate:
         return out
 
     return allocate
+
+
+def strategy(name: str, *, consumer_rooms: set[str] | None = None) -> Allocate:
+    """A strategy by RocketMQ's name for it (`getName()`): AVG, AVG_BY_CIRCLE, CONSISTENT_HASH,
+    MACHINE_ROOM (which needs `consumer_rooms`).
+
+    Raises:
+        ValueError: an unknown name, or MACHINE_ROOM without rooms.
+    """
+    key = name.strip().upper()
+    if key == "AVG":
+        return allocate_averagely
+    if key == "AVG_BY_CIRCLE":
+        return allocate_averagely_by_circle
+    if key == "CONSISTENT_HASH":
+        return consistent_hash()
+    if key == "MACHINE_ROOM":
+        if not consumer_rooms:
+            raise ValueError("MACHINE_ROOM allocation needs consumer_rooms")
+        return by_machine_room(consumer_rooms)
+    raise ValueError(f"unknown allocation strategy {name!r}; "
+                     "use AVG, AVG_BY_CIRCLE, CONSISTENT_HASH or MACHINE_ROOM")  # fmt: skip

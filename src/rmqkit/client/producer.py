@@ -17,8 +17,10 @@ from dataclasses import replace
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
+from rmqkit.client.namespace import unwrap, wrap, wrap_queue
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.request import is_reply, new_correlation_id
+from rmqkit.client.trace import TraceDispatcher
 from rmqkit.client.uniq_id import new_uniq_id
 from rmqkit.common.hashing import java_string_hash
 from rmqkit.common.lifecycle import AsyncLifecycle
@@ -51,6 +53,11 @@ RETRY_CODES = frozenset(
 )
 """Broker answers after which RocketMQ's producer tries another broker."""
 
+_SEND = RequestCode.SEND_MESSAGE_V2
+_SEND_REPLY = RequestCode.SEND_REPLY_MESSAGE_V2
+_UNIQ_KEY = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+_COMPRESSED_ZLIB = int(SysFlag.COMPRESSED | COMPRESSION_ZLIB)
+_PREPARED = int(SysFlag.TRANSACTION_PREPARED)
 _STATUS = {
     ResponseCode.SUCCESS: SendStatus.SEND_OK,
     ResponseCode.FLUSH_DISK_TIMEOUT: SendStatus.FLUSH_DISK_TIMEOUT,
@@ -71,6 +78,10 @@ class Producer(AsyncLifecycle):
         compress_msg_body_over_bytes: bodies at least this large are zlib-compressed.
         max_message_size_bytes: larger bodies are refused before sending.
         default_topic_queue_nums: queues a topic gets when the first send creates it.
+        namespace: send to `<namespace>%<topic>` as `<namespace>%<group>` (see
+            `rmqkit.client.namespace`); results name the topic without it.
+        enable_msg_trace: record where each sent message went in RocketMQ's trace topic (see
+            `rmqkit.client.trace`).
     """
 
     def __init__(
@@ -86,19 +97,29 @@ class Producer(AsyncLifecycle):
         max_message_size_bytes: int = 4 * 1024 * 1024,
         default_topic_queue_nums: int = 4,
         create_topic_key: str = DEFAULT_TOPIC,
+        namespace: str = "",
+        enable_msg_trace: bool = False,
     ) -> None:
-        self.group = group
-        self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
+        self.config = ClientConfig(namesrv_addr, instance_name, namespace=namespace)
+        self.namespace = namespace
+        self.group = self.config.with_namespace(group)
+        self.instance = ClientInstance.shared(self.config)
+        self.trace = (
+            TraceDispatcher(self.instance, lambda: self._started) if enable_msg_trace else None
+        )
         self.send_timeout_ms = send_timeout_ms
         self.retries = retry_times_when_send_failed
         self.async_retries = retry_times_when_send_async_failed
         self.compress_over = compress_msg_body_over_bytes
         self.max_message_size = max_message_size_bytes
         self.default_topic_queue_nums = default_topic_queue_nums
+        self._queue_nums = str(default_topic_queue_nums)
         self.create_topic_key = create_topic_key
         self.faults = FaultTracker()
         self._publish: dict[str, PublishInfo] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._topics_ok: set[str] = set()
+        """Topic names already found legal (`_check`)."""
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -160,14 +181,23 @@ class Producer(AsyncLifecycle):
 
     # -- sending ----------------------------------------------------------------------------------
 
+    def _in_namespace(self, msg: Message) -> Message:
+        """`msg` with its topic in this producer's namespace (a copy; `msg` is not changed)."""
+        topic = wrap(self.namespace, msg.topic)
+        return msg if topic == msg.topic else replace(msg, topic=topic)
+
     def _check(self, msg: Message) -> None:
         if not self._started:
             from rmqkit.errors import ConfigurationError
 
             raise ConfigurationError(f"producer {self.group} is not started; call start() first")
-        problem = topic_problem(msg.topic)
-        if problem is not None:
-            raise MessageIllegalError(problem, request="send")
+        if msg.topic not in self._topics_ok:
+            problem = topic_problem(msg.topic)
+            if problem is not None:
+                raise MessageIllegalError(problem, request="send")
+            if len(self._topics_ok) >= 10_000:
+                self._topics_ok.clear()
+            self._topics_ok.add(msg.topic)  # a regex per send costs as much as the JSON header
         if not msg.body:
             raise MessageIllegalError("the message body is empty", request="send")
         if len(msg.body) > self.max_message_size:
@@ -184,18 +214,19 @@ class Producer(AsyncLifecycle):
         sys_flag = 0
         if len(body) >= self.compress_over:
             body = zlib.compress(body, 5)
-            sys_flag |= SysFlag.COMPRESSED | COMPRESSION_ZLIB
-        if msg.properties.get(Prop.TRANSACTION_PREPARED) == "true":
-            sys_flag |= SysFlag.TRANSACTION_PREPARED  # a half message (TransactionProducer)
-        props = msg.encoded_properties({Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: uniq})
+            sys_flag = _COMPRESSED_ZLIB
+        user = msg.properties
+        if user and user.get(Prop.TRANSACTION_PREPARED) == "true":
+            sys_flag |= _PREPARED  # a half message (TransactionProducer)
+        props = msg.encoded_properties({_UNIQ_KEY: uniq})
         # A reply (MSG_TYPE=reply) takes its own code, as RocketMQ's MQClientAPIImpl picks it.
-        code = RequestCode.SEND_REPLY_MESSAGE_V2 if is_reply(msg) else RequestCode.SEND_MESSAGE_V2
+        code = _SEND_REPLY if user and is_reply(msg) else _SEND
         return RemotingCommand(
             code,
             ext_fields={
                 "a": self.group, "b": msg.topic, "c": self.create_topic_key,
-                "d": str(self.default_topic_queue_nums), "e": str(queue.queue_id),
-                "f": str(int(sys_flag)), "g": str(int(time.time() * 1000)), "h": str(msg.flag),
+                "d": self._queue_nums, "e": str(queue.queue_id), "f": str(sys_flag),
+                "g": str(int(time.time() * 1000)), "h": str(msg.flag) if msg.flag else "0",
                 "i": props, "j": "0", "k": "false", "m": "false", "n": queue.broker_name,
             },
             body=body,
@@ -211,15 +242,21 @@ class Producer(AsyncLifecycle):
             BrokerResponseError: the broker refused it (the subclass names the code).
             RemotingError: no broker answered.
         """
+        if self.namespace:
+            msg = self._in_namespace(msg)
+            if queue is not None:
+                queue = wrap_queue(self.namespace, queue)
         return await self._send(msg, queue, timeout_ms, self.retries)
 
     def send_async(
         self, msg: Message, *, timeout_ms: int | None = None
     ) -> asyncio.Task[SendResult]:
         """Start a send and return at once; await the task for the result."""
+        if self.namespace:
+            msg = self._in_namespace(msg)
         self._check(msg)
         return asyncio.get_running_loop().create_task(
-            self._send(msg, None, timeout_ms, self.async_retries)
+            self._send(msg, None, timeout_ms, self.async_retries, checked=True)
         )
 
     async def send_orderly(
@@ -227,6 +264,8 @@ class Producer(AsyncLifecycle):
     ) -> SendResult:
         """Send to the queue chosen by `hash_key` (as Java's SelectMessageQueueByHash does), so
         every message with that key lands on one queue in order. Not retried elsewhere."""
+        if self.namespace:
+            msg = self._in_namespace(msg)
         self._check(msg)
         info = await self.publish_info(msg.topic)
         queue = info.queues[abs(java_string_hash(hash_key)) % len(info.queues)]
@@ -234,6 +273,8 @@ class Producer(AsyncLifecycle):
 
     async def send_oneway(self, msg: Message) -> None:
         """Send without waiting for any answer (no result, no retry)."""
+        if self.namespace:
+            msg = self._in_namespace(msg)
         self._check(msg)
         info = await self.publish_info(msg.topic)
         queue = info.select(self.faults)
@@ -263,6 +304,8 @@ class Producer(AsyncLifecycle):
             RequestTimeoutError: the request was sent, but no reply came within `timeout_ms`.
             MessageIllegalError, BrokerResponseError, RemotingError: as for `send`.
         """
+        if self.namespace:
+            msg = self._in_namespace(msg)
         self._check(msg)
         begin = time.monotonic()
         cid = new_correlation_id()
@@ -301,11 +344,13 @@ class Producer(AsyncLifecycle):
         return await self._send(reply, None, timeout_ms, 0)
 
     async def _send(
-        self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int
-    ) -> SendResult:
-        self._check(msg)
+        self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int,
+        *, checked: bool = False,
+    ) -> SendResult:  # fmt: skip
+        if not checked:
+            self._check(msg)
         uniq = new_uniq_id()
-        info = await self.publish_info(msg.topic)
+        info = self._publish.get(msg.topic) or await self.publish_info(msg.topic)
         last_broker: str | None = None
         last_error: Exception | None = None
         for attempt in range(1 + retries):
@@ -315,7 +360,10 @@ class Producer(AsyncLifecycle):
                 info = await self.publish_info(msg.topic, refresh=True)
                 continue
             try:
-                return await self._send_once(msg, q, info, addr, uniq, timeout_ms)
+                cmd = self._command(msg, q, info, uniq)
+                resp = await self.instance.invoke(addr, cmd, timeout_ms or self.send_timeout_ms)
+                result = self._result(resp, q, addr, uniq)
+                return result if self.trace is None else self.trace.sent(self, msg, cmd, result)
             except (RemotingError, BrokerResponseError) as exc:
                 retriable = isinstance(exc, RemotingError) or exc.code in RETRY_CODES
                 self.faults.failed(q.broker_name)
@@ -330,31 +378,27 @@ class Producer(AsyncLifecycle):
         assert last_error is not None
         raise last_error
 
-    async def _send_once(
-        self, msg: Message, q: MessageQueue, info: PublishInfo, addr: str, uniq: str,
-        timeout_ms: int | None,
-    ) -> SendResult:  # fmt: skip
-        cmd = self._command(msg, q, info, uniq)
-        resp = await self.instance.invoke(addr, cmd, timeout_ms or self.send_timeout_ms)
-        return self._result(resp, q, addr, uniq)
-
     def _result(self, resp: RemotingCommand, q: MessageQueue, addr: str, uniq: str) -> SendResult:
         status = _STATUS.get(resp.code)  # type: ignore[call-overload]
         if status is None:
             raise error_for_code(resp.code)(resp.remark or "", addr=addr, request="send")
         self.faults.succeeded(q.broker_name)
-        queue = MessageQueue(
-            q.topic, q.broker_name, int(resp.ext_fields.get("queueId", q.queue_id))
-        )
+        ext = resp.ext_fields
+        qid = int(ext.get("queueId", q.queue_id))
+        if self.namespace:
+            queue = MessageQueue(unwrap(q.topic, self.namespace), q.broker_name, qid)
+        else:
+            queue = q if qid == q.queue_id else MessageQueue(q.topic, q.broker_name, qid)
         return SendResult(
-            status, uniq, resp.ext_fields.get("msgId", ""), queue,
-            int(resp.ext_fields.get("queueOffset", "-1")), addr,
-        )  # fmt: skip
+            status, uniq, ext.get("msgId", ""), queue, int(ext.get("queueOffset", "-1")), addr
+        )
 
     async def send_batch(self, msgs: list[Message], *, timeout_ms: int | None = None) -> SendResult:
         """Send several messages of one topic in one request; they land together on one queue."""
         if not msgs:
             raise MessageIllegalError("an empty batch", request="send batch")
+        if self.namespace:
+            msgs = [self._in_namespace(m) for m in msgs]
         topic = msgs[0].topic
         for m in msgs:
             self._check(m)

@@ -67,8 +67,11 @@ class FaultTracker:
         self._until[broker_name] = time.monotonic() + self.avoid_s
 
     def succeeded(self, broker_name: str) -> None:
-        self._until.pop(broker_name, None)
+        if self._until:  # nearly always empty: no call on the send path
+            self._until.pop(broker_name, None)
 
     def available(self, broker_name: str) -> bool:
+        if not self._until:
+            return True
         until = self._until.get(broker_name)
         return until is None or time.monotonic() >= until

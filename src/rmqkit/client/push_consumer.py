@@ -13,37 +13,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from types import CoroutineType
+from typing import Literal, cast
 
 from rmqkit.client.allocate import Allocate, allocate_averagely
+from rmqkit.client.eager import Suspended
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import MessageQueue
+from rmqkit.client.namespace import unwrap, unwrap_queue, wrap
 from rmqkit.client.offset_store import LocalOffsetStore, OffsetStore, RemoteOffsetStore
 from rmqkit.client.orderly import OrderlySupport
 from rmqkit.client.process_queue import ProcessQueue
+from rmqkit.client.rebalance import (
+    ConsumeFrom,
+    MessageModel,
+    RebalanceLoop,
+    allocate_topic,
+    consumer_entry,
+    default_consume_timestamp_ms,
+    pull_command,
+    start_offset,
+    unregister,
+)
+from rmqkit.client.trace import TraceDispatcher
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
 from rmqkit.common.subscription import SubscriptionData
-from rmqkit.common.topic import perm_readable
 from rmqkit.errors import BrokerResponseError, ConfigurationError, CorruptRecordError, RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
-from rmqkit.protocol.heartbeat import ConsumerEntry, SubscriptionEntry
+from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage, decode_records
 
 log = logging.getLogger("rmqkit.consumer")
 
-MessageModel = Literal["CLUSTERING", "BROADCASTING"]
-ConsumeMode = Literal["CONCURRENTLY", "ORDERLY"]
-ConsumeFrom = Literal[
-    "CONSUME_FROM_LAST_OFFSET", "CONSUME_FROM_FIRST_OFFSET", "CONSUME_FROM_TIMESTAMP"
+__all__ = [
+    "ConsumeContext",
+    "ConsumeFrom",
+    "ConsumeMode",
+    "ConsumeResult",
+    "Handler",
+    "MessageModel",
+    "PushConsumer",
 ]
+
+ConsumeMode = Literal["CONCURRENTLY", "ORDERLY"]
 PULL_SUSPEND_MS = 15_000
 PULL_ERROR_BACKOFF_S = 3.0
 
@@ -95,9 +114,14 @@ class PushConsumer(AsyncLifecycle):
             this many messages / MiB of it wait to be consumed.
         max_reconsume_times: retries before the broker moves a message to `%DLQ%<group>`.
         consume_timeout_s: a handler running longer counts as failed.
-        offset_store_dir: where BROADCASTING offsets are kept (default ~/.rmqkit_offsets).
+        offset_store_dir: where BROADCASTING offsets are kept, under one folder per
+            `instance_name` (default ~/.rmqkit_offsets).
         local_retry_delay_ms: when the broker cannot take a failed message back, it is consumed
             again here after this delay.
+        namespace: consume `<namespace>%<topic>` as `<namespace>%<group>` (see
+            `rmqkit.client.namespace`); the handler sees topics and queues without it.
+        enable_msg_trace: record each consumption in RocketMQ's trace topic (see
+            `rmqkit.client.trace`).
     """
 
     def __init__(
@@ -124,9 +148,16 @@ class PushConsumer(AsyncLifecycle):
         offset_store_dir: Path | None = None,
         local_retry_delay_ms: int = 5_000,
         instance_name: str = "DEFAULT",
+        namespace: str = "",
+        enable_msg_trace: bool = False,
     ) -> None:
-        self.group = group
-        self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
+        self.config = ClientConfig(namesrv_addr, instance_name, namespace=namespace)
+        self.namespace = namespace
+        self.group = self.config.with_namespace(group)
+        self.instance = ClientInstance.shared(self.config)
+        self.trace = (
+            TraceDispatcher(self.instance, lambda: self.running) if enable_msg_trace else None
+        )
         self.message_model = message_model
         self.orderly = (
             OrderlySupport(self, suspend_current_queue_time_ms)
@@ -134,7 +165,7 @@ class PushConsumer(AsyncLifecycle):
             else None
         )
         self.consume_from_where = consume_from_where
-        self.consume_timestamp_ms = consume_timestamp_ms or int(time.time() * 1000) - 30 * 60_000
+        self.consume_timestamp_ms = consume_timestamp_ms or default_consume_timestamp_ms()
         self.allocate = allocate
         self.concurrency = consume_concurrency
         self.batch_max = consume_message_batch_max_size
@@ -150,9 +181,13 @@ class PushConsumer(AsyncLifecycle):
         self.subscriptions: dict[str, SubscriptionData] = {}
         self.handler: Handler | None = None
         self.offsets: OffsetStore = (
-            LocalOffsetStore(offset_store_dir or Path.home() / ".rmqkit_offsets", group)
+            # One folder per instance name (RocketMQ uses the client id), so instances of a
+            # broadcasting group on one host keep their own progress.
+            LocalOffsetStore(
+                (offset_store_dir or Path.home() / ".rmqkit_offsets") / instance_name, self.group
+            )
             if message_model == "BROADCASTING"
-            else RemoteOffsetStore(self.instance, group)
+            else RemoteOffsetStore(self.instance, self.group)
         )
         self.process_queues: dict[MessageQueue, ProcessQueue] = {}
         self._pulls: dict[MessageQueue, asyncio.Task[None]] = {}
@@ -160,7 +195,9 @@ class PushConsumer(AsyncLifecycle):
             asyncio.Queue()
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._rebalance_now = asyncio.Event()
+        self._rebalancer = RebalanceLoop(self.group, rebalance_interval_ms / 1000, self.rebalance)
+        self._user_queues: dict[MessageQueue, MessageQueue] = {}
+        """Queue as the broker names it -> as the handler sees it (namespace taken off)."""
         self.running = False
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -169,24 +206,18 @@ class PushConsumer(AsyncLifecycle):
         """Receive `topic`'s messages matching the expression: a tag expression (`*`,
         `TagA || TagB`), or with `expression_type="SQL92"` a SQL92 filter on properties (the
         broker must run with `enablePropertyFilter=true`)."""
+        topic = wrap(self.namespace, topic)
         self.subscriptions[topic] = SubscriptionData.build(topic, expression, expression_type)
 
     def register(self, handler: Handler) -> None:
         """The async function called with each batch."""
-        self.handler = handler
+        self.handler = handler if self.trace is None else self.trace.wrap_handler(self, handler)
 
     def _entry(self) -> ConsumerEntry:
-        return ConsumerEntry(
-            self.group,
-            "CONSUME_PASSIVELY",
-            self.message_model,
-            self.consume_from_where,
-            [
-                SubscriptionEntry(s.topic, s.sub_string, s.expression_type, s.sub_version,
-                                  sorted(s.tags or ()), sorted(s.codes or ()))
-                for s in self.subscriptions.values()
-            ],
-        )  # fmt: skip
+        subs = list(self.subscriptions.values())
+        return consumer_entry(
+            self.group, "CONSUME_PASSIVELY", self.message_model, self.consume_from_where, subs
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -200,7 +231,7 @@ class PushConsumer(AsyncLifecycle):
                 retry_topic(self.group), SubscriptionData.build(retry_topic(self.group), "*")
             )
         self.instance.consumer_entries[self.group] = self._entry
-        self.instance.rebalance_hooks[self.group] = self._rebalance_now.set
+        self.instance.rebalance_hooks[self.group] = self._rebalancer.now
         self.instance.reset_hooks[self.group] = self.reset_offsets
         await self.instance.start()
         self.running = True
@@ -209,10 +240,8 @@ class PushConsumer(AsyncLifecycle):
                 await self.instance.route(topic, refresh=True)
         await self.instance.heartbeat_all()
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._rebalance_loop()),
-            loop.create_task(self._persist_loop()),
-        ]
+        self._rebalancer.start()
+        self._tasks = [loop.create_task(self._persist_loop())]
         self._tasks += [loop.create_task(self._worker()) for _ in range(self.concurrency)]
 
     async def stop(self) -> None:
@@ -222,95 +251,39 @@ class PushConsumer(AsyncLifecycle):
         self.running = False
         for pq in self.process_queues.values():
             pq.dropped = True
-        for t in [*self._pulls.values(), *self._tasks[:2]]:
+        await self._rebalancer.stop()
+        for t in [*self._pulls.values(), *self._tasks[:1]]:
             t.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._work.join(), self.await_termination_s)
         if self.orderly is not None:
             await self.orderly.drain(self.await_termination_s)
             await self.orderly.unlock(list(self.process_queues))
-        for t in self._tasks[2:]:
+        for t in self._tasks[1:]:
             t.cancel()
         await asyncio.gather(*self._pulls.values(), *self._tasks, return_exceptions=True)
         await self.offsets.persist(list(self.process_queues))
-        await self._unregister()
+        await unregister(self.instance, self.group)
         self.instance.consumer_entries.pop(self.group, None)
         self.instance.rebalance_hooks.pop(self.group, None)
         self.instance.reset_hooks.pop(self.group, None)
         await self.instance.stop()
 
-    async def _unregister(self) -> None:
-        ext = {"clientID": self.instance.client_id, "consumerGroup": self.group}
-        for addrs in self.instance.broker_addrs().values():
-            for addr in addrs.values():
-                cmd = RemotingCommand(RequestCode.UNREGISTER_CLIENT, ext_fields=dict(ext))
-                with contextlib.suppress(RemotingError):
-                    await self.instance.invoke(addr, cmd, 1_000)
-
     # -- rebalance --------------------------------------------------------------------------------
-
-    async def _rebalance_loop(self) -> None:
-        # A topic with no route yet (its first message not sent) is looked up again soon, backing
-        # off from 1 s to the rebalance interval, so a consumer started first does not wait
-        # a whole interval for the first messages.
-        retry_s = 1.0
-        while self.running:
-            complete = False
-            try:
-                complete = await self.rebalance()
-            except Exception:
-                log.exception("rebalance of %s failed; retrying", self.group)
-            wait_s = self.rebalance_interval_s if complete else retry_s
-            retry_s = 1.0 if complete else min(retry_s * 2, self.rebalance_interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rebalance_now.wait(), wait_s)
-            self._rebalance_now.clear()
 
     async def rebalance(self) -> bool:
         """Compute this consumer's queues for every subscribed topic and start or stop pulls;
         False when some topic could not be resolved yet."""
         complete = True
         for topic in list(self.subscriptions):
-            try:
-                route = await self.instance.route(topic, refresh=True)
-            except (RemotingError, BrokerResponseError) as exc:
-                log.debug("no route for %s yet: %s", topic, exc)
+            mine = await allocate_topic(
+                self.instance, self.group, topic, self.message_model, self.allocate
+            )
+            if mine is None:
                 complete = False
                 continue
-            if route is None:
-                complete = False
-                continue
-            mqs = [
-                MessageQueue(topic, qd.broker_name, i)
-                for qd in route.queue_datas if perm_readable(qd.perm)
-                for i in range(qd.read_queue_nums)
-            ]  # fmt: skip
-            if self.message_model == "BROADCASTING":
-                mine = mqs
-            else:
-                cids = await self._consumer_ids(route.broker_datas[0].broker_addrs.get(0)
-                                                if route.broker_datas else None)  # fmt: skip
-                if not cids:
-                    complete = False
-                    continue
-                mine = self.allocate(self.instance.client_id, mqs, cids)
-            await self._assign(topic, set(mine))
+            await self._assign(topic, mine)
         return complete
-
-    async def _consumer_ids(self, addr: str | None) -> list[str]:
-        if addr is None:
-            return []
-        try:
-            resp = await self.instance.invoke(addr, RemotingCommand(
-                RequestCode.GET_CONSUMER_LIST_BY_GROUP, ext_fields={"consumerGroup": self.group}
-            ))  # fmt: skip
-        except RemotingError:
-            return []
-        if resp.code != ResponseCode.SUCCESS:
-            return []
-        import orjson
-
-        return [str(c) for c in orjson.loads(resp.body).get("consumerIdList", [])]
 
     async def _assign(self, topic: str, mine: set[MessageQueue]) -> None:
         for mq in [q for q in self.process_queues if q.topic == topic and q not in mine]:
@@ -370,33 +343,8 @@ class PushConsumer(AsyncLifecycle):
             log.warning("%s: %s reset to offset %d", self.group, mq, offset)
 
     async def _start_offset(self, mq: MessageQueue) -> int:
-        try:
-            off = await self.offsets.read(mq)
-            if off >= 0:
-                return off
-            if self.consume_from_where == "CONSUME_FROM_FIRST_OFFSET":
-                return 0
-            is_retry = mq.topic.startswith("%RETRY%")
-            if self.consume_from_where == "CONSUME_FROM_TIMESTAMP" and not is_retry:
-                return await self._broker_offset(
-                    mq, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, timestamp=self.consume_timestamp_ms
-                )
-            return 0 if is_retry else await self._broker_offset(mq, RequestCode.GET_MAX_OFFSET)
-        except (RemotingError, BrokerResponseError) as exc:
-            log.warning("%s: no start offset for %s yet: %s", self.group, mq, exc)
-            return -1
-
-    async def _broker_offset(self, mq: MessageQueue, code: int, **ext: int) -> int:
-        addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
-        if addr is None:
-            return -1
-        fields = {
-            "topic": mq.topic,
-            "queueId": str(mq.queue_id),
-            **{k: str(v) for k, v in ext.items()},
-        }
-        resp = await self.instance.invoke(addr, RemotingCommand(code, ext_fields=fields))
-        return int(resp.ext_fields.get("offset", "-1")) if resp.code == ResponseCode.SUCCESS else -1
+        return await start_offset(self.instance, self.offsets, mq, self.consume_from_where,
+                                  self.consume_timestamp_ms)  # fmt: skip
 
     # -- pulling ----------------------------------------------------------------------------------
 
@@ -412,14 +360,8 @@ class PushConsumer(AsyncLifecycle):
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             commit = self.offsets.table.get(mq, -1) if clustering else -1  # type: ignore[attr-defined]
-            sys_flag = 0x2 | 0x4 | (0x1 if commit > 0 else 0)
-            cmd = RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
-                "consumerGroup": self.group, "topic": mq.topic, "queueId": str(mq.queue_id),
-                "queueOffset": str(offset), "maxMsgNums": str(self.pull_batch_size),
-                "sysFlag": str(sys_flag), "commitOffset": str(max(commit, 0)),
-                "suspendTimeoutMillis": str(PULL_SUSPEND_MS), "subscription": sub.sub_string,
-                "subVersion": str(sub.sub_version), "expressionType": sub.expression_type,
-            })  # fmt: skip
+            cmd = pull_command(self.group, mq, offset, self.pull_batch_size, sub, commit,
+                               PULL_SUSPEND_MS)  # fmt: skip
             try:
                 resp = await self.instance.invoke(addr, cmd, PULL_SUSPEND_MS + 5_000)
             except RemotingError as exc:
@@ -435,7 +377,7 @@ class PushConsumer(AsyncLifecycle):
                 except CorruptRecordError as exc:
                     log.error("pull of %s returned a corrupt record (%s); skipping it", mq, exc)
                     found = []
-                msgs = [m for m in found if sub.matches_tag(m.tags)]
+                msgs = found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]
                 offset = next_offset
                 if msgs:
                     pq.put(msgs)
@@ -470,8 +412,10 @@ class PushConsumer(AsyncLifecycle):
     async def _worker(self) -> None:
         assert self.handler is not None
         handler = self.handler
+        work = self._work
         while True:
-            mq, pq, batch = await self._work.get()
+            # get_nowait when there is work: no coroutine for `get()` per message.
+            mq, pq, batch = work.get_nowait() if work.qsize() else await work.get()
             try:
                 if not pq.dropped:  # else the queue moved to another consumer, which redelivers
                     await self._consume(handler, mq, pq, batch)
@@ -484,14 +428,16 @@ class PushConsumer(AsyncLifecycle):
         """Call the handler with one batch; returns the messages that failed, each with the delay
         level of its retry."""
         assert self.handler is not None
+        ns = self.namespace
         for m in batch:
             real = m.properties.get(Prop.RETRY_TOPIC)
             if real:
                 m.topic = real
-        ctx = ConsumeContext(mq, len(batch) - 1)
+            if ns:
+                m.topic = unwrap(m.topic, ns)
+        ctx = ConsumeContext(self._user_queue(mq) if ns else mq, len(batch) - 1)
         try:
-            async with asyncio.timeout(self.consume_timeout_s):
-                result = await self.handler(batch, ctx) or ConsumeResult.SUCCESS
+            result = await self._call(self.handler, batch, ctx) or ConsumeResult.SUCCESS
         except Exception:
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
@@ -501,6 +447,30 @@ class PushConsumer(AsyncLifecycle):
         if ctx.failed is not None:
             return [(batch[i], lv) for i, lv in sorted(ctx.failed.items()) if 0 <= i < len(batch)]
         return [(m, level) for m in batch[max(-1, ctx.ack_index) + 1 :]]
+
+    async def _call(
+        self, handler: Handler, batch: list[StoredMessage], ctx: ConsumeContext
+    ) -> ConsumeResult | None:
+        """The handler under the consume timeout. Its first step runs eagerly: one that finishes
+        without waiting never needed the timer (a timeout can only interrupt a wait)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        work = handler(batch, ctx)
+        if type(work) is CoroutineType:
+            try:
+                first = work.send(None)
+            except StopIteration as done:
+                return cast("ConsumeResult | None", done.value)
+            async with asyncio.timeout_at(started + self.consume_timeout_s):
+                return await Suspended(work, first)
+        async with asyncio.timeout_at(started + self.consume_timeout_s):
+            return await work
+
+    def _user_queue(self, mq: MessageQueue) -> MessageQueue:
+        user = self._user_queues.get(mq)
+        if user is None:
+            user = self._user_queues[mq] = unwrap_queue(self.namespace, mq)
+        return user
 
     async def call_handler(
         self, mq: MessageQueue, batch: list[StoredMessage]
@@ -517,7 +487,7 @@ class PushConsumer(AsyncLifecycle):
             keep = [m for m, level in failed if not await self.send_back(m, mq, level)]
         elif failed:
             log.warning("%s (broadcasting): dropping %d failed messages", self.group, len(failed))
-        done = [m for m in batch if m not in keep]
+        done = [m for m in batch if m not in keep] if keep else batch
         commit = pq.remove(done)
         if commit >= 0 and not pq.dropped:
             self.offsets.update(mq, commit)
@@ -538,7 +508,7 @@ class PushConsumer(AsyncLifecycle):
                 RequestCode.CONSUMER_SEND_MSG_BACK,
                 ext_fields={"offset": str(m.commit_log_offset), "group": self.group,
                             "delayLevel": str(delay_level), "originMsgId": m.msg_id,
-                            "originTopic": m.topic,
+                            "originTopic": wrap(self.namespace, m.topic),
                             "maxReconsumeTimes": str(self.max_reconsume_times)},
             ))  # fmt: skip
         except RemotingError:

