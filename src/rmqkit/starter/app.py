@@ -219,7 +219,8 @@ class RocketApp(AsyncLifecycle):
     async def _default_transport(self, stack: AsyncExitStack) -> Transport:
         s = self.settings
         if s.name_server:
-            return RemotingTransport(s.name_server, instance_name=s.consumer.instance_name)
+            return RemotingTransport(s.name_server, instance_name=s.consumer.instance_name,
+                                     namespace=s.consumer.namespace)  # fmt: skip
         e = s.embedded
         self.embedded = EmbeddedCluster(
             e.data_dir, namesrv_port=e.namesrv_port, broker_port=e.broker_port,
@@ -231,7 +232,8 @@ class RocketApp(AsyncLifecycle):
         log.info("no name server configured: started an embedded cluster at %s",
                  self.embedded.name_server)  # fmt: skip
         return RemotingTransport(self.embedded.name_server,
-                                 instance_name=s.consumer.instance_name)  # fmt: skip
+                                 instance_name=s.consumer.instance_name,
+                                 namespace=s.consumer.namespace)  # fmt: skip
 
     async def _start_container(self, stack: AsyncExitStack, specs: list[ListenerSpec]) -> None:
         c = self.container
@@ -321,6 +323,7 @@ class RocketApp(AsyncLifecycle):
             consume_timeout_s=o["consume_timeout_s"],
             consume_from_where=o["consume_from_where"],
             await_termination_ms=self.settings.consumer.await_termination_ms,
+            namespace=self.settings.consumer.namespace,
         )
         for topic, (expr, etype) in lg.subscriptions().items():
             consumer.subscribe(topic, expr, etype)

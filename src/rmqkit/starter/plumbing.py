@@ -92,6 +92,7 @@ def producer_options(p: ProducerSettings) -> dict[str, Any]:
         "retry_times_when_send_async_failed": p.retry_times_when_send_async_failed,
         "compress_msg_body_over_bytes": p.compress_message_body_threshold_bytes,
         "max_message_size_bytes": p.max_message_size_bytes,
+        "namespace": p.namespace,
     }
 
 

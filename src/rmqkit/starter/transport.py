@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from rmqkit.client.admin import AdminClient
 from rmqkit.client.message import Message, SendResult
+from rmqkit.client.namespace import unwrap, wrap
 from rmqkit.client.producer import Producer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
 from rmqkit.client.transaction import (
@@ -85,16 +86,18 @@ class RemotingTransport:
         namesrv_addr: `host:port;host:port`.
         instance_name: the client instance (one per process unless told otherwise).
         offset_store_dir: where BROADCASTING consumers keep their offsets.
+        namespace: the consumers' namespace (for `consumer_lag`; RocketMQ's `ns%group`).
     """
 
     def __init__(
         self, namesrv_addr: str, *, instance_name: str = "DEFAULT",
-        offset_store_dir: Path | None = None,
+        offset_store_dir: Path | None = None, namespace: str = "",
     ) -> None:  # fmt: skip
         self.namesrv_addr = namesrv_addr
         self.instance_name = instance_name
         self.offset_store_dir = offset_store_dir
         self._admin: AdminClient | None = None
+        self.namespace = namespace
 
     def producer(self, group: str, **options: Any) -> ProducerPort:
         options.setdefault("instance_name", self.instance_name)
@@ -120,10 +123,12 @@ class RemotingTransport:
             name = f"{self.instance_name}-ADMIN"
             self._admin = AdminClient(self.namesrv_addr, instance_name=name)
             await self._admin.__aenter__()
+        ns = self.namespace
         lag = dict.fromkeys(topics, 0)
-        for p in await self._admin.consumer_progress(group):
-            if p.queue.topic in lag:
-                lag[p.queue.topic] += p.lag
+        for p in await self._admin.consumer_progress(wrap(ns, group) if ns else group):
+            topic = unwrap(p.queue.topic, ns) if ns else p.queue.topic
+            if topic in lag:
+                lag[topic] += p.lag
         return lag
 
     async def close(self) -> None:

@@ -134,3 +134,55 @@ async def test_poison_payload_and_give_up_go_to_the_dlq_with_the_reason(
     assert "amount_cents: Field required" in reasons[1] or "amount_cents" in reasons[1]
     assert reasons[0] == "negative amount"
     assert all(p["DLQ_ORIGIN_TOPIC"] == "pay" for p in dead)
+
+
+async def test_namespaces_isolate_two_apps_on_one_cluster(cluster: EmbeddedCluster) -> None:
+    got: dict[str, list[tuple[str, str]]] = {"blue": [], "green": []}
+
+    def registry(ns: str) -> ListenerRegistry:
+        reg = ListenerRegistry()
+
+        @rocket_listener(topic="pay", group="payer", registry=reg,
+                         consume_from_where="CONSUME_FROM_FIRST_OFFSET")
+        async def pay(order: OrderPaid, meta: MessageMeta) -> None:
+            got[ns].append((order.order_id, meta.topic))
+            if order.amount_cents < 0:
+                raise GiveUp("negative")
+
+        return reg
+
+    def ns_settings(ns: str) -> RocketSettings:
+        return RocketSettings.model_validate({
+            "name_server": cluster.name_server,
+            "producer": {"namespace": ns, "group": "shop"},
+            "consumer": {"namespace": ns, "instance_name": ns},
+        })  # fmt: skip
+
+    async with (
+        RocketApp(ns_settings("blue"), listeners=registry("blue")) as blue,
+        RocketApp(ns_settings("green"), listeners=registry("green")) as green,
+    ):
+        await blue.template.send("pay", OrderPaid(order_id="b1", amount_cents=1))
+        await blue.template.send("pay", OrderPaid(order_id="b2", amount_cents=-1))
+        await green.template.send("pay", OrderPaid(order_id="g1", amount_cents=1))
+        await check_for(lambda: len(got["blue"]) == 2 and len(got["green"]) == 1, timeout=15)
+        await check_for(
+            lambda: _lag_is_zero(blue), timeout=15, message="lag of the namespaced group"
+        )
+    assert sorted(got["blue"]) == [("b1", "pay"), ("b2", "pay")]  # the user sees plain names
+    assert got["green"] == [("g1", "pay")]
+    dead: list[str] = []
+    reader = PushConsumer("dlq-reader", cluster.name_server,
+                          consume_from_where="CONSUME_FROM_FIRST_OFFSET")
+    reader.subscribe(dlq_topic("blue%payer"))
+
+    async def read(batch, ctx):  # type: ignore[no-untyped-def]
+        dead.extend(m.properties[ERROR_PROPERTY] for m in batch)
+
+    reader.register(read)
+    async with reader:
+        await check_for(lambda: dead == ["negative"], timeout=15)
+
+
+async def _lag_is_zero(app: RocketApp) -> bool:
+    return (await app.consumer_lag()).get(("payer", "pay")) == 0
