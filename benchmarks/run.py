@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import broker_bench
 import client_bench
+import semantics_bench
 import starter_bench
 import store_bench
 
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     status = broker_bench.main(argv) or status
     print("== client ==", flush=True)
     status = client_bench.main(argv) or status
+    print("== semantics ==", flush=True)
+    status = semantics_bench.main(argv) or status
     print("== starter ==", flush=True)
     return starter_bench.main(argv) or status
 

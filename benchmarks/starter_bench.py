@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -95,7 +96,9 @@ async def _timed(n: int, done: Callable[[], int], run: Callable[[], Awaitable[No
         if task.done():
             task.result()
     elapsed = time.perf_counter() - (start or time.perf_counter())
-    task.cancel()
+    task.cancel()  # stops the consumer (it drains what it holds) before the caller cleans up
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     return n / max(elapsed, 1e-9)
 
 

@@ -31,7 +31,7 @@ NOT_YET_APPLIED = frozenset(
         "haListenPort", "haMasterAddress", "haSendHeartbeatInterval", "haHousekeepingInterval",
         "haTransferBatchSize",
         "slaveReadEnable", "aclEnable",
-        "enableDLegerCommitLog", "traceTopicEnable", "msgTraceTopicName", "brokerTopicEnable",
+        "enableDLegerCommitLog", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",
         "enableAcl", "warmMapedFileEnable", "duplicationEnable", "storeType",

@@ -120,6 +120,15 @@ class BrokerSettings(BaseSettings):
         15, ge=1, description="Checks before an unresolved half message is discarded (logged).",
         json_schema_extra=_key("transactionCheckMax"),
     )  # fmt: skip
+    trace_topic_enable: bool = Field(
+        False, description="Create the message trace topic (msgTraceTopicName, 1 queue) at"
+        " start-up, so clients with message trace on can write to it.",
+        json_schema_extra=_key("traceTopicEnable"),
+    )  # fmt: skip
+    msg_trace_topic_name: str = Field(
+        "RMQ_SYS_TRACE_TOPIC", description="The topic traceTopicEnable creates.",
+        json_schema_extra=_key("msgTraceTopicName"),
+    )  # fmt: skip
     store_reply_message_enable: bool = Field(
         True, description="Also store replies (request-reply) in <cluster>_REPLY_TOPIC, besides"
         " pushing them to the requester.", json_schema_extra=_key("storeReplyMessageEnable"),

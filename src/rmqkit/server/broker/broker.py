@@ -100,8 +100,10 @@ class Broker(AsyncLifecycle):
         self.housekeeping = Housekeeping(self)
         self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
         self.timer = TimerService(
-            self, config_dir / "timerCheckpoint.json", settings.store.timer_precision_ms
-        )
+            self, config_dir / "timerCheckpoint.json", settings.store.timer_precision_ms,
+            data_dir=settings.store.store_path_root_dir,
+            max_delay_ms=settings.store.timer_max_delay_sec * 1000,
+        )  # fmt: skip
         self.transactions = TransactionService(self)
         self.locks = LockTable()
 
@@ -134,6 +136,9 @@ class Broker(AsyncLifecycle):
         levels = len(s.store.delay_levels_ms)
         self.topics.topics.setdefault(SCHEDULE_TOPIC, TopicConfig(SCHEDULE_TOPIC, levels, levels))
         self.topics.topics.setdefault(TIMER_TOPIC, TopicConfig(TIMER_TOPIC, 1, 1))
+        if s.trace_topic_enable:  # as RocketMQ's TopicConfigManager: one queue, read-write
+            trace = s.msg_trace_topic_name
+            self.topics.topics.setdefault(trace, TopicConfig(trace, 1, 1))
         self.schedule.load()
         self.groups.load()
         self.offsets.load()

@@ -138,11 +138,15 @@ async def move_to_real_topic(
     size: int,
     what: str,
     edit: Callable[[StoredMessage, dict[str, str]], None],
+    *,
+    expect: tuple[str, int] | None = None,
 ) -> Moved:
     """Re-put the record at `phys` into its REAL_TOPIC / REAL_QID (both keys dropped).
 
     `edit` adjusts the other properties first. The copy keeps body, flag, sys flag, born time and
     host and reconsume times, and does not wait for a flush (RocketMQ sets waitStoreMsgOK false).
+    With `expect` (topic, queue offset), a record that is not that entry is skipped: the index
+    pointing at it outlived a CommitLog cut back by recovery.
     """
     rec = store.commit_log.read(phys, size)
     if rec is None:
@@ -152,6 +156,10 @@ async def move_to_real_topic(
         m = decode_record(rec, inflate=False)
     except CorruptRecordError as exc:
         log.error("%s at %d is corrupt (%s); skipping it", what, phys, exc)
+        return Moved.SKIPPED
+    if expect is not None and (m.topic, m.queue_offset) != expect:
+        log.error("%s at %d is %s #%d, not %s #%d; skipping it", what, phys, m.topic,
+                  m.queue_offset, *expect)  # fmt: skip
         return Moved.SKIPPED
     props = dict(m.properties)
     topic = props.pop(Prop.REAL_TOPIC, None)

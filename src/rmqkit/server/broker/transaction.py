@@ -78,6 +78,12 @@ class TransactionService(Service):
         decision on a re-queued copy is recognised and ignored."""
         self.checks_sent = 0
         self.discarded = 0
+        self._op_read: int | None = None
+        """How far the op queue has been read (from the committed op offset after a start)."""
+        self._op_refs: list[tuple[int, int]] = []
+        """(op queue offset, half offset) of ops read that name a half message at or past
+        `half_offset`: the op offset is committed only up to the first of them, so a restart
+        reads them again and knows those decisions."""
 
     # -- progress ---------------------------------------------------------------------------------
 
@@ -103,10 +109,11 @@ class TransactionService(Service):
             return None
 
     def _catch_up_ops(self) -> None:
-        """Read op messages written since the last pass (after a restart: since the last commit)."""
+        """Read op messages written since the last call (after a start: from the first op that
+        may still matter, see `_op_refs`)."""
         store = self.broker.store
         end = store.get_max_offset(TRANS_OP_HALF_TOPIC, 0)
-        off = self.op_offset
+        off = self.op_offset if self._op_read is None else self._op_read
         half = self.half_offset
         while off < end:
             op = self._read(TRANS_OP_HALF_TOPIC, off)
@@ -117,10 +124,20 @@ class TransactionService(Service):
                     done = -1
                 if done >= half:
                     self.resolved.add(done)
+                    self._op_refs.append((off, done))
                 for k in op.keys:
                     self._remember(k)
             off += 1
-        self.broker.offsets.commit(SYSTEM_GROUP, TRANS_OP_HALF_TOPIC, 0, off)
+        self._op_read = off
+
+    def _commit_progress(self, half_offset: int) -> None:
+        """Commit the half queue offset, and the op offset up to the first op still needed."""
+        self._op_refs = [(o, h) for o, h in self._op_refs if h >= half_offset]
+        offsets = self.broker.offsets
+        offsets.commit(SYSTEM_GROUP, TRANS_HALF_TOPIC, 0, half_offset)
+        op_end = self._op_read if self._op_read is not None else self.op_offset
+        offsets.commit(SYSTEM_GROUP, TRANS_OP_HALF_TOPIC, 0,
+                       self._op_refs[0][0] if self._op_refs else op_end)  # fmt: skip
 
     # -- ending -----------------------------------------------------------------------------------
 
@@ -131,6 +148,10 @@ class TransactionService(Service):
         if half.queue_offset in self.resolved or (uniq and uniq in self.resolved_keys):
             return None
         result = PutResult(PutStatus.OK)
+        if decision == COMMIT and self._committed_before(half):
+            # Committed, but the broker stopped before it recorded the decision: record it now.
+            await self._record_decision(half)
+            return None
         if decision == COMMIT:
             props = dict(half.properties)
             topic = props.pop(Prop.REAL_TOPIC, None)
@@ -151,6 +172,26 @@ class TransactionService(Service):
                 return result
         await self._record_decision(half)
         return result
+
+    def _committed_before(self, half: StoredMessage) -> bool:
+        """Whether a checked copy's message is already in its real topic (found by UNIQ_KEY).
+
+        Only copies made for a check can meet this: the original is ended once by its producer.
+        """
+        topic = half.properties.get(Prop.REAL_TOPIC)
+        uniq = half.uniq_key
+        if not topic or not uniq or Prop.TRANSACTION_CHECK_TIMES not in half.properties:
+            return False
+        found = self.broker.store.query_message(topic, uniq, 8, 0, int(time.time() * 1000) + 1)
+        for rec in found.records:
+            try:
+                m = decode_record(rec, inflate=False)
+            except CorruptRecordError:
+                continue
+            ttype = m.sys_flag & TRANSACTION_TYPE_MASK
+            if m.uniq_key == uniq and ttype == SysFlag.TRANSACTION_COMMIT:
+                return True
+        return False
 
     async def _record_decision(self, half: StoredMessage) -> None:
         props = {Prop.TAGS: OP_TAG}
@@ -190,7 +231,13 @@ class TransactionService(Service):
                 i += 1
                 continue
             half = self._read(TRANS_HALF_TOPIC, i)
-            if half is None or (half.uniq_key and half.uniq_key in self.resolved_keys):
+            if half is None:
+                i += 1
+                continue
+            if half.uniq_key and half.uniq_key in self.resolved_keys:
+                # A copy re-queued for a check of a message decided since: mark it decided
+                # too, so a restart that no longer knows the key does not check it again.
+                await self._record_decision(half)
                 i += 1
                 continue
             immunity_s = half.properties.get(Prop.CHECK_IMMUNITY_TIME_IN_SECONDS)
@@ -214,7 +261,8 @@ class TransactionService(Service):
                 continue
             await self._check(half, checks)
             i += 1
-        b.offsets.commit(SYSTEM_GROUP, TRANS_HALF_TOPIC, 0, i)
+        self._catch_up_ops()
+        self._commit_progress(i)
 
     async def _check(self, half: StoredMessage, checks: int) -> None:
         """Re-queue a copy with one more check counted, and ask a producer about it."""

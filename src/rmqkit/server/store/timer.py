@@ -3,9 +3,10 @@
 A message asking for delivery at an epoch time (TIMER_DELIVER_MS) or after a delay
 (TIMER_DELAY_SEC, TIMER_DELAY_MS) is stored in `rmq_sys_wheel_timer` queue 0, its real topic and
 queue in REAL_TOPIC / REAL_QID and the start of its time slot in TIMER_OUT_MS, as RocketMQ's
-broker does before a put (`HookUtils.transformTimerMessage`). The broker's timer service keeps
-the pending ones in a `TimerWheel` (slot -> entries, never bodies) and moves each back to its real
-topic once its slot has passed, so a message is never delivered before the time it asked for.
+broker does before a put (`HookUtils.transformTimerMessage`). The broker's timer service files
+the pending ones on disk by slot (`timer_index.py`), reads a slot into a small in-memory
+`TimerWheel` once it has passed, and moves each of its messages back to its real topic, so a
+message is never delivered before the time it asked for.
 """
 
 from __future__ import annotations
@@ -170,12 +171,13 @@ Entry = tuple[int, int, int]
 
 
 class TimerWheel:
-    """Pending timer messages by slot (RocketMQ's `TimerWheel`, in memory).
+    """Timer messages by slot, in memory: the slots the timer service is delivering.
 
     A slot is keyed by its start (TIMER_OUT_MS) and falls due `precision_ms` later; a heap orders
-    the keys. Alongside, the count of pending entries per chunk of `PROGRESS_CHUNK` ConsumeQueue
-    offsets and `next_offset` (everything below it has been read) make the checkpoint: a restart
-    re-reads only chunks still holding pending entries, plus whatever lies past `next_offset`.
+    the keys. The service puts only slots that have passed here (the pending ones are on disk,
+    `TimerIndex`). `next_offset` is how far the timer queue has been read. `checkpoint` writes
+    format 1 of `TimerCheckpoint`, what rmqkit kept before the disk index (chunks of
+    `PROGRESS_CHUNK` ConsumeQueue offsets still pending); the service reads it on upgrade.
     """
 
     def __init__(self, precision_ms: int) -> None:
@@ -250,23 +252,53 @@ class TimerWheel:
 
 @dataclass(frozen=True, slots=True)
 class TimerCheckpoint:
-    """A decoded `config/timerCheckpoint.json` (see `TimerWheel.checkpoint`)."""
+    """A decoded `config/timerCheckpoint.json`.
+
+    Format 2 (the disk-backed timer, `store/timer_index.py`) names where the TimerLog ends, the
+    wheel's geometry and whether the broker stopped cleanly. Format 1, written by rmqkit before
+    the timer kept its pending messages on disk (`TimerWheel.checkpoint`), names ConsumeQueue
+    ranges still pending instead; a broker upgraded from it rebuilds its index from them.
+    """
 
     next_offset: int = 0
     read_time_ms: int | None = None
     pending: tuple[tuple[int, int], ...] = ()
-    """ConsumeQueue offset ranges [start, end) below `next_offset` to re-read on start."""
+    """Format 1: ConsumeQueue offset ranges [start, end) below `next_offset` to re-read."""
+    log_end: int | None = None
+    """Format 2: the TimerLog's end when this was written; None for format 1 (or no file)."""
+    pending_count: int = 0
+    precision_ms: int = 0
+    slot_count: int = 0
+    clean: bool = False
+    """Written by a clean stop: the wheel file can be trusted as it is."""
+
+    def encode(self) -> dict[str, object]:
+        """Format 2 as JSON."""
+        return {
+            "version": 2, "nextOffset": self.next_offset, "readTimeMs": self.read_time_ms,
+            "logEnd": self.log_end, "pending": self.pending_count,
+            "precisionMs": self.precision_ms, "slotCount": self.slot_count, "clean": self.clean,
+        }  # fmt: skip
 
     @classmethod
     def decode(cls, data: Mapping[str, Any] | None) -> TimerCheckpoint:
         """Lenient: a missing or malformed file means "re-read the timer queue from its start"."""
         d = data or {}
         try:
-            size = int(d.get("chunkSize", PROGRESS_CHUNK))
             nxt = int(d.get("nextOffset", 0))
             rt = d.get("readTimeMs")
+            read_time = None if rt is None else int(rt)
+            if d.get("logEnd") is not None:
+                if read_time is None:
+                    return cls()
+                return cls(
+                    nxt, read_time, (), int(d["logEnd"]), int(d.get("pending", 0)),
+                    int(d.get("precisionMs", 0)), int(d.get("slotCount", 0)),
+                    d.get("clean") is True,
+                )  # fmt: skip
+            size = int(d.get("chunkSize", PROGRESS_CHUNK))
             runs = d.get("pendingChunks") or ()
             pending = tuple((int(a) * size, min(int(b) * size, nxt)) for a, b in runs)
-            return cls(nxt, None if rt is None else int(rt), pending)
-        except (TypeError, ValueError):
+            return cls(nxt, read_time, pending)
+        except (TypeError, ValueError, KeyError):
             return cls()

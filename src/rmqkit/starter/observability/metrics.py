@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeAlias
@@ -23,6 +24,7 @@ from rmqkit.starter.observability import semconv as sc
 log = logging.getLogger(__name__)
 
 Outcome: TypeAlias = Literal["ack", "retry", "dlq", "drop", "duplicate"]
+_NO_OP_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
 """How a delivered message ended: acknowledged; failed and sent back for redelivery; failed past
 its retries and moved to the DLQ; failed and not redelivered (broadcasting, or retries off);
 skipped as a duplicate by the idempotency check."""
@@ -149,6 +151,8 @@ class StarterMetrics:
         meter = metrics.get_meter(
             sc.INSTRUMENTATION_NAME, sc.instrumentation_version(), meter_provider=meter_provider
         )
+        self._explicit = meter_provider is not None
+        self._live = [self._explicit, 0.0]  # instruments record? and until when that is trusted
         msg = "{message}"
         self._sent = meter.create_counter(
             sc.METRIC_SENT_MESSAGES, unit=msg, description="Messages the producer tried to send."
@@ -286,6 +290,26 @@ class StarterMetrics:
             duration_s: the listener call in seconds, if measured.
             error: what the listener raised, for failed outcomes.
         """
+        if self._instruments_live():
+            self._record_consumed(group, topic, outcome, duration_s, error)
+        self._tally_consumed(group, topic, outcome)
+
+    def _instruments_live(self) -> bool:
+        """Whether a real MeterProvider is behind the instruments (with the API's default one
+        every call is a no-op that still costs microseconds); looked at once a second."""
+        if self._explicit:
+            return True
+        now = time.monotonic()
+        if now >= self._live[1]:
+            provider = metrics.get_meter_provider()
+            self._live[0] = type(provider).__name__ not in _NO_OP_PROVIDERS
+            self._live[1] = now + 1.0
+        return bool(self._live[0])
+
+    def _record_consumed(
+        self, group: GroupName, topic: TopicName, outcome: Outcome, duration_s: float | None,
+        error: BaseException | str | None,
+    ) -> None:  # fmt: skip
         base = self._consume_attrs(group, topic)
         self._consumed.add(1, base)
         failed = outcome in _FAILED_OUTCOMES
@@ -304,6 +328,8 @@ class StarterMetrics:
             self._duplicates.add(1, base)
         elif duration_s is not None:
             self._process_duration.record(duration_s, base)
+
+    def _tally_consumed(self, group: GroupName, topic: TopicName, outcome: Outcome) -> None:
         with self._lock:
             tally = self._consume_tally.get((group, topic))
             if tally is None:

@@ -9,6 +9,7 @@ pass-through of the ambient context and costs a few microseconds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Final
 
@@ -284,11 +285,21 @@ class MessagingTracer:
 _GLOBAL: Final = MessagingTracer()
 
 
+_recording = [False, 0.0]  # the last answer of recording_possible(), and when it expires
+RECHECK_S = 1.0
+"""How long `span_needed` trusts its last look at the global tracer provider (reading it costs
+about as much as the rest of the consume path's tracing)."""
+
+
 def span_needed(properties: Mapping[str, str]) -> bool:
     """Whether a process span does anything for a message: an SDK may record it, or the
     message carries a trace context that the handler's own sends should continue. When False,
     the consume path skips the span (a few microseconds per message)."""
-    return _GLOBAL.recording_possible() or _GLOBAL.carries_context(properties)
+    now = time.monotonic()
+    if now >= _recording[1]:
+        _recording[0] = _GLOBAL.recording_possible()
+        _recording[1] = now + RECHECK_S
+    return bool(_recording[0]) or _GLOBAL.carries_context(properties)
 
 send_span = _GLOBAL.send_span
 """`MessagingTracer.send_span` on the global tracer provider."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,7 +25,13 @@ from rmqkit.server.store import (
     PutStatus,
     StoreSettings,
 )
-from rmqkit.server.store.timer import TIMER_TOPIC, TimerPolicy, route_timer
+from rmqkit.server.store.timer import (
+    TIMER_TOPIC,
+    TimerCheckpoint,
+    TimerPolicy,
+    TimerWheel,
+    route_timer,
+)
 from rmqkit.testing import check_for
 
 PRECISION_MS = 100
@@ -206,3 +215,94 @@ async def test_a_message_refused_for_good_is_dropped_not_retried_forever(
         await check_for(lambda: [m.body for m in arrived(store)] == [b"good"], timeout=5)
         await check_for(lambda: svc.pending == 0, timeout=5)
     assert svc.delivered == 1
+
+
+# -- the disk index: no memory per message, unclean restarts, older checkpoints ---------------
+
+
+def saved(tmp_path: Path) -> TimerCheckpoint:
+    return TimerCheckpoint.decode(json.loads((tmp_path / "timerCheckpoint.json").read_text()))
+
+
+async def crash(svc: TimerService) -> None:
+    """End the service's loop without its clean stop: no last checkpoint, files as they are."""
+    task = svc._task
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    svc._task = None
+
+
+async def test_an_unclean_stop_loses_nothing_and_repeats_nothing_checkpointed(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    asked = {}
+    for i in range(20):
+        asked[f"soon{i}".encode()] = await put_timed(store, f"soon{i}".encode(), 20 + 10 * i)
+    for i in range(20):
+        asked[f"far{i}".encode()] = await put_timed(store, f"far{i}".encode(), 60_000)
+    svc = service(store, tmp_path)
+    svc.load()
+    await svc.start()
+    await check_for(lambda: len(arrived(store)) == 20, timeout=5)
+    await check_for(lambda: saved(tmp_path).pending_count == 20, timeout=5)
+    await crash(svc)
+    for i in range(5):
+        asked[f"down{i}".encode()] = await put_timed(store, f"down{i}".encode(), 100 + i)
+    await check_for(lambda: store.get_max_offset(TIMER_TOPIC, 0) == 45)
+    again = service(store, tmp_path)
+    again.load()
+    assert again.pending == 20 and not saved(tmp_path).clean
+    async with again:
+        await check_for(lambda: len(arrived(store)) == 25, timeout=5)
+        assert again.pending == 20
+    got = arrived(store)
+    assert sorted(m.body for m in got) == sorted(b for b in asked if not b.startswith(b"far"))
+    assert all(m.store_timestamp >= asked[m.body] for m in got)
+
+
+async def test_pending_messages_over_many_log_files_survive_restarts(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    bodies = [f"m{i}".encode() for i in range(300)]
+    for i, b in enumerate(bodies):
+        await put_timed(store, b, 400 + (i * 37) % 600)
+    svc = TimerService(cast(Broker, FakeBroker(store)), tmp_path / "timerCheckpoint.json",
+                       PRECISION_MS, units_per_file=32)  # fmt: skip
+    svc.load()
+    async with svc:
+        await wait_read(store, svc, 300)
+    assert len(list((tmp_path / "timerlog").iterdir())) == 10
+    again = TimerService(cast(Broker, FakeBroker(store)), tmp_path / "timerCheckpoint.json",
+                         PRECISION_MS, units_per_file=32)  # fmt: skip
+    again.load()
+    assert again.pending + len(arrived(store)) == 300
+    async with again:
+        await check_for(lambda: len(arrived(store)) == 300, timeout=5)
+    assert sorted(m.body for m in arrived(store)) == sorted(bodies)
+
+
+async def test_a_checkpoint_of_the_in_memory_timer_is_read_on_upgrade(
+    store: FileMessageStore, tmp_path: Path
+) -> None:
+    await put_timed(store, b"delivered", 10)
+    await put_timed(store, b"pending", 60_000)
+    await put_timed(store, b"unread", 60_000)
+    await check_for(lambda: store.get_max_offset(TIMER_TOPIC, 0) == 3)
+    old = TimerWheel(PRECISION_MS)  # what rmqkit wrote before the disk index
+    soon_slot = int(time.time() * 1000) // PRECISION_MS * PRECISION_MS
+    far_slot = soon_slot + 60_000
+    old.add(far_slot, (1, 0, 0))
+    old.next_offset = 2
+    data = old.checkpoint()
+    data["readTimeMs"] = far_slot - 30_000  # "delivered" was, before the upgrade
+    (tmp_path / "timerCheckpoint.json").write_text(json.dumps(data))
+    svc = service(store, tmp_path)
+    svc.load()
+    assert svc.pending == 1 and svc.wheel.next_offset == 2
+    async with svc:
+        await wait_read(store, svc, 3)
+        assert svc.pending == 2
+    assert arrived(store) == []
+    assert json.loads((tmp_path / "timerCheckpoint.json").read_text())["version"] == 2
