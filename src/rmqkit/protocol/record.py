@@ -32,7 +32,6 @@ import mmap
 import struct
 import zlib
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from rmqkit.common.properties import Prop, decode_properties, split_keys
 from rmqkit.errors import CorruptRecordError, UnsupportedCompressionError
@@ -288,7 +287,7 @@ class StoredMessage:
         """The id a client shows: UNIQ_KEY when the producer set one, else the offset id."""
         return self.uniq_key or self.offset_msg_id
 
-    @cached_property
+    @property
     def born_host_str(self) -> str:
         return format_host(self.born_host)
 

@@ -205,3 +205,11 @@ def test_garbage_never_raises_anything_but_corrupt_record_error(data: bytes) -> 
         decode_records(data, check_crc=True)
     except CorruptRecordError:
         pass
+
+
+def test_born_host_str_formats_the_born_host() -> None:
+    from rmqkit.protocol.record import StoredMessage
+
+    host = (b"\x7f\x00\x00\x01", 5)
+    m = StoredMessage("t", b"", {}, 0, 0, 0, 0, 0, 0, host, 0, host, 0, 0, 0, 0)
+    assert m.born_host_str == "127.0.0.1:5"
