@@ -114,8 +114,11 @@ class Workspace:
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(self.ports.rewrite(text), encoding="utf-8")
+        # A reader types these commands in a plain shell: not inside `make test`, whose
+        # MAKELEVEL/MAKEFLAGS would make a nested make print "Entering directory" lines.
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("ROCKETMQ_", "RMQKIT_", "PYTEST_", "VIRTUAL_ENV"))}  # fmt: skip
+               if not k.startswith(("ROCKETMQ_", "RMQKIT_", "PYTEST_", "VIRTUAL_ENV"))
+               and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}  # fmt: skip
         env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONUNBUFFERED="1",
                    PIP_NO_INDEX="1", VIRTUAL_ENV=str(VENV))  # fmt: skip
         self.env = env
