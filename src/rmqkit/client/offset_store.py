@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -92,6 +93,9 @@ class LocalOffsetStore:
     def __init__(self, directory: Path, group: str) -> None:
         self.path = directory / group / "offsets.json"
         self.table: dict[MessageQueue, int] = {}
+        self._write_lock = threading.Lock()
+        self._taken = 0  # snapshots taken by persist()
+        self._written = 0  # the newest snapshot on disk
         try:
             data = orjson.loads(self.path.read_bytes())
             for key, off in data.get("offsetTable", {}).items():
@@ -112,16 +116,23 @@ class LocalOffsetStore:
 
     async def persist(self, mqs: list[MessageQueue]) -> None:
         data = {f"{q.topic}@{q.broker_name}@{q.queue_id}": o for q, o in self.table.items()}
-        await asyncio.to_thread(self._write, data)
+        self._taken += 1
+        await asyncio.to_thread(self._write, data, self._taken)
 
-    def _write(self, data: dict[str, int]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps({"offsetTable": data}))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+    def _write(self, data: dict[str, int], taken: int) -> None:
+        # Writes can overlap: a cancelled periodic persist still runs in its thread while stop()
+        # persists. One at a time, and never an older snapshot over a newer one.
+        with self._write_lock:
+            if taken <= self._written:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                f.write(orjson.dumps({"offsetTable": data}))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+            self._written = taken
 
     def forget(self, mq: MessageQueue) -> None:
         pass  # a broadcasting consumer keeps its own offsets even for queues it stops reading
