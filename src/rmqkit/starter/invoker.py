@@ -196,9 +196,13 @@ class ListenerInvoker:
             decision = await self._poison(m, decision.reason)
         if key is not None and self.idem is not None:
             if decision is ACK:
-                await self.idem.store.complete(
-                    self.scope, key, retention_s=self.idem.retention_s
-                )
+                soon = getattr(self.idem.store, "complete_soon", None)
+                if soon is not None:  # joins the next group commit; see complete_soon
+                    soon(self.scope, key, retention_s=self.idem.retention_s)
+                else:
+                    await self.idem.store.complete(
+                        self.scope, key, retention_s=self.idem.retention_s
+                    )
             else:
                 await self.idem.store.release(self.scope, key)
         if decision is ACK and self.reply is not None and result is not None:

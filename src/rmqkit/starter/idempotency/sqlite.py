@@ -7,6 +7,7 @@ shared volume) share the file, and `BEGIN IMMEDIATE` makes acquire atomic across
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,12 @@ _CLAIM = (
 )
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 _ACQUIRE = "acquire"  # an operation of its own (a read, then maybe a write), not one statement
+log = logging.getLogger("rmqkit.idempotency")
+
+
+def _log_failed(fut: asyncio.Future[Claim | int]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("idempotency record not written: %r", fut.exception())
 
 
 class SqliteIdempotencyStore:
@@ -119,6 +126,28 @@ class SqliteIdempotencyStore:
         if self._completes % SWEEP_EVERY == 0:
             await self._submit(_PURGE, now)
 
+    def complete_soon(self, scope: str, key: str, *, retention_s: float) -> None:
+        """`complete` without waiting: the record joins the next group commit, which starts at
+        once, and `close()` waits for it. A handler's message is acknowledged meanwhile; its
+        offset reaches the broker seconds later, after this record is on disk, so a crash in
+        between redelivers a message whose key is still leased, as with `complete` itself.
+
+        Raises:
+            ConfigurationError: on an empty scope or key, or a retention that is not positive.
+            StoreClosedError: after `close()`.
+        """
+        check_key(scope, key)
+        check_duration("retention_s", retention_s)
+        self._check_open()
+        self._leases.pop((scope, key), None)
+        now = self._clock()
+        self._completes += 1
+        self._enqueue(_UPSERT, (scope, key, DONE, "", now + retention_s)).add_done_callback(
+            _log_failed
+        )
+        if self._completes % SWEEP_EVERY == 0:
+            self._enqueue(_PURGE, (now,)).add_done_callback(_log_failed)
+
     async def release(self, scope: str, key: str) -> None:
         """Drop this instance's lease on `key` so that a redelivery runs the handler again.
 
@@ -166,12 +195,15 @@ class SqliteIdempotencyStore:
 
     async def _submit(self, op: str, *args: object) -> Claim | int:
         self._check_open()
+        return await self._enqueue(op, args)
+
+    def _enqueue(self, op: str, args: tuple[object, ...]) -> asyncio.Future[Claim | int]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Claim | int] = loop.create_future()
         self._pending.append((op, args, fut))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        return await fut
+        return fut
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

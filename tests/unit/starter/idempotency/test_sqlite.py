@@ -122,3 +122,18 @@ async def test_completes_sweep_expired_records_now_and_then(
     conn.close()
     assert await store.purge_expired() == 0
     await store.close()
+
+
+async def test_complete_soon_is_on_disk_after_close(tmp_path: Path) -> None:
+    from rmqkit.starter.idempotency.base import Claim
+    from rmqkit.starter.idempotency.sqlite import SqliteIdempotencyStore
+
+    store = SqliteIdempotencyStore(tmp_path / "soon.db")
+    assert await store.acquire("g", "k", lease_s=60) is Claim.ACQUIRED
+    store.complete_soon("g", "k", retention_s=600)  # returns at once
+    await store.close()  # waits for the group commit holding it
+    again = SqliteIdempotencyStore(tmp_path / "soon.db")
+    try:
+        assert await again.acquire("g", "k", lease_s=60) is Claim.DONE
+    finally:
+        await again.close()
