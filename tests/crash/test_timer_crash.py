@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +31,7 @@ from rmqkit.server.broker.broker import Broker
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.properties import load_broker_settings
 from rmqkit.testing import check_for
+from tests.crash.serve import start_broker, tail
 
 pytestmark = pytest.mark.crash
 
@@ -48,30 +47,6 @@ PRECISION_MS = 100
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:]
-
-
-async def start_broker(conf: Path, log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    with log.open("ab") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rmqkit.cli.main", "serve", "--config", str(conf),
-            stdout=asyncio.subprocess.PIPE, stderr=err, cwd=conf.parent,
-            env={**os.environ, "RMQKIT_LISTEN_HOST": "127.0.0.1"},
-        )  # fmt: skip
-    assert proc.stdout is not None
-    seen = b""
-    async with asyncio.timeout(30):
-        while m := await proc.stdout.readline():
-            seen += m
-            found = re.search(rb"listening on (127\.0\.0\.1:\d+)", m)
-            if found:
-                return proc, found.group(1).decode()
-    proc.kill()
-    await proc.wait()
-    raise AssertionError(f"the broker did not start: {seen!r} {tail(log)}")
 
 
 async def sigkill(proc: asyncio.subprocess.Process) -> None:

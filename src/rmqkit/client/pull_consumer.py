@@ -32,6 +32,7 @@ from rmqkit.client.rebalance import (
     broker_offset,
     consumer_entry,
     default_consume_timestamp_ms,
+    found_messages,
     pull_command,
     readable_queues,
     start_offset,
@@ -42,12 +43,11 @@ from rmqkit.common.subscription import SubscriptionData
 from rmqkit.errors import (
     BrokerResponseError,
     ConfigurationError,
-    CorruptRecordError,
     RemotingError,
 )
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.heartbeat import ConsumerEntry
-from rmqkit.protocol.record import StoredMessage, decode_records
+from rmqkit.protocol.record import StoredMessage
 
 log = logging.getLogger("rmqkit.consumer.lite_pull")
 
@@ -391,12 +391,7 @@ class LitePullConsumer(AsyncLifecycle):
                 return
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
-                try:
-                    found = decode_records(resp.body)
-                except CorruptRecordError as exc:
-                    log.error("pull of %s returned a corrupt record (%s); skipping it", mq, exc)
-                    found = []
-                msgs = found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]
+                msgs = found_messages(resp.body, mq, sub)
                 if msgs:
                     pq.put(msgs)
                     self._buffer.append((st, msgs))

@@ -35,6 +35,7 @@ from rmqkit.client.rebalance import (
     allocate_topic,
     consumer_entry,
     default_consume_timestamp_ms,
+    found_messages,
     pull_command,
     start_offset,
     unregister,
@@ -44,11 +45,11 @@ from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
 from rmqkit.common.subscription import SubscriptionData
-from rmqkit.errors import BrokerResponseError, ConfigurationError, CorruptRecordError, RemotingError
+from rmqkit.errors import BrokerResponseError, ConfigurationError, RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry
-from rmqkit.protocol.record import StoredMessage, decode_records
+from rmqkit.protocol.record import StoredMessage
 
 log = logging.getLogger("rmqkit.consumer")
 
@@ -372,12 +373,7 @@ class PushConsumer(AsyncLifecycle):
                 return
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
-                try:
-                    found = decode_records(resp.body)
-                except CorruptRecordError as exc:
-                    log.error("pull of %s returned a corrupt record (%s); skipping it", mq, exc)
-                    found = []
-                msgs = found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]
+                msgs = found_messages(resp.body, mq, sub)
                 offset = next_offset
                 if msgs:
                     pq.put(msgs)

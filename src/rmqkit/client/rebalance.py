@@ -25,10 +25,11 @@ from rmqkit.client.offset_store import OffsetStore
 from rmqkit.common.names import RETRY_GROUP_TOPIC_PREFIX
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.common.topic import perm_readable
-from rmqkit.errors import BrokerResponseError, RemotingError
+from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, SubscriptionEntry
+from rmqkit.protocol.record import StoredMessage, decode_records
 
 log = logging.getLogger("rmqkit.consumer.rebalance")
 
@@ -237,3 +238,17 @@ def pull_command(
         "subscription": sub.sub_string, "subVersion": str(sub.sub_version),
         "expressionType": sub.expression_type,
     })  # fmt: skip
+
+
+def found_messages(
+    body: bytes | memoryview, mq: MessageQueue, sub: SubscriptionData
+) -> list[StoredMessage]:
+    """The messages of a FOUND pull answer that the subscription takes (the broker filters by
+    tag hash code, which can collide: the tag itself is checked here). A corrupt record is
+    logged and the answer skipped."""
+    try:
+        found = decode_records(body)
+    except CorruptRecordError as exc:
+        log.error("pull of %s returned a corrupt record (%s); skipping it", mq, exc)
+        return []
+    return found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]

@@ -106,6 +106,10 @@ class ListenerInvoker:
 
             raise ConfigurationError(f"{spec.name}: idempotency_key needs an idempotency store")
         self.idem = idempotency
+        # A store that batches writes (SQLite) takes completions without making the ack wait.
+        self._complete_soon: Callable[..., None] | None = getattr(
+            idempotency.store if idempotency else None, "complete_soon", None
+        )
         self.scope = f"{spec.group}:{spec.name}"
         self.metrics = metrics
         self.reply = reply
@@ -196,9 +200,8 @@ class ListenerInvoker:
             decision = await self._poison(m, decision.reason)
         if key is not None and self.idem is not None:
             if decision is ACK:
-                soon = getattr(self.idem.store, "complete_soon", None)
-                if soon is not None:  # joins the next group commit; see complete_soon
-                    soon(self.scope, key, retention_s=self.idem.retention_s)
+                if self._complete_soon is not None:  # joins the next group commit
+                    self._complete_soon(self.scope, key, retention_s=self.idem.retention_s)
                 else:
                     await self.idem.store.complete(
                         self.scope, key, retention_s=self.idem.retention_s
