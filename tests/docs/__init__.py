@@ -1,1 +1,1 @@
-"""Doc tests: every command and marked program in docs/ and README.md runs."""
+"""Doc tests: every command and marked program in docs/, README.md and examples/*/README.md runs."""

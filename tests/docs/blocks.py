@@ -137,8 +137,12 @@ def _closes(line: str, mark: str) -> bool:
 
 
 def doc_files() -> list[Path]:
-    """The documents whose commands are tested: docs/*.md and README.md."""
-    return [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
+    """The documents whose commands are tested: docs/*.md, README.md and the examples' READMEs."""
+    return [
+        *sorted((REPO / "docs").glob("*.md")),
+        REPO / "README.md",
+        *sorted((REPO / "examples").glob("*/README.md")),
+    ]
 
 
 def all_blocks() -> list[DocBlock]:

@@ -1,4 +1,4 @@
-"""Every command shown in docs/*.md and README.md runs, and every marked Python example too.
+"""Every command shown in docs/*.md, README.md and examples/*/README.md runs, as do marked programs.
 
 One test per block (`docs/operations.md:42`). The selected blocks all run at once in a thread pool
 the first time one of them is needed (most of the time goes to servers starting and stopping), so
