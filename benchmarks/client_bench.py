@@ -1,6 +1,7 @@
 """Client benchmark: what one rmqkit Producer and one PushConsumer cost, and what they reach.
 
     python benchmarks/client_bench.py [--quick] [--json FILE] [--profile DIR]
+                                      [--client-side producer|consumer] [--fake-only]
 
 Two servers, each in its own process, take the client's load:
 
@@ -71,6 +72,8 @@ WINDOW = 256
 PULL_BATCH = 32
 TARGET_PRODUCER = 60_000.0
 TARGET_CONSUMER = 80_000.0
+SIDES = ("producer", "consumer")
+"""What `--client-side` chooses from (both by default)."""
 _Q_OFFSET = struct.Struct(">q")
 _Q_OFFSET_AT = 20  # queue_offset in a record (see rmqkit.protocol.record)
 
@@ -318,7 +321,7 @@ async def producer_sends(ns: str, plan: Plan, pid: int, profile: Path | None, na
             task = producer.send_async(Message(TOPIC, BODY, tags="TagA", keys=["order"]))
             task.add_done_callback(done)
 
-        def done(task: asyncio.Task[Any]) -> None:
+        def done(task: asyncio.Future[Any]) -> None:
             nonlocal acked, errors, in_flight
             in_flight -= 1
             if task.cancelled() or task.exception() is not None:
@@ -383,20 +386,41 @@ async def preload(ns: str, n: int) -> None:
             await asyncio.gather(*window[i : i + 16])
 
 
-async def run_all(plan: Plan, work: Path, profile: Path | None) -> Results:
+async def run_all(
+    plan: Plan, work: Path, profile: Path | None, sides: tuple[str, ...] = SIDES,
+    real_broker: bool = True,
+) -> Results:  # fmt: skip
     res = Results()
     fake = _start([sys.executable, __file__, "--fake-broker"],
                   r"fake broker listening on (\S+:\d+)", "fake-broker", work)  # fmt: skip
     try:
         pid = fake.proc.pid
-        res.figures["raw sends"] = await raw_sends(fake.addr, plan.seconds, pid)
-        res.figures["raw pulls"] = await raw_pulls(fake.addr, plan.seconds, pid)
-        res.figures["producer, fake"] = await producer_sends(fake.addr, plan, pid, profile,
-                                                             "producer")  # fmt: skip
-        res.figures["consumer, fake"] = await consumer_reads(fake.addr, plan, pid, profile,
-                                                             "consumer")  # fmt: skip
+        if "producer" in sides:
+            res.figures["raw sends"] = await raw_sends(fake.addr, plan.seconds, pid)
+        if "consumer" in sides:
+            res.figures["raw pulls"] = await raw_pulls(fake.addr, plan.seconds, pid)
+        if "producer" in sides:
+            res.figures["producer, fake"] = await producer_sends(fake.addr, plan, pid, profile,
+                                                                 "producer")  # fmt: skip
+        if "consumer" in sides:
+            res.figures["consumer, fake"] = await consumer_reads(fake.addr, plan, pid, profile,
+                                                                 "consumer")  # fmt: skip
     finally:
         fake.stop()
+    if real_broker:
+        await _real_broker(res, plan, work, sides)
+    p, c = res.figures.get("producer, fake"), res.figures.get("consumer, fake")
+    if p is not None:
+        res.targets.append((f"producer >= {TARGET_PRODUCER:,.0f} msgs/s (fake broker)",
+                            p.msgs_s >= TARGET_PRODUCER and not p.errors,
+                            f"{p.msgs_s:,.0f} msgs/s"))  # fmt: skip
+    if c is not None:
+        res.targets.append((f"push consumer >= {TARGET_CONSUMER:,.0f} msgs/s (fake broker)",
+                            c.msgs_s >= TARGET_CONSUMER, f"{c.msgs_s:,.0f} msgs/s"))  # fmt: skip
+    return res
+
+
+async def _real_broker(res: Results, plan: Plan, work: Path, sides: tuple[str, ...]) -> None:
     data = work / "broker"
     data.mkdir()
     real = _start([str(RMQKIT), "serve", "--port", "0", "--namesrv-port", "0", "--data-dir",
@@ -405,20 +429,16 @@ async def run_all(plan: Plan, work: Path, profile: Path | None) -> Results:
         pid = real.proc.pid
         async with AdminClient(real.addr, instance_name="bench-admin") as admin:
             await admin.create_topic(TOPIC, queues=QUEUES)
-        res.figures["producer, broker"] = await producer_sends(real.addr, plan, pid, None, "real")
-        await preload(real.addr, plan.backlog)
-        res.figures["consumer, broker"] = await consumer_reads(real.addr, plan, pid, None, "real",
-                                                               backlog=plan.backlog)  # fmt: skip
+        if "producer" in sides:
+            res.figures["producer, broker"] = await producer_sends(real.addr, plan, pid, None,
+                                                                   "real")  # fmt: skip
+        if "consumer" in sides:
+            await preload(real.addr, plan.backlog)
+            res.figures["consumer, broker"] = await consumer_reads(
+                real.addr, plan, pid, None, "real", backlog=plan.backlog
+            )
     finally:
         real.stop()
-    p, c = res.figures["producer, fake"], res.figures["consumer, fake"]
-    res.targets = [
-        (f"producer >= {TARGET_PRODUCER:,.0f} msgs/s (fake broker)", p.msgs_s >= TARGET_PRODUCER
-         and not p.errors, f"{p.msgs_s:,.0f} msgs/s"),
-        (f"push consumer >= {TARGET_CONSUMER:,.0f} msgs/s (fake broker)",
-         c.msgs_s >= TARGET_CONSUMER, f"{c.msgs_s:,.0f} msgs/s"),
-    ]  # fmt: skip
-    return res
 
 
 def report(res: Results, out: Callable[[str], None]) -> None:
@@ -434,15 +454,22 @@ def report(res: Results, out: Callable[[str], None]) -> None:
         return (f"  {name:<18}{fig.msgs_s:>10,.0f} msgs/s  {ratio}  client {cpu:5.1f} us cpu/msg"
                 f"  cores: client {cc:.2f} server {sc:.2f}{errs}")  # fmt: skip
 
-    out("baseline: raw protocol client (broker_load.py) against the fake broker")
-    out(line("sends", f["raw sends"], None))
-    out(line("pulls", f["raw pulls"], None))
-    out("rmqkit against the fake broker (the client's own cost):")
-    out(line("Producer", f["producer, fake"], f["raw sends"]))
-    out(line("PushConsumer", f["consumer, fake"], f["raw pulls"]))
-    out("rmqkit against the real broker (rmqkit serve, ASYNC_FLUSH):")
-    out(line("Producer", f["producer, broker"], f["raw sends"]))
-    out(line("PushConsumer", f["consumer, broker"], f["raw pulls"]))
+    rows = [
+        ("baseline: raw protocol client (broker_load.py) against the fake broker",
+         [("sends", "raw sends", None), ("pulls", "raw pulls", None)]),
+        ("rmqkit against the fake broker (the client's own cost):",
+         [("Producer", "producer, fake", "raw sends"),
+          ("PushConsumer", "consumer, fake", "raw pulls")]),
+        ("rmqkit against the real broker (rmqkit serve, ASYNC_FLUSH):",
+         [("Producer", "producer, broker", "raw sends"),
+          ("PushConsumer", "consumer, broker", "raw pulls")]),
+    ]  # fmt: skip
+    for title, figs in rows:
+        shown = [(label, f[key], f.get(base or "")) for label, key, base in figs if key in f]
+        if shown:
+            out(title)
+        for label, fig, base_fig in shown:
+            out(line(label, fig, base_fig))
     out("targets (informational):")
     for name, ok, got in res.targets:
         out(f"  {'PASS' if ok else 'MISS'}  {name}: {got}")
@@ -453,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter phases (about 25 s in all)")
     ap.add_argument("--json", type=Path, help='also write the figures to this file, as "client"')
     ap.add_argument("--profile", type=Path, help="py-spy the client phases into this folder")
+    ap.add_argument("--client-side", choices=SIDES, help="only the producer or the consumer")
+    ap.add_argument("--fake-only", action="store_true", help="leave out the real broker phases")
     ap.add_argument("--fake-broker", action="store_true", help=argparse.SUPPRESS)
     args, _ = ap.parse_known_args(argv)  # run.py passes the other benchmarks' options too
     if args.fake_broker:
@@ -464,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     WORK_ROOT.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="client-", dir=WORK_ROOT))
     try:
-        res = asyncio.run(run_all(plan, work, args.profile))
+        sides = (args.client_side,) if args.client_side else SIDES
+        res = asyncio.run(run_all(plan, work, args.profile, sides, not args.fake_only))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(res, print)

@@ -46,10 +46,8 @@ ALLOWED: dict[str, str] = {
 """What the type cannot say: values checked by validators, or free text with a shape."""
 
 NOTES: dict[str, str] = {
-    "brokerIP2": "Not used yet: rmqkit has no replication.",
-    "brokerRole": "No replication yet: `SYNC_MASTER` behaves as `ASYNC_MASTER`; a `SLAVE` (or a"
-    " `brokerId` other than 0) refuses sends and runs no delay, timer or transaction service.",
-    "brokerId": "A broker with an id other than 0 is registered as a slave and refuses sends.",
+    "brokerIP2": "They connect on the HA port (`haListenPort`).",
+    "brokerRole": "A master needs `brokerId` 0; see operations.md for what each role guarantees.",
 }
 """Said after the model's description: how rmqkit applies the key today."""
 

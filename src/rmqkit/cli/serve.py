@@ -64,7 +64,16 @@ async def run_broker(
         if namesrv
         else f"registering with {settings.namesrv_addr or 'no NameServer'}"
     )
+    if settings.is_master:
+        replication = f"slaves replicate from {broker.ha_server_addr}"
+    else:
+        replication = "replicating from " + (
+            settings.store.ha_master_address or "the master the NameServer names"
+        )
+    # The "listening on" line stays first: scripts and supervisors wait for it.
     print(f"rmqkit broker {settings.broker_name} listening on {broker.addr}, {where}", flush=True)
+    role = settings.broker_role
+    print(f"rmqkit broker {settings.broker_name} ({role}): {replication}", flush=True)
     try:
         sig = await wait_for_signal()
         print(f"{sig.name}: stopping", flush=True)

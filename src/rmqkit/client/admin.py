@@ -1,6 +1,7 @@
 """AdminClient: what an operator, the CLI and the dashboard ask a cluster (RocketMQ
 `DefaultMQAdminExt`): topics, routes, stats, consumer progress and connections, messages by id
-and key, offset resets, and resending dead letters.
+and key, offset resets, and resending dead letters. Reads go to a broker's master, or to a slave
+while the master is down (RocketMQ's `BrokerData.selectBrokerAddr`); writes go to masters only.
 """
 
 from __future__ import annotations
@@ -18,13 +19,32 @@ from rmqkit.client.trace import TRACE_TOPIC, MessageTrace, build_trace
 from rmqkit.common.names import DEFAULT_TOPIC, dlq_topic
 from rmqkit.common.properties import Prop, encode_properties
 from rmqkit.common.topic import PERM_RW
-from rmqkit.errors import BrokerResponseError, TopicNotExistError, error_for_code
+from rmqkit.errors import (
+    BrokerResponseError,
+    CorruptRecordError,
+    RemotingError,
+    TopicNotExistError,
+    error_for_code,
+)
 from rmqkit.protocol.admin_bodies import decode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.message_id import decode_offset_msg_id
-from rmqkit.protocol.record import StoredMessage, decode_records, format_host
-from rmqkit.protocol.route import ClusterInfo, TopicRouteData, decode_cluster_info
+from rmqkit.protocol.record import Host, StoredMessage, decode_records, format_host
+from rmqkit.protocol.route import (
+    MASTER_ID,
+    BrokerData,
+    ClusterInfo,
+    TopicRouteData,
+    decode_cluster_info,
+    decode_kv_table,
+)
+
+
+def read_addr(bd: BrokerData) -> str | None:
+    """Where to read from one broker: its master, else its lowest slave (None: no member)."""
+    addrs = bd.broker_addrs
+    return addrs.get(MASTER_ID) or (addrs[min(addrs)] if addrs else None)
 
 
 @dataclass(slots=True)
@@ -76,12 +96,27 @@ class AdminClient:
         )
         return decode_cluster_info(resp.body)
 
+    async def broker_runtime(self, addr: str) -> dict[str, str]:
+        """One broker's runtime info (GET_BROKER_RUNTIME_INFO): offsets, counters and, on
+        rmqkit brokers, replication (`brokerRole`, `haSlaveCount`, `haSlaveBehindBytes`,
+        `masterAlive` ...)."""
+        resp = await self._call(addr, RequestCode.GET_BROKER_RUNTIME_INFO)
+        return decode_kv_table(resp.body)
+
     async def master_addrs(self, cluster: str | None = None) -> dict[str, str]:
         """Broker name -> master address, for one cluster or all."""
         info = await self.cluster()
         names = set(info.cluster_addr_table.get(cluster, [])) if cluster else None
         return {n: bd.broker_addrs[0] for n, bd in info.broker_addr_table.items()
                 if 0 in bd.broker_addrs and (names is None or n in names)}  # fmt: skip
+
+    async def read_addrs(self, cluster: str | None = None) -> dict[str, str]:
+        """Broker name -> where to read from it: its master, or its lowest slave while the
+        master is down, for one cluster or all."""
+        info = await self.cluster()
+        names = set(info.cluster_addr_table.get(cluster, [])) if cluster else None
+        return {n: addr for n, bd in info.broker_addr_table.items()
+                if (names is None or n in names) and (addr := read_addr(bd))}  # fmt: skip
 
     async def topics(self) -> list[str]:
         resp = await self.instance.invoke_namesrv(
@@ -116,7 +151,7 @@ class AdminClient:
         """Queue -> (min offset, max offset), from every broker that has the topic."""
         out: dict[MessageQueue, tuple[int, int]] = {}
         for bd in (await self.route(topic)).broker_datas:
-            addr = bd.broker_addrs.get(0)
+            addr = read_addr(bd)
             if addr is None:
                 continue
             resp = await self._call(addr, RequestCode.GET_TOPIC_STATS_INFO, topic=topic)
@@ -128,9 +163,10 @@ class AdminClient:
     # -- consumers --------------------------------------------------------------------------------
 
     async def consumer_progress(self, group: str, topic: str | None = None) -> list[QueueProgress]:
-        """Per queue: the broker's max offset, the group's committed offset, and the lag."""
+        """Per queue: the broker's max offset, the group's committed offset, and the lag (from a
+        slave for a broker whose master is down)."""
         out: list[QueueProgress] = []
-        for addr in (await self.master_addrs()).values():
+        for addr in (await self.read_addrs()).values():
             try:
                 ext: dict[str, Any] = {"consumerGroup": group}
                 if topic:
@@ -149,7 +185,7 @@ class AdminClient:
     async def consumer_connections(self, group: str) -> dict[str, Any]:
         """The group's live clients and subscriptions, from the first broker that has them."""
         last: BrokerResponseError | None = None
-        for addr in (await self.master_addrs()).values():
+        for addr in (await self.read_addrs()).values():
             try:
                 resp = await self._call(addr, RequestCode.GET_CONSUMER_CONNECTION_LIST,
                                         consumerGroup=group)  # fmt: skip
@@ -178,10 +214,41 @@ class AdminClient:
     # -- messages ---------------------------------------------------------------------------------
 
     async def view_message(self, offset_msg_id: str) -> StoredMessage:
-        """A message by its offset message id (asked of the broker inside the id)."""
+        """A message by its offset message id: asked of the broker inside the id, or, when that
+        broker does not answer (a master that is down), of the cluster's other brokers, slaves
+        first. A slave's commit log is its master's byte for byte, so its record at the same
+        offset is the message; a record stored by another host is not taken.
+
+        Raises:
+            RemotingError: no broker had it and the one inside the id did not answer.
+        """
         host, phys = decode_offset_msg_id(offset_msg_id)
-        resp = await self._call(format_host(host), RequestCode.VIEW_MESSAGE_BY_ID, offset=phys)
+        addr = format_host(host)
+        try:
+            resp = await self._call(addr, RequestCode.VIEW_MESSAGE_BY_ID, offset=phys)
+        except RemotingError as exc:
+            found = await self._view_elsewhere(addr, host, phys)
+            if found is None:
+                raise exc from None
+            return found
         return decode_records(resp.body)[0]
+
+    async def _view_elsewhere(self, addr: str, host: Host, phys: int) -> StoredMessage | None:
+        members = sorted(
+            (bid == MASTER_ID, a)
+            for bd in (await self.cluster()).broker_addr_table.values()
+            for bid, a in bd.broker_addrs.items()
+            if a != addr
+        )
+        for _, other in members:
+            try:
+                resp = await self._call(other, RequestCode.VIEW_MESSAGE_BY_ID, offset=phys)
+                msg = decode_records(resp.body)[0]
+            except (RemotingError, BrokerResponseError, CorruptRecordError, IndexError):
+                continue
+            if msg.store_host == host:
+                return msg
+        return None
 
     async def query_by_key(
         self, topic: str, key: str, *, max_num: int = 32, begin_ms: int = 0,
@@ -191,7 +258,7 @@ class AdminClient:
         end = end_ms if end_ms is not None else int(time.time() * 1000) + 1000
         out: list[StoredMessage] = []
         for bd in (await self.route(topic)).broker_datas:
-            addr = bd.broker_addrs.get(0)
+            addr = read_addr(bd)
             if addr is None:
                 continue
             try:
@@ -249,7 +316,12 @@ class AdminClient:
         props = dict(dlq_msg.properties)
         props.pop(Prop.DELAY_TIME_LEVEL, None)
         route = await self.route(topic)
-        addr = route.broker_datas[0].broker_addrs[0]
+        masters = [bd.master_addr for bd in route.broker_datas if bd.master_addr]
+        if not masters:
+            raise error_for_code(ResponseCode.SLAVE_NOT_AVAILABLE)(
+                f"no master of {topic} is up to take the message", request="resend_dead_letter"
+            )
+        addr = masters[0]
         resp = await self._call(
             addr, RequestCode.SEND_MESSAGE_V2, dlq_msg.body, a="RMQKIT_ADMIN", b=topic,
             c=DEFAULT_TOPIC, d=1, e=0, f=0, g=int(time.time() * 1000),  # the body is inflated

@@ -2,6 +2,9 @@
 `MQClientInstance`): connections, the route cache, NameServer failover and the heartbeat loop.
 
 One instance per (NameServer list, instance name), however many producers and consumers use it.
+`find_broker_addr` picks the member of a broker name (master id 0, slaves 1, 2, ...) a request
+goes to, falling back to another member when the one asked for is gone
+(`findBrokerAddressInSubscribe`), so consumers keep reading from slaves while a master is down.
 """
 
 from __future__ import annotations
@@ -12,25 +15,34 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from rmqkit.client.namespace import unwrap, wrap
 from rmqkit.client.request import RequestRegistry
 from rmqkit.client.uniq_id import local_ip
 from rmqkit.common.properties import Prop
+from rmqkit.common.types import BrokerAddr, BrokerName, TopicName
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
 from rmqkit.protocol.admin_bodies import decode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData
 from rmqkit.protocol.record import StoredMessage, decode_record
-from rmqkit.protocol.route import TopicRouteData, decode_topic_route
+from rmqkit.protocol.route import MASTER_ID, BrokerId, TopicRouteData, decode_topic_route
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.remoting.connection import Connection, HandlerResult
 
 log = logging.getLogger("rmqkit.client")
 
 ServerRequestHandler = Callable[[Connection, RemotingCommand], HandlerResult]
+
+
+class FoundBroker(NamedTuple):
+    """The member of a broker name a request goes to (RocketMQ `FindBrokerResult`)."""
+
+    addr: BrokerAddr
+    is_slave: bool
+    broker_id: BrokerId
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,9 @@ class ClientConfig:
     namespace: str = ""
     """Topics and groups are `<namespace>%<name>` on the cluster (see `rmqkit.client.namespace`);
     one process may use several namespaces on one shared instance."""
+    route_refresh_on_error_min_interval_ms: int = 2_000
+    """A failed broker call refreshes the topic's route at once (see `refresh_route_soon`), at
+    most this often per topic, instead of waiting up to `poll_name_server_interval_ms`."""
 
     @property
     def namesrv_addrs(self) -> list[str]:
@@ -72,7 +87,12 @@ class ClientInstance:
         self.config = config
         self.client_id = f"{local_ip()}@{config.instance_name}@{os.getpid()}"
         self.remoting = RemotingClient(handler=self._on_server_request)
-        self.routes: dict[str, TopicRouteData] = {}
+        self.routes: dict[TopicName, TopicRouteData] = {}
+        """Topic -> its route, oldest fetch first (a refetched route moves to the end)."""
+        self._broker_table: dict[BrokerName, dict[BrokerId, BrokerAddr]] = {}
+        """Broker name -> members, as the newest route naming that broker lists them."""
+        self._refreshed_at: dict[TopicName, float] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self.server_handlers: dict[int, ServerRequestHandler] = {}
         self.producer_groups: set[str] = set()
         self.consumer_entries: dict[str, Callable[[], ConsumerEntry]] = {}
@@ -122,12 +142,14 @@ class ClientInstance:
         self._users -= 1
         if self._users > 0:
             return
-        for t in self._tasks:
+        tasks = [*self._tasks, *self._side_tasks]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
+        self._side_tasks.clear()
         await self.remoting.close()
         self._conns.clear()
         self._shared.pop((self.config.namesrv_addr, self.config.instance_name), None)
@@ -178,14 +200,15 @@ class ClientInstance:
             RemotingCommand(RequestCode.GET_ROUTEINFO_BY_TOPIC, ext_fields={"topic": topic})
         )
         if resp.code == ResponseCode.TOPIC_NOT_EXIST:
-            self.routes.pop(topic, None)
+            if self.routes.pop(topic, None) is not None:
+                self._rebuild_broker_table()
             return None
         if resp.code != ResponseCode.SUCCESS:
             raise error_for_code(resp.code)(
                 resp.remark or "", addr="NameServer", request=f"route of {topic}"
             )
         route = decode_topic_route(resp.body)
-        self.routes[topic] = route
+        self._learn_route(topic, route)
         new = {a for bd in route.broker_datas for a in bd.broker_addrs.values()} - self._greeted
         if new:
             # A broker learns a client's groups only from heartbeats: greet new ones at once, so
@@ -201,13 +224,79 @@ class ClientInstance:
             except (RemotingError, BrokerResponseError) as exc:
                 log.warning("route refresh of %s failed: %s", topic, exc)
 
-    def broker_addrs(self) -> dict[str, dict[int, str]]:
-        """Broker name -> {broker id -> address}, from every cached route."""
-        out: dict[str, dict[int, str]] = {}
+    def refresh_route_soon(self, topic: TopicName) -> None:
+        """Refresh `topic`'s route in the background, at most once per
+        `route_refresh_on_error_min_interval_ms`: called when a broker call fails, so that a
+        master the NameServer has dropped is dropped here within seconds (RocketMQ waits for
+        the next poll, up to `poll_name_server_interval_ms`)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        last = self._refreshed_at.get(topic)
+        min_interval_s = self.config.route_refresh_on_error_min_interval_ms / 1000
+        if last is not None and now - last < min_interval_s:
+            return
+        self._refreshed_at[topic] = now
+        task = loop.create_task(self._refresh_one(topic))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _refresh_one(self, topic: TopicName) -> None:
+        try:
+            await self.route(topic, refresh=True)
+        except (RemotingError, BrokerResponseError) as exc:
+            log.warning("route refresh of %s failed: %s", topic, exc)
+
+    def _learn_route(self, topic: TopicName, route: TopicRouteData) -> None:
+        # Re-inserted, so `routes` stays in fetch order for _rebuild_broker_table. The newest
+        # route naming a broker decides its members (Java puts each fetched BrokerData over the
+        # old): a master missing from it is gone, whatever an older route of another topic says.
+        self.routes.pop(topic, None)
+        self.routes[topic] = route
+        for bd in route.broker_datas:
+            self._broker_table[bd.broker_name] = dict(bd.broker_addrs)
+
+    def _rebuild_broker_table(self) -> None:
+        # A route was dropped: what remains decides, newest last (RocketMQ cleanOfflineBroker).
+        table: dict[BrokerName, dict[BrokerId, BrokerAddr]] = {}
         for route in self.routes.values():
             for bd in route.broker_datas:
-                out.setdefault(bd.broker_name, {}).update(bd.broker_addrs)
-        return out
+                table[bd.broker_name] = dict(bd.broker_addrs)
+        self._broker_table = table
+
+    def broker_addrs(self) -> dict[BrokerName, dict[BrokerId, BrokerAddr]]:
+        """Broker name -> {broker id -> address}: for each broker name, its members as the most
+        recently fetched route that names it lists them (a copy)."""
+        return {name: dict(addrs) for name, addrs in self._broker_table.items()}
+
+    def find_broker_addr(
+        self, broker_name: BrokerName, broker_id: BrokerId = MASTER_ID, only_this: bool = False
+    ) -> FoundBroker | None:
+        """The member of `broker_name` to call (RocketMQ `findBrokerAddressInSubscribe`).
+
+        Args:
+            broker_name: the broker (master and slaves share the name).
+            broker_id: the member wanted: 0 the master, 1, 2, ... a slave.
+            only_this: do not fall back to another member.
+
+        Returns:
+            That member; for a slave id that is absent, the next slave id; else, unless
+            `only_this`, the member with the lowest id (the master when there is one). None when
+            no cached route lists the broker name (or, with `only_this`, that member).
+        """
+        addrs = self._broker_table.get(broker_name)
+        if not addrs:
+            return None
+        addr = addrs.get(broker_id)
+        if addr is not None:
+            return FoundBroker(addr, broker_id != MASTER_ID, broker_id)
+        if broker_id != MASTER_ID:
+            addr = addrs.get(broker_id + 1)
+            if addr is not None:
+                return FoundBroker(addr, True, broker_id + 1)
+        if only_this:
+            return None
+        lowest = min(addrs)
+        return FoundBroker(addrs[lowest], lowest != MASTER_ID, lowest)
 
     # -- heartbeats -------------------------------------------------------------------------------
 
@@ -219,7 +308,9 @@ class ClientInstance:
         )
 
     async def heartbeat_all(self) -> None:
-        """Heartbeat every known broker (producers: masters only, as RocketMQ does)."""
+        """Heartbeat every known broker: with consumers, every member, slaves included (they may
+        pull from a slave, which must know their subscriptions); producers alone, masters only
+        (as RocketMQ does)."""
         data = self.heartbeat_data()
         if not data.producer_groups and not data.consumers:
             return

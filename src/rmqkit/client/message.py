@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from rmqkit.common.properties import Prop, encode_properties
+from rmqkit.common.properties import (
+    NAME_VALUE_SEPARATOR,
+    PROPERTY_SEPARATOR,
+    Prop,
+    encode_properties,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,27 @@ class Message:
     wait_store_ok: bool = True
 
     def encoded_properties(self, extra: dict[str, str] | None = None) -> str:
-        """The properties string of this message, system properties first."""
+        """The properties string of this message, system properties first.
+
+        `extra` (the UNIQ_KEY a send adds) comes after the system properties; a user property
+        of the same name replaces a system or extra one in its place.
+        """
+        if self.properties or (extra and not _SYSTEM_KEYS.isdisjoint(extra)):
+            return encode_properties(self._property_dict(extra))
+        # No name can repeat: the string is built directly, without the dict (hot path).
+        out = f"{_TAGS}{self.tags}{_SEP}" if self.tags else ""
+        if self.keys:
+            out += f"{_KEYS}{' '.join(self.keys)}{_SEP}"
+        if self.delay_level:
+            out += f"{_DELAY}{self.delay_level}{_SEP}"
+        if not self.wait_store_ok:
+            out += f"{_WAIT}false{_SEP}"
+        if extra:
+            for k, v in extra.items():
+                out += f"{k}{NAME_VALUE_SEPARATOR}{v}{_SEP}"
+        return out
+
+    def _property_dict(self, extra: dict[str, str] | None) -> dict[str, str]:
         props: dict[str, str] = {}
         if self.tags:
             props[Prop.TAGS] = self.tags
@@ -54,7 +79,16 @@ class Message:
         if extra:
             props.update(extra)
         props.update(self.properties)
-        return encode_properties(props)
+        return props
+
+
+_SEP = PROPERTY_SEPARATOR
+_TAGS = Prop.TAGS + NAME_VALUE_SEPARATOR
+_KEYS = Prop.KEYS + NAME_VALUE_SEPARATOR
+_DELAY = Prop.DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
+_WAIT = Prop.WAIT_STORE_MSG_OK + NAME_VALUE_SEPARATOR
+_SYSTEM_KEYS = frozenset({Prop.TAGS, Prop.KEYS, Prop.DELAY_TIME_LEVEL, Prop.WAIT_STORE_MSG_OK})
+"""The properties `encoded_properties` writes from fields, before `extra`."""
 
 
 class SendStatus(Enum):

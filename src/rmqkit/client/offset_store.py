@@ -1,7 +1,8 @@
 """Where a consumer keeps its progress (RocketMQ `OffsetStore`).
 
 Clustering groups keep offsets on the broker (`RemoteOffsetStore`: read with
-QUERY_CONSUMER_OFFSET, written with UPDATE_CONSUMER_OFFSET every few seconds and at stop).
+QUERY_CONSUMER_OFFSET, written with UPDATE_CONSUMER_OFFSET every few seconds and at stop; on the
+master, or on a slave while the master is down, as RocketMQ's `RemoteBrokerOffsetStore`).
 Broadcasting consumers each keep their own in a local file (`LocalOffsetStore`).
 """
 
@@ -20,6 +21,7 @@ from rmqkit.client.message import MessageQueue
 from rmqkit.errors import RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.route import MASTER_ID
 
 if TYPE_CHECKING:
     from rmqkit.client.instance import ClientInstance
@@ -40,7 +42,9 @@ class OffsetStore(Protocol):
 
 
 class RemoteOffsetStore:
-    """Offsets kept by the broker that masters each queue."""
+    """Offsets kept by the broker of each queue: its master, or its slave while the master is
+    down (RocketMQ's onlyThisBroker=false: the slave keeps them until the master is back, then
+    the master gets this client's newer offsets with the next persist)."""
 
     def __init__(self, instance: ClientInstance, group: str) -> None:
         self.instance = instance
@@ -48,17 +52,30 @@ class RemoteOffsetStore:
         self.table: dict[MessageQueue, int] = {}
 
     def _addr(self, mq: MessageQueue) -> str | None:
-        return self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
+        found = self.instance.find_broker_addr(mq.broker_name, MASTER_ID)
+        if found is None:
+            self.instance.refresh_route_soon(mq.topic)
+            return None
+        return found.addr
 
     async def read(self, mq: MessageQueue) -> int:
+        """The offset stored on the broker, or -1 when there is none.
+
+        Raises:
+            RemotingError: the broker did not answer (a route refresh is asked for).
+        """
         addr = self._addr(mq)
         if addr is None:
             return self.table.get(mq, -1)
-        resp = await self.instance.invoke(addr, RemotingCommand(
-            RequestCode.QUERY_CONSUMER_OFFSET,
-            ext_fields={"consumerGroup": self.group, "topic": mq.topic,
-                        "queueId": str(mq.queue_id)},
-        ))  # fmt: skip
+        try:
+            resp = await self.instance.invoke(addr, RemotingCommand(
+                RequestCode.QUERY_CONSUMER_OFFSET,
+                ext_fields={"consumerGroup": self.group, "topic": mq.topic,
+                            "queueId": str(mq.queue_id)},
+            ))  # fmt: skip
+        except RemotingError:
+            self.instance.refresh_route_soon(mq.topic)
+            raise
         if resp.code == ResponseCode.SUCCESS:
             off = int(resp.ext_fields.get("offset", "-1"))
             self.table[mq] = off
@@ -82,6 +99,7 @@ class RemoteOffsetStore:
                 ))  # fmt: skip
             except RemotingError as exc:
                 log.warning("could not commit offset of %s to %s: %s", mq, addr, exc)
+                self.instance.refresh_route_soon(mq.topic)
 
     def forget(self, mq: MessageQueue) -> None:
         self.table.pop(mq, None)

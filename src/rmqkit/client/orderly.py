@@ -6,6 +6,11 @@ group at a time reads it. Each queue has its own sequential consumer: messages a
 handler in queue order, and a failure suspends the queue for `suspend_current_queue_time_ms` and
 retries the same messages, so nothing behind them overtakes them. After `max_reconsume_times`
 local attempts a message goes to the dead-letter queue and the queue moves on.
+
+Locks live on the master only (RocketMQ's lockBatchMQ asks the master, onlyThisBroker=true): while
+a broker's master is down its queues cannot be locked, the next rebalance stops reading them, and
+ORDERLY consumption of that broker pauses until the master is back (a CONCURRENTLY consumer goes
+on reading from the slave).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from rmqkit.errors import RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.protocol.route import MASTER_ID
 
 if TYPE_CHECKING:
     from rmqkit.client.push_consumer import PushConsumer
@@ -49,9 +55,11 @@ class OrderlySupport:
             by_broker[mq.broker_name].append(mq)
         granted: set[MessageQueue] = set()
         for broker, queues in by_broker.items():
-            addr = c.instance.broker_addrs().get(broker, {}).get(0)
-            if addr is None:
+            master = c.instance.find_broker_addr(broker, MASTER_ID, only_this=True)
+            if master is None:
+                log.info("%s: %s has no master now; its queues stay unlocked", c.group, broker)
                 continue
+            addr = master.addr
             body = orjson.dumps({
                 "consumerGroup": c.group, "clientId": c.instance.client_id, "onlyThisBroker": True,
                 "mqSet": [{"topic": q.topic, "brokerName": q.broker_name, "queueId": q.queue_id}
@@ -61,6 +69,7 @@ class OrderlySupport:
                 resp = await c.instance.invoke(addr, RemotingCommand(code, body=body))
             except RemotingError as exc:
                 log.warning("%s: lock request to %s failed: %s", c.group, addr, exc)
+                c.instance.refresh_route_soon(queues[0].topic)
                 continue
             if code == RequestCode.LOCK_BATCH_MQ and resp.code == ResponseCode.SUCCESS:
                 for q in orjson.loads(resp.body).get("lockOKMQSet", []):
@@ -68,7 +77,8 @@ class OrderlySupport:
         return granted
 
     async def lock(self, mqs: list[MessageQueue]) -> set[MessageQueue]:
-        """The queues of `mqs` now locked for this consumer (all of them when broadcasting)."""
+        """The queues of `mqs` now locked for this consumer (all of them when broadcasting);
+        never those of a broker whose master is down (locks are the master's)."""
         if self.consumer.message_model == "BROADCASTING" or not mqs:
             return set(mqs)
         return await self._lock_call(RequestCode.LOCK_BATCH_MQ, mqs)
@@ -101,9 +111,8 @@ class OrderlySupport:
     async def drain(self, timeout_s: float) -> None:
         """Let queued batches finish (graceful stop), then cancel the queue consumers."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(q.join() for q in self._queues.values())), timeout_s
-            )
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*(q.join() for q in self._queues.values()))
         for mq in list(self._tasks):
             self.stop_queue(mq)
 

@@ -14,6 +14,7 @@ import logging
 import time
 import zlib
 from dataclasses import replace
+from functools import partial
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
@@ -37,6 +38,7 @@ from rmqkit.protocol.batch import BatchEntry, encode_batch
 from rmqkit.protocol.codes import COMPRESSION_ZLIB, RequestCode, ResponseCode, SysFlag
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.remoting.connection import Connection
 
 log = logging.getLogger("rmqkit.producer")
 
@@ -221,16 +223,13 @@ class Producer(AsyncLifecycle):
         props = msg.encoded_properties({_UNIQ_KEY: uniq})
         # A reply (MSG_TYPE=reply) takes its own code, as RocketMQ's MQClientAPIImpl picks it.
         code = _SEND_REPLY if user and is_reply(msg) else _SEND
-        return RemotingCommand(
-            code,
-            ext_fields={
-                "a": self.group, "b": msg.topic, "c": self.create_topic_key,
-                "d": self._queue_nums, "e": str(queue.queue_id), "f": str(sys_flag),
-                "g": str(int(time.time() * 1000)), "h": str(msg.flag) if msg.flag else "0",
-                "i": props, "j": "0", "k": "false", "m": "false", "n": queue.broker_name,
-            },
-            body=body,
-        )  # fmt: skip
+        # SendMessageRequestHeaderV2's one-letter names. Positional: cheaper than keywords.
+        return RemotingCommand(code, 0, 0, None, {
+            "a": self.group, "b": msg.topic, "c": self.create_topic_key, "d": self._queue_nums,
+            "e": str(queue.queue_id), "f": str(sys_flag) if sys_flag else "0",
+            "g": str(int(time.time() * 1000)), "h": str(msg.flag) if msg.flag else "0",
+            "i": props, "j": "0", "k": "false", "m": "false", "n": queue.broker_name,
+        }, body)  # fmt: skip
 
     async def send(
         self, msg: Message, *, queue: MessageQueue | None = None, timeout_ms: int | None = None
@@ -250,13 +249,105 @@ class Producer(AsyncLifecycle):
 
     def send_async(
         self, msg: Message, *, timeout_ms: int | None = None
-    ) -> asyncio.Task[SendResult]:
-        """Start a send and return at once; await the task for the result."""
+    ) -> asyncio.Future[SendResult]:
+        """Start a send and return at once.
+
+        When the topic's route is cached and its broker's connection is open (every send but
+        the first, nearly), the request is written before this returns and the result is filled
+        in by a callback on the response: no task per send. Otherwise, and for a retry after a
+        failure (`retry_times_when_send_async_failed`, on another broker), a task does the work.
+
+        Returns:
+            A future (an `asyncio.Task` when a task does the send): await it, gather it or add
+            a done callback for the `SendResult`, or the error `send` would raise.
+
+        Raises:
+            MessageIllegalError: the message cannot be sent as it is (raised here, at once).
+        """
         if self.namespace:
             msg = self._in_namespace(msg)
         self._check(msg)
-        return asyncio.get_running_loop().create_task(
-            self._send(msg, None, timeout_ms, self.async_retries, checked=True)
+        loop = asyncio.get_running_loop()
+        info = self._publish.get(msg.topic)
+        if info is not None:
+            q = info.select(self.faults)
+            addr = info.master_addrs.get(q.broker_name)
+            if addr is not None:
+                conn = self.instance.remoting.cached(addr)
+                if conn is not None:
+                    return self._start_send(loop, conn, msg, q, info, addr, timeout_ms)
+        return loop.create_task(self._send(msg, None, timeout_ms, self.async_retries, checked=True))
+
+    def _start_send(
+        self, loop: asyncio.AbstractEventLoop, conn: Connection, msg: Message, q: MessageQueue,
+        info: PublishInfo, addr: str, timeout_ms: int | None,
+    ) -> asyncio.Future[SendResult]:  # fmt: skip
+        """The first attempt of `send_async` on an open connection, finished by `_on_response`."""
+        out: asyncio.Future[SendResult] = loop.create_future()
+        uniq = new_uniq_id()
+        # As ClientInstance.invoke: the instance's request timeout when both are 0.
+        ms = timeout_ms or self.send_timeout_ms or self.instance.config.request_timeout_ms
+        try:
+            cmd = self._command(msg, q, info, uniq)
+            # The command only for the trace: otherwise it goes once it is written.
+            traced = None if self.trace is None else cmd
+            conn.send_request(
+                cmd,
+                ms / 1000,
+                partial(self._on_response, out, msg, q, info, addr, uniq, timeout_ms, traced),
+            )
+        except RemotingError as exc:  # the connection closed under us: as a failed attempt
+            self._attempt_failed(out, exc, msg, q, info, addr, uniq, timeout_ms)
+        except Exception as exc:  # what the task would have ended with
+            out.set_exception(exc)
+        return out
+
+    def _on_response(
+        self, out: asyncio.Future[SendResult], msg: Message, q: MessageQueue, info: PublishInfo,
+        addr: str, uniq: str, timeout_ms: int | None, cmd: RemotingCommand | None,
+        reply: RemotingCommand | RemotingError,
+    ) -> None:  # fmt: skip
+        """Called by the connection as the response is read (or the wait ends)."""
+        if out.done():  # the caller cancelled the send; the answer is of no use
+            return
+        try:
+            if not isinstance(reply, RemotingCommand):
+                raise reply
+            result = self._result(reply, q, addr, uniq)
+            if cmd is not None and self.trace is not None:
+                result = self.trace.sent(self, msg, cmd, result)
+        except (RemotingError, BrokerResponseError) as exc:
+            self._attempt_failed(out, exc, msg, q, info, addr, uniq, timeout_ms)
+        except Exception as exc:
+            out.set_exception(exc)
+        else:
+            out.set_result(result)
+
+    def _attempt_failed(
+        self, out: asyncio.Future[SendResult], exc: RemotingError | BrokerResponseError,
+        msg: Message, q: MessageQueue, info: PublishInfo, addr: str, uniq: str,
+        timeout_ms: int | None,
+    ) -> None:  # fmt: skip
+        """The first attempt of `send_async` failed: fail `out`, or go on in a task."""
+        if self._give_up(exc, q, 0, self.async_retries, None):
+            out.set_exception(exc)
+            return
+        log.info("send to %s failed (%s); trying another broker", addr, exc)
+        retry = asyncio.get_running_loop().create_task(
+            self._retry(msg, info, uniq, timeout_ms, q.broker_name, exc)
+        )
+        _chain(retry, out)
+
+    async def _retry(
+        self, msg: Message, info: PublishInfo, uniq: str, timeout_ms: int | None,
+        last_broker: str, last_error: Exception,
+    ) -> SendResult:  # fmt: skip
+        try:
+            info = await self.publish_info(msg.topic, refresh=True)
+        except (RemotingError, BrokerResponseError):
+            pass
+        return await self._attempts(
+            msg, None, timeout_ms, self.async_retries, uniq, info, 1, last_broker, last_error
         )
 
     async def send_orderly(
@@ -351,9 +442,15 @@ class Producer(AsyncLifecycle):
             self._check(msg)
         uniq = new_uniq_id()
         info = self._publish.get(msg.topic) or await self.publish_info(msg.topic)
-        last_broker: str | None = None
-        last_error: Exception | None = None
-        for attempt in range(1 + retries):
+        return await self._attempts(msg, queue, timeout_ms, retries, uniq, info, 0, None, None)
+
+    async def _attempts(
+        self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int,
+        uniq: str, info: PublishInfo, first: int, last_broker: str | None,
+        last_error: Exception | None,
+    ) -> SendResult:  # fmt: skip
+        """Attempts `first`..`retries` of a send, each to another broker than the last failed."""
+        for attempt in range(first, 1 + retries):
             q = queue or info.select(self.faults, last_broker)
             addr = info.master_addrs.get(q.broker_name)
             if addr is None:
@@ -365,10 +462,8 @@ class Producer(AsyncLifecycle):
                 result = self._result(resp, q, addr, uniq)
                 return result if self.trace is None else self.trace.sent(self, msg, cmd, result)
             except (RemotingError, BrokerResponseError) as exc:
-                retriable = isinstance(exc, RemotingError) or exc.code in RETRY_CODES
-                self.faults.failed(q.broker_name)
                 last_error, last_broker = exc, q.broker_name
-                if not retriable or queue is not None or attempt == retries:
+                if self._give_up(exc, q, attempt, retries, queue):
                     raise
                 log.info("send to %s failed (%s); trying another broker", addr, exc)
                 try:
@@ -377,6 +472,15 @@ class Producer(AsyncLifecycle):
                     pass
         assert last_error is not None
         raise last_error
+
+    def _give_up(
+        self, exc: RemotingError | BrokerResponseError, q: MessageQueue, attempt: int,
+        retries: int, queue: MessageQueue | None,
+    ) -> bool:  # fmt: skip
+        """Count a failed attempt against its broker; True when it is not to be retried."""
+        self.faults.failed(q.broker_name)
+        retriable = isinstance(exc, RemotingError) or exc.code in RETRY_CODES
+        return not retriable or queue is not None or attempt == retries
 
     def _result(self, resp: RemotingCommand, q: MessageQueue, addr: str, uniq: str) -> SendResult:
         status = _STATUS.get(resp.code)  # type: ignore[call-overload]
@@ -450,3 +554,25 @@ class Producer(AsyncLifecycle):
                 if not retriable or attempt == self.retries:
                     raise
         raise AssertionError("unreachable")
+
+
+def _chain(task: asyncio.Task[SendResult], out: asyncio.Future[SendResult]) -> None:
+    """`out` gets what `task` ends with; cancelling `out` cancels `task`."""
+
+    def copy(t: asyncio.Task[SendResult]) -> None:
+        if out.done():
+            if not t.cancelled():
+                t.exception()  # retrieved: nobody waits for it any more
+        elif t.cancelled():
+            out.cancel()
+        elif (exc := t.exception()) is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(t.result())
+
+    def cancel(o: asyncio.Future[SendResult]) -> None:
+        if o.cancelled():
+            task.cancel()
+
+    task.add_done_callback(copy)
+    out.add_done_callback(cancel)

@@ -6,6 +6,7 @@ from `assign` (the application picks them). One long-polling pull task per queue
 that `poll()` empties batch by batch; pulling pauses while `pull_threshold_for_all` messages wait
 in it (or a queue's own thresholds are reached). A queue's consume offset is one past what `poll`
 has returned of it; `commit_sync()` (or auto commit every `auto_commit_interval_ms`) stores it.
+As the PushConsumer, it pulls from a slave while a queue's master is down (`rebalance.PullNodes`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rmqkit.client.process_queue import ProcessQueue
 from rmqkit.client.rebalance import (
     ConsumeFrom,
     MessageModel,
+    PullNodes,
     RebalanceLoop,
     allocate_topic,
     broker_offset,
@@ -53,6 +55,9 @@ log = logging.getLogger("rmqkit.consumer.lite_pull")
 
 PULL_ERROR_BACKOFF_S = 3.0
 """RocketMQ's `PULL_TIME_DELAY_MILLS_ON_EXCEPTION`."""
+PULL_STUCK_BACKOFF_S = 1.0
+"""Wait before pulling again when PULL_RETRY_IMMEDIATELY would send the next pull straight back
+to the same broker at the same offset (`PullNodes.follow`)."""
 _NOTHING_NEW = (ResponseCode.PULL_NOT_FOUND, ResponseCode.PULL_RETRY_IMMEDIATELY)
 
 
@@ -153,6 +158,7 @@ class LitePullConsumer(AsyncLifecycle):
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
         self._rebalancer = RebalanceLoop(self.group, rebalance_interval_ms / 1000, self.rebalance)
+        self._nodes = PullNodes(self.instance)
         self._commit_task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.running = False
@@ -369,26 +375,30 @@ class LitePullConsumer(AsyncLifecycle):
                     await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                     continue
                 st.pull_offset = start
-            addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
-            if addr is None and mq.topic not in self.instance.routes:
+            node = self._nodes.target(mq)
+            if node is None and mq.topic not in self.instance.routes:
                 with contextlib.suppress(RemotingError, BrokerResponseError):
                     await self.instance.route(mq.topic)  # an assigned queue: find its broker
-                addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
+                node = self._nodes.target(mq)
             sub = self.subscriptions.get(mq.topic)
-            if addr is None or sub is None:
+            if node is None or sub is None:
+                if node is None:
+                    self.instance.refresh_route_soon(mq.topic)
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             offset = st.pull_offset
             cmd = pull_command(self.group, mq, offset, self.pull_batch_size, sub, -1,
-                               self.suspend_ms)  # fmt: skip
+                               self.suspend_ms, from_slave=node.is_slave)  # fmt: skip
             try:
-                resp = await self.instance.invoke(addr, cmd, self.suspend_ms + 10_000)
+                resp = await self.instance.invoke(node.addr, cmd, self.suspend_ms + 10_000)
             except RemotingError as exc:
-                log.warning("pull of %s from %s failed: %s", mq, addr, exc)
+                log.warning("pull of %s from %s failed: %s", mq, node.addr, exc)
+                self.instance.refresh_route_soon(mq.topic)
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             if pq.dropped:
                 return
+            stuck = self._nodes.follow(mq, resp, offset, node)
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
                 msgs = found_messages(resp.body, mq, sub)
@@ -406,6 +416,8 @@ class LitePullConsumer(AsyncLifecycle):
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             st.pull_offset = next_offset
+            if stuck:
+                await asyncio.sleep(PULL_STUCK_BACKOFF_S)
 
     # -- polling ----------------------------------------------------------------------------------
 
@@ -440,7 +452,8 @@ class LitePullConsumer(AsyncLifecycle):
             if left <= 0:
                 return []
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._ready.wait()
 
     # -- positions --------------------------------------------------------------------------------
 

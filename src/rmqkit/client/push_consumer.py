@@ -5,7 +5,9 @@ consume workers, all on the event loop.
 CLUSTERING groups share the queues (rebalanced every `rebalance_interval_ms` and at once when the
 broker announces a member joining or leaving) and keep offsets on the broker; BROADCASTING
 consumers read every queue and keep offsets in a local file. The committed offset of a queue is
-always the smallest one still in flight, so a crash redelivers and never skips.
+always the smallest one still in flight, so a crash redelivers and never skips. A queue is pulled
+from the member of its broker the last answer suggested, and from a slave while its master is
+down (`rebalance.PullNodes`); a failed pull refreshes the route within seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rmqkit.client.process_queue import ProcessQueue
 from rmqkit.client.rebalance import (
     ConsumeFrom,
     MessageModel,
+    PullNodes,
     RebalanceLoop,
     allocate_topic,
     consumer_entry,
@@ -50,6 +53,7 @@ from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.protocol.route import MASTER_ID
 
 log = logging.getLogger("rmqkit.consumer")
 
@@ -66,6 +70,9 @@ __all__ = [
 ConsumeMode = Literal["CONCURRENTLY", "ORDERLY"]
 PULL_SUSPEND_MS = 15_000
 PULL_ERROR_BACKOFF_S = 3.0
+PULL_STUCK_BACKOFF_S = 1.0
+"""Wait before pulling again when PULL_RETRY_IMMEDIATELY would send the next pull straight back
+to the same broker at the same offset (`PullNodes.follow`)."""
 
 
 class ConsumeResult(Enum):
@@ -192,6 +199,7 @@ class PushConsumer(AsyncLifecycle):
         )
         self.process_queues: dict[MessageQueue, ProcessQueue] = {}
         self._pulls: dict[MessageQueue, asyncio.Task[None]] = {}
+        self._nodes = PullNodes(self.instance)
         self._work: asyncio.Queue[tuple[MessageQueue, ProcessQueue, list[StoredMessage]]] = (
             asyncio.Queue()
         )
@@ -256,7 +264,8 @@ class PushConsumer(AsyncLifecycle):
         for t in [*self._pulls.values(), *self._tasks[:1]]:
             t.cancel()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.join(), self.await_termination_s)
+            async with asyncio.timeout(self.await_termination_s):
+                await self._work.join()
         if self.orderly is not None:
             await self.orderly.drain(self.await_termination_s)
             await self.orderly.unlock(list(self.process_queues))
@@ -356,21 +365,24 @@ class PushConsumer(AsyncLifecycle):
             if pq.count >= self.pull_threshold or pq.bytes >= self.pull_threshold_bytes:
                 await asyncio.sleep(0.05)  # flow control: the handlers are behind
                 continue
-            addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
-            if addr is None:
+            node = self._nodes.target(mq)
+            if node is None:
+                self.instance.refresh_route_soon(mq.topic)
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             commit = self.offsets.table.get(mq, -1) if clustering else -1  # type: ignore[attr-defined]
             cmd = pull_command(self.group, mq, offset, self.pull_batch_size, sub, commit,
-                               PULL_SUSPEND_MS)  # fmt: skip
+                               PULL_SUSPEND_MS, from_slave=node.is_slave)  # fmt: skip
             try:
-                resp = await self.instance.invoke(addr, cmd, PULL_SUSPEND_MS + 5_000)
+                resp = await self.instance.invoke(node.addr, cmd, PULL_SUSPEND_MS + 5_000)
             except RemotingError as exc:
-                log.warning("pull of %s from %s failed: %s", mq, addr, exc)
+                log.warning("pull of %s from %s failed: %s", mq, node.addr, exc)
+                self.instance.refresh_route_soon(mq.topic)
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             if pq.dropped:
                 return
+            stuck = self._nodes.follow(mq, resp, offset, node)
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
                 msgs = found_messages(resp.body, mq, sub)
@@ -386,6 +398,8 @@ class PushConsumer(AsyncLifecycle):
                     self.offsets.update(mq, offset)
             elif resp.code in (ResponseCode.PULL_NOT_FOUND, ResponseCode.PULL_RETRY_IMMEDIATELY):
                 offset = next_offset
+                if stuck:
+                    await asyncio.sleep(PULL_STUCK_BACKOFF_S)
             elif resp.code == ResponseCode.PULL_OFFSET_MOVED:
                 log.warning("%s: offset %d of %s moved to %d", self.group, offset, mq, next_offset)
                 offset = next_offset
@@ -495,12 +509,14 @@ class PushConsumer(AsyncLifecycle):
 
     async def send_back(self, m: StoredMessage, mq: MessageQueue, delay_level: int = 0) -> bool:
         """CONSUMER_SEND_MSG_BACK: the broker schedules a retry (or, at level -1 or past the
-        maximum, moves it to the DLQ)."""
-        addr = self.instance.broker_addrs().get(mq.broker_name, {}).get(0)
-        if addr is None:
+        maximum, moves it to the DLQ). It writes, so it goes to the master only: while the master
+        is down this returns False and the message is consumed again here (`local_retry_delay_ms`).
+        """
+        master = self.instance.find_broker_addr(mq.broker_name, MASTER_ID, only_this=True)
+        if master is None:
             return False
         try:
-            resp = await self.instance.invoke(addr, RemotingCommand(
+            resp = await self.instance.invoke(master.addr, RemotingCommand(
                 RequestCode.CONSUMER_SEND_MSG_BACK,
                 ext_fields={"offset": str(m.commit_log_offset), "group": self.group,
                             "delayLevel": str(delay_level), "originMsgId": m.msg_id,

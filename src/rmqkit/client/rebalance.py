@@ -4,7 +4,9 @@
 broadcasting, else the share the allocation strategy gives it among the group's live members.
 `RebalanceLoop` runs a consumer's rebalance every `interval_s`, at once when the broker announces
 that the group changed, and sooner while a topic has no route yet. `start_offset` is where a queue
-with no committed offset starts (`computePullFromWhere`).
+with no committed offset starts (`computePullFromWhere`). Also what both consumers pull with:
+`pull_command`, `found_messages` and `PullNodes`, which member of a broker each queue is pulled
+from (`PullAPIWrapper`'s pullFromWhichNodeTable).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 import orjson
 
 from rmqkit.client.allocate import Allocate
-from rmqkit.client.instance import ClientInstance
+from rmqkit.client.instance import ClientInstance, FoundBroker
 from rmqkit.client.message import MessageQueue
 from rmqkit.client.offset_store import OffsetStore
 from rmqkit.common.names import RETRY_GROUP_TOPIC_PREFIX
@@ -30,6 +32,7 @@ from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, SubscriptionEntry
 from rmqkit.protocol.record import StoredMessage, decode_records
+from rmqkit.protocol.route import MASTER_ID, BrokerId
 
 log = logging.getLogger("rmqkit.consumer.rebalance")
 
@@ -39,6 +42,11 @@ ConsumeFrom = Literal[
 ]
 DEFAULT_CONSUME_TIMESTAMP_AGO_MS = 30 * 60_000
 """CONSUME_FROM_TIMESTAMP without a timestamp starts half an hour back, as RocketMQ does."""
+
+# PULL_MESSAGE's sysFlag bits (RocketMQ `PullSysFlag`).
+PULL_FLAG_COMMIT_OFFSET = 0x1
+PULL_FLAG_SUSPEND = 0x2
+PULL_FLAG_SUBSCRIPTION = 0x4
 
 
 def default_consume_timestamp_ms() -> int:
@@ -61,22 +69,32 @@ async def readable_queues(instance: ClientInstance, topic: str) -> list[MessageQ
     ]  # fmt: skip
 
 
-async def consumer_ids(instance: ClientInstance, group: str, topic: str) -> list[str]:
-    """The group's live members as the topic's first master knows them ([] when unknown)."""
+def topic_broker_addrs(instance: ClientInstance, topic: str) -> list[str]:
+    """A member of each broker of `topic`, masters first, then brokers whose master is down
+    (their lowest slave): whom to ask about the group (RocketMQ `findBrokerAddrByTopic` picks
+    one broker at random, its master or else a slave)."""
     route = instance.routes.get(topic)
-    addr = route.broker_datas[0].broker_addrs.get(0) if route and route.broker_datas else None
-    if addr is None:
-        return []
-    cmd = RemotingCommand(
-        RequestCode.GET_CONSUMER_LIST_BY_GROUP, ext_fields={"consumerGroup": group}
-    )
-    try:
-        resp = await instance.invoke(addr, cmd)
-    except RemotingError:
-        return []
-    if resp.code != ResponseCode.SUCCESS:
-        return []
-    return [str(c) for c in orjson.loads(resp.body).get("consumerIdList", [])]
+    names = [bd.broker_name for bd in route.broker_datas] if route else []
+    found = [f for n in names if (f := instance.find_broker_addr(n)) is not None]
+    return [f.addr for f in sorted(found, key=lambda f: f.is_slave)]
+
+
+async def consumer_ids(instance: ClientInstance, group: str, topic: str) -> list[str]:
+    """The group's live members as a broker of the topic knows them ([] when unknown): a master
+    if one answers, else a slave (consumers heartbeat slaves too)."""
+    for addr in topic_broker_addrs(instance, topic):
+        cmd = RemotingCommand(
+            RequestCode.GET_CONSUMER_LIST_BY_GROUP, ext_fields={"consumerGroup": group}
+        )
+        try:
+            resp = await instance.invoke(addr, cmd)
+        except RemotingError as exc:
+            log.warning("consumer list of %s from %s failed: %s", group, addr, exc)
+            instance.refresh_route_soon(topic)
+            continue
+        if resp.code == ResponseCode.SUCCESS:
+            return [str(c) for c in orjson.loads(resp.body).get("consumerIdList", [])]
+    return []
 
 
 async def allocate_topic(
@@ -146,22 +164,30 @@ class RebalanceLoop:
             wait_s = self.interval_s if complete else retry_s
             retry_s = 1.0 if complete else min(retry_s * 2, self.interval_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._now.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._now.wait()
             self._now.clear()
 
 
 async def broker_offset(instance: ClientInstance, mq: MessageQueue, code: int, **ext: int) -> int:
-    """GET_MAX_OFFSET, GET_MIN_OFFSET or SEARCH_OFFSET_BY_TIMESTAMP on the queue's master;
-    -1 when its broker is unknown or refuses.
+    """GET_MAX_OFFSET, GET_MIN_OFFSET or SEARCH_OFFSET_BY_TIMESTAMP on the queue's master, or
+    on a slave while the master is down (RocketMQ's MQAdminImpl asks the master only, so a
+    queue with no committed offset could not start during a master outage); -1 when its
+    broker is unknown or refuses.
 
     Raises:
-        RemotingError: the broker did not answer.
+        RemotingError: the broker did not answer (a route refresh is asked for).
     """
-    addr = instance.broker_addrs().get(mq.broker_name, {}).get(0)
-    if addr is None:
+    found = instance.find_broker_addr(mq.broker_name, MASTER_ID)
+    if found is None:
+        instance.refresh_route_soon(mq.topic)
         return -1
     fields = {"topic": mq.topic, "queueId": str(mq.queue_id), **{k: str(v) for k, v in ext.items()}}
-    resp = await instance.invoke(addr, RemotingCommand(code, ext_fields=fields))
+    try:
+        resp = await instance.invoke(found.addr, RemotingCommand(code, ext_fields=fields))
+    except RemotingError:
+        instance.refresh_route_soon(mq.topic)
+        raise
     return int(resp.ext_fields.get("offset", "-1")) if resp.code == ResponseCode.SUCCESS else -1
 
 
@@ -227,10 +253,17 @@ def pull_command(
     sub: SubscriptionData,
     commit_offset: int,
     suspend_ms: int,
+    *,
+    from_slave: bool = False,
 ) -> RemotingCommand:
     """PULL_MESSAGE that the broker may hold up to `suspend_ms` (long polling); it commits
-    `commit_offset` on the way when that is > 0."""
-    sys_flag = 0x2 | 0x4 | (0x1 if commit_offset > 0 else 0)  # SUSPEND | SUBSCRIPTION | COMMIT
+    `commit_offset` on the way when that is > 0, unless the pull goes to a slave: RocketMQ
+    clears the commit bit then, as offsets are committed on the master."""
+    sys_flag = PULL_FLAG_SUSPEND | PULL_FLAG_SUBSCRIPTION
+    if commit_offset > 0:
+        sys_flag |= PULL_FLAG_COMMIT_OFFSET
+    if from_slave:
+        sys_flag &= ~PULL_FLAG_COMMIT_OFFSET
     return RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
         "consumerGroup": group, "topic": mq.topic, "queueId": str(mq.queue_id),
         "queueOffset": str(offset), "maxMsgNums": str(max_msgs), "sysFlag": str(sys_flag),
@@ -252,3 +285,53 @@ def found_messages(
         log.error("pull of %s returned a corrupt record (%s); skipping it", mq, exc)
         return []
     return found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]
+
+
+class PullNodes:
+    """Which member of its broker each queue is pulled from (RocketMQ `PullAPIWrapper`'s
+    pullFromWhichNodeTable): every pull answer carries the broker's `suggestWhichBrokerId`,
+    the next pull of that queue goes there, and to another member of the broker when that one
+    is not in the route (a master that is down: its slave; a slave that is gone: the master).
+    """
+
+    def __init__(self, instance: ClientInstance) -> None:
+        self.instance = instance
+        self.suggested: dict[MessageQueue, BrokerId] = {}
+
+    def target(self, mq: MessageQueue) -> FoundBroker | None:
+        """Where to pull `mq` now; None while no route lists its broker."""
+        return self.instance.find_broker_addr(
+            mq.broker_name, self.suggested.get(mq, MASTER_ID), only_this=False
+        )
+
+    def follow(
+        self, mq: MessageQueue, resp: RemotingCommand, offset: int, pulled: FoundBroker
+    ) -> bool:
+        """Take the answer's suggestion for the next pull of `mq`.
+
+        Args:
+            mq: the queue pulled.
+            resp: the broker's answer.
+            offset: the offset pulled at.
+            pulled: the member that answered.
+
+        Returns:
+            True when pulling again at once would spin: the answer is PULL_RETRY_IMMEDIATELY,
+            the offset did not move, and the next pull would go to the member that just gave
+            it (say a slave that knows its master is up, while the route here still lacks the
+            master). The caller should wait a moment. A PULL_RETRY_IMMEDIATELY that names a
+            member the route lacks also asks for a route refresh.
+        """
+        try:
+            suggested = int(resp.ext_fields.get("suggestWhichBrokerId", MASTER_ID))
+        except ValueError:
+            suggested = MASTER_ID
+        self.suggested[mq] = suggested
+        if resp.code != ResponseCode.PULL_RETRY_IMMEDIATELY:
+            return False
+        if self.instance.find_broker_addr(mq.broker_name, suggested, only_this=True) is None:
+            self.instance.refresh_route_soon(mq.topic)  # the broker knows a member we do not
+        if int(resp.ext_fields.get("nextBeginOffset", offset)) != offset:
+            return False
+        nxt = self.target(mq)
+        return nxt is not None and nxt.addr == pulled.addr

@@ -37,6 +37,9 @@ class UniqIdGenerator:
         self._counter = itertools.count(random.randrange(0x10000))
         self._month_start_ms = 0
         self._next_month_ms = 0
+        self._last_ms = -1
+        self._last_prefix = ""
+        """The id up to the counter for `_last_ms`: ids made in one millisecond share it."""
 
     def _roll_month(self, now_ms: int) -> None:
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -51,11 +54,14 @@ class UniqIdGenerator:
 
     def next_id(self) -> str:
         now_ms = int(time.time() * 1000)
-        if now_ms >= self._next_month_ms:
-            self._roll_month(now_ms)
-        # Formatting the 6-byte tail as hex directly: a third of the cost of pack + hex + upper.
-        ms = (now_ms - self._month_start_ms) & 0xFFFFFFFF
-        return f"{self._head}{ms:08X}{next(self._counter) & 0xFFFF:04X}"
+        if now_ms != self._last_ms:
+            if now_ms >= self._next_month_ms:
+                self._roll_month(now_ms)
+            # Formatting the tail as hex directly: a third of the cost of pack + hex + upper.
+            ms = (now_ms - self._month_start_ms) & 0xFFFFFFFF
+            self._last_prefix = f"{self._head}{ms:08X}"
+            self._last_ms = now_ms
+        return f"{self._last_prefix}{next(self._counter) & 0xFFFF:04X}"
 
 
 _default = UniqIdGenerator()

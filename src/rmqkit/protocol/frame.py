@@ -72,22 +72,26 @@ class FrameDecoder:
         pos = 0
         n = len(buf)
         view = memoryview(buf)  # slices of it copy once; released before `buf` is resized
+        max_frame = self.max_frame_bytes
         try:
             while n - pos >= 4:
-                (length,) = _INT.unpack_from(buf, pos)
-                if length < 4 or length > self.max_frame_bytes:
-                    raise FrameError(
-                        f"frame length {length} is outside 4..{self.max_frame_bytes} bytes"
-                    )
-                if n - pos - 4 < length:
+                if n - pos >= 8:
+                    length, type_and_len = PREFIX.unpack_from(buf, pos)
+                else:
+                    (length,) = _INT.unpack_from(buf, pos)
+                    type_and_len = 0
+                if length < 4 or length > max_frame:
+                    raise FrameError(f"frame length {length} is outside 4..{max_frame} bytes")
+                end = pos + 4 + length
+                if end > n:
                     break
-                (type_and_len,) = _INT.unpack_from(buf, pos + 4)
                 stype = (type_and_len >> 24) & 0xFF
                 hlen = type_and_len & HEADER_LENGTH_MASK
                 if hlen > length - 4:
                     raise FrameError(f"header length {hlen} exceeds frame length {length}")
                 hstart = pos + 8
-                header = bytes(view[hstart : hstart + hlen])
+                bstart = hstart + hlen
+                header = bytes(view[hstart:bstart])
                 try:
                     if stype == _JSON:
                         cmd = decode_json_header(header)
@@ -97,8 +101,8 @@ class FrameDecoder:
                         raise FrameError(f"unknown serialize type {stype}")
                 except HeaderError as exc:
                     raise FrameError(str(exc)) from exc
-                end = pos + 4 + length
-                cmd.body = bytes(view[hstart + hlen : end])
+                if end > bstart:  # else the b"" the header decoder set
+                    cmd.body = bytes(view[bstart:end])
                 out.append(cmd)
                 pos = end
         finally:

@@ -31,7 +31,17 @@ class RemotingClient:
         self._conns: dict[str, Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def cached(self, addr: str) -> Connection | None:
+        """The open connection to `addr` if there is one, without connecting (no await)."""
+        conn = self._conns.get(addr)
+        return conn if conn is not None and conn.is_open else None
+
     async def connection(self, addr: str) -> Connection:
+        """The open connection to `addr`, connecting first if there is none.
+
+        Raises:
+            RemotingConnectError: the address is malformed, or nothing answers in time.
+        """
         conn = self._conns.get(addr)
         if conn is not None and conn.is_open:
             return conn
@@ -43,10 +53,12 @@ class RemotingClient:
             host, port = split_addr(addr)
             loop = asyncio.get_running_loop()
             try:
-                _, opened = await asyncio.wait_for(
-                    loop.create_connection(lambda: Connection(self.handler), host, port),
-                    self.connect_timeout_s,
-                )
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the connection completes (and leave the socket open).
+                async with asyncio.timeout(self.connect_timeout_s):
+                    _, opened = await loop.create_connection(
+                        lambda: Connection(self.handler), host, port
+                    )
             except (OSError, TimeoutError) as exc:
                 raise RemotingConnectError(f"cannot connect to {addr}: {exc}") from exc
             opened.peer = addr
@@ -56,7 +68,12 @@ class RemotingClient:
     async def invoke(
         self, addr: str, request: RemotingCommand, timeout_s: float = 3.0
     ) -> RemotingCommand:
-        """Send `request` to `addr` and return the response (whatever its code)."""
+        """Send `request` to `addr` and return the response (whatever its code).
+
+        Raises:
+            RemotingTimeoutError: no response within `timeout_s`.
+            RemotingConnectError: no connection, or it closed before the response.
+        """
         conn = await self.connection(addr)
         return await conn.request(request, timeout_s)
 

@@ -7,8 +7,13 @@ A coroutine is first run eagerly up to its first suspension (as 3.12's eager tas
 never suspends (an ASYNC_FLUSH send) is answered at once and costs no task either.
 Responses may go back in any order: the peer matches them by opaque.
 
+A request waits in `pending` (RocketMQ's `responseTable`) until its response arrives or its
+deadline passes. Deadlines are kept by one timer per connection, armed for the soonest one (a
+sweep, as RocketMQ's `scanResponseTable`, but on time): no `wait_for` and no timer per request.
+
 Writes are coalesced: frames produced while a read is handled go out in one write at its end, and
-frames sent from elsewhere (tasks, timers) in one write per loop turn, not one syscall per frame.
+frames sent from elsewhere (tasks, timers) in one write per loop turn, not one syscall per frame;
+a write goes out early once `FLUSH_AT_BYTES` are waiting.
 """
 
 from __future__ import annotations
@@ -16,27 +21,38 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import Any, TypeAlias, cast
+from typing import TypeAlias, cast
 
-from rmqkit.errors import RemotingConnectError, RemotingTimeoutError
+from rmqkit.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
 from rmqkit.protocol.codes import ResponseCode
-from rmqkit.protocol.command import FLAG_ONEWAY, RemotingCommand
+from rmqkit.protocol.command import FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand
 from rmqkit.protocol.frame import (
     DEFAULT_MAX_FRAME_BYTES,
     FrameDecoder,
     FrameError,
     encode_frame_parts,
 )
+from rmqkit.remoting.eager import start_eagerly
 
 log = logging.getLogger("rmqkit.remoting")
 
 HandlerResult = RemotingCommand | None | Awaitable[RemotingCommand | None]
 RequestHandler: TypeAlias = "Callable[[Connection, RemotingCommand], HandlerResult]"
 """Answers a peer's request: a response, None (no reply), or an awaitable of one."""
+ResponseCallback: TypeAlias = "Callable[[RemotingCommand | RemotingError], None]"
+"""Gets a request's response, or the `RemotingError` that ended the wait (`send_request`)."""
+PendingRequest: TypeAlias = (
+    "tuple[asyncio.Future[RemotingCommand] | ResponseCallback, float, int, float]"
+)
+"""A request waiting for its response: who gets it, deadline (loop time), code, timeout in s."""
 _opaques = itertools.count(1)
+FLUSH_AT_BYTES = 64 * 1024
+"""Frames waiting this long are written at once, not at the end of the loop turn: a burst of
+sends reaches the peer in pieces it can start on while the rest are made (pipelining)."""
 
 
 class Connection(asyncio.Protocol):
@@ -55,7 +71,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host: tuple[str, int] = ("127.0.0.1", 0)
-        self.pending: dict[int, asyncio.Future[RemotingCommand]] = {}
+        self.pending: dict[int, PendingRequest] = {}
+        """Requests waiting for a response, by opaque."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_active = time.monotonic()
         self.closed = asyncio.get_running_loop().create_future()
@@ -64,9 +81,13 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes | memoryview] = []
         """Frames not yet handed to the transport (see `_flush`)."""
+        self._out_bytes = 0
         self._reading = False
         """True while `data_received` handles a read: it flushes at its end."""
         self._flush_scheduled = False
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
+        """When `_sweep` fires: the soonest deadline in `pending` it knew of (inf: not armed)."""
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -88,11 +109,12 @@ class Connection(asyncio.Protocol):
             return
         self._reading = True
         try:
+            pending = self.pending
             for cmd in commands:
-                if cmd.is_response:
-                    fut = self.pending.pop(cmd.opaque, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(cmd)
+                if cmd.flag & FLAG_RESPONSE:
+                    waiting = pending.pop(cmd.opaque, None)
+                    if waiting is not None:
+                        self._deliver(waiting[0], cmd)
                 else:
                     self._handle(cmd)
         finally:
@@ -103,11 +125,14 @@ class Connection(asyncio.Protocol):
         err = RemotingConnectError(
             f"connection to {self.peer} closed" + (f": {exc}" if exc else "")
         )
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self.pending.clear()
+        pending, self.pending = self.pending, {}
+        for waiter, *_ in pending.values():
+            self._deliver(waiter, err)
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep, self._sweep_at = None, math.inf
         self._out.clear()
+        self._out_bytes = 0
         for task in list(self.tasks):
             task.cancel()
         self._can_write.set()
@@ -136,12 +161,7 @@ class Connection(asyncio.Protocol):
         try:
             result = self.handler(self, cmd)
             if type(result) is CoroutineType:
-                try:
-                    first = result.send(None)
-                except StopIteration as done:
-                    result = done.value
-                else:
-                    result = _Resumed(result, first)
+                _, result = start_eagerly(result)
         except Exception as exc:
             log.exception("request %d from %s failed", cmd.code, self.peer)
             result = cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
@@ -179,24 +199,35 @@ class Connection(asyncio.Protocol):
 
     def send(self, cmd: RemotingCommand) -> None:
         """Write one command; silently dropped when the connection is gone."""
-        if not self.is_open:
-            return
+        if self.is_open:
+            self._write(cmd)
+
+    def _write(self, cmd: RemotingCommand) -> None:
         head, body = encode_frame_parts(cmd)
         out = self._out
         out.append(head)
         if body:
             out.append(body)
-        if not self._reading and not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        waiting = self._out_bytes + len(head) + len(body)
+        if waiting >= FLUSH_AT_BYTES:
+            self._write_out()
+        else:
+            self._out_bytes = waiting
+            if not self._reading and not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Hand every frame waiting in `_out` to the transport in one write."""
         self._flush_scheduled = False
+        self._write_out()
+
+    def _write_out(self) -> None:
         out = self._out
         if not out:
             return
         self._out = []
+        self._out_bytes = 0
         if self.transport is not None and not self.transport.is_closing():
             self.transport.writelines(out)
 
@@ -205,21 +236,118 @@ class Connection(asyncio.Protocol):
         await self._can_write.wait()
 
     async def request(self, cmd: RemotingCommand, timeout_s: float) -> RemotingCommand:
-        """Send a request and wait for its response."""
+        """Send a request and wait for its response.
+
+        Raises:
+            RemotingTimeoutError: no response within `timeout_s`.
+            RemotingConnectError: the connection is closed, or closes before the response.
+        """
+        fut = self.start_request(cmd, timeout_s)
+        try:
+            # A plain await: a cancellation of the caller always propagates, even one that
+            # arrives in the loop turn the response does (3.11's wait_for can swallow it).
+            return await fut
+        except asyncio.CancelledError:
+            self.pending.pop(cmd.opaque, None)
+            raise
+
+    def start_request(
+        self, cmd: RemotingCommand, timeout_s: float
+    ) -> asyncio.Future[RemotingCommand]:
+        """Send a request now; the future gets its response.
+
+        Cancelling the future does not take the request back: its entry in `pending` goes when
+        the response comes or the deadline passes.
+
+        Returns:
+            A future that gets the response (whatever its code), or fails with
+            `RemotingTimeoutError` after `timeout_s`, or `RemotingConnectError` when the
+            connection closes first.
+
+        Raises:
+            RemotingConnectError: the connection is closed.
+        """
+        fut: asyncio.Future[RemotingCommand] = self._loop.create_future()
+        self.send_request(cmd, timeout_s, fut)
+        return fut
+
+    def send_request(
+        self,
+        cmd: RemotingCommand,
+        timeout_s: float,
+        on_response: ResponseCallback | asyncio.Future[RemotingCommand],
+    ) -> None:
+        """Send a request now; `on_response` gets its response or the error that ended the wait.
+
+        For callers that go on with callbacks instead of a coroutine per request (the producer's
+        `send_async`). A callback is called at once as the response is read (or as the
+        deadline passes, or the connection closes), so it must be quick and must not raise; a
+        future gets the outcome set.
+
+        Args:
+            cmd: the request; its opaque is assigned here.
+            timeout_s: how long to wait; then `on_response` gets a `RemotingTimeoutError`
+                naming the code, the peer and the timeout.
+            on_response: called with the response (whatever its code) or with the
+                `RemotingTimeoutError` / `RemotingConnectError`; or a future to set.
+
+        Raises:
+            RemotingConnectError: the connection is closed (`on_response` is not called).
+        """
         if not self.is_open:
             raise RemotingConnectError(f"connection to {self.peer} is closed")
-        cmd.opaque = next(_opaques)
-        fut: asyncio.Future[RemotingCommand] = asyncio.get_running_loop().create_future()
-        self.pending[cmd.opaque] = fut
-        self.send(cmd)
+        opaque = cmd.opaque = next(_opaques)
+        # Written first: a command that cannot be encoded raises with nothing left pending (the
+        # response cannot come before the loop reads again, whatever the write does).
+        self._write(cmd)
+        deadline = self._loop.time() + timeout_s
+        self.pending[opaque] = (on_response, deadline, cmd.code, timeout_s)
+        if deadline < self._sweep_at:
+            self._arm_sweep(deadline)
+
+    def _deliver(
+        self,
+        waiter: asyncio.Future[RemotingCommand] | ResponseCallback,
+        outcome: RemotingCommand | RemotingError,
+    ) -> None:
+        if isinstance(waiter, asyncio.Future):
+            if waiter.done():  # cancelled by whoever waited
+                return
+            if isinstance(outcome, RemotingCommand):
+                waiter.set_result(outcome)
+            else:
+                waiter.set_exception(outcome)
+            return
         try:
-            return await asyncio.wait_for(fut, timeout_s)
-        except TimeoutError:
-            raise RemotingTimeoutError(
-                f"no response to request code {cmd.code} from {self.peer} within {timeout_s}s"
-            ) from None
-        finally:
-            self.pending.pop(cmd.opaque, None)
+            waiter(outcome)
+        except Exception:
+            log.exception("response callback for %s failed", self.peer)
+
+    def _arm_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when
+        self._sweep = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the requests whose deadline has passed; arm the timer for the next deadline."""
+        self._sweep, self._sweep_at = None, math.inf
+        now = self._loop.time()
+        pending = self.pending
+        expired: list[int] = []
+        soonest = math.inf
+        for opaque, (waiter, deadline, _, _) in pending.items():
+            if deadline <= now or (isinstance(waiter, asyncio.Future) and waiter.done()):
+                expired.append(opaque)  # a done future: its waiter was cancelled
+            elif deadline < soonest:
+                soonest = deadline
+        for opaque in expired:
+            waiter, _, code, timeout_s = pending.pop(opaque)
+            self._deliver(waiter, RemotingTimeoutError(
+                f"no response to request code {code} from {self.peer} within {timeout_s}s"
+            ))  # fmt: skip
+        if soonest < math.inf:
+            self._arm_sweep(soonest)
 
     def oneway(self, cmd: RemotingCommand) -> None:
         """Send a request that expects no response."""
@@ -233,36 +361,3 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self._flush()  # frames sent before close() still go out
             self.transport.close()
-
-
-class _Resumed:
-    """The rest of a handler coroutine that `_handle` ran up to its first suspension.
-
-    Awaited inside a task, it passes what the coroutine yielded (the future it waits on) to the
-    task, and resumes the coroutine as the task resumes it: `yield from`, minus its first step.
-    """
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, RemotingCommand | None], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, None, RemotingCommand | None]:
-        coro, value = self._coro, self._first
-        while True:
-            try:
-                yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as done:
-                    return cast("RemotingCommand | None", done.value)
-            else:
-                try:
-                    value = coro.send(None)
-                except StopIteration as done:
-                    return cast("RemotingCommand | None", done.value)

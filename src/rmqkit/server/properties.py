@@ -28,9 +28,7 @@ ALIASES = {
 
 NOT_YET_APPLIED = frozenset(
     {
-        "haListenPort", "haMasterAddress", "haSendHeartbeatInterval", "haHousekeepingInterval",
-        "haTransferBatchSize",
-        "slaveReadEnable", "aclEnable",
+        "aclEnable",
         "enableDLegerCommitLog", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",
@@ -147,8 +145,12 @@ def settings_from_properties(
         problems = []
         for err in exc.errors():
             loc = tuple(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if loc not in where and (not loc or loc == ("store",)):
+                problems.append(msg)  # a rule across keys: the message names them
+                continue
             raw_key, value = where.get(loc, (".".join(loc), "?"))
-            problems.append(f"{raw_key}={value!r}: {err['msg']}")
+            problems.append(f"{raw_key}={value!r}: {msg}")
         raise ConfigurationError("bad broker settings:\n  " + "\n  ".join(problems)) from None
     except ConfigurationError as exc:
         raise ConfigurationError(f"bad broker settings: {exc}") from None

@@ -68,7 +68,8 @@ class Service(AsyncLifecycle):
     async def _wait(self, interval_s: float) -> None:
         if not self._wake.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval_s)
+                async with asyncio.timeout(interval_s):
+                    await self._wake.wait()
         self._wake.clear()
 
     async def _run_once(self) -> None:

@@ -8,14 +8,15 @@ environment wins.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import JsonDict  # type: ignore[attr-defined]
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rmqkit.common.topic import PERM_RW
-from rmqkit.server.store.settings import StoreSettings
+from rmqkit.errors import ConfigurationError
+from rmqkit.server.store.settings import BrokerRole, StoreSettings
 
 
 def _key(name: str) -> JsonDict:
@@ -61,8 +62,16 @@ class BrokerSettings(BaseSettings):
         10911, ge=0, le=65535, description="Client port (0 picks a free port).",
         json_schema_extra=_key("listenPort"),
     )  # fmt: skip
-    broker_role: Literal["ASYNC_MASTER", "SYNC_MASTER", "SLAVE"] = Field(
-        "ASYNC_MASTER", description="Replication role.", json_schema_extra=_key("brokerRole"),
+    broker_role: BrokerRole = Field(
+        "ASYNC_MASTER", description="Replication role: a SYNC_MASTER answers a send once a slave"
+        " has it (else FLUSH_SLAVE_TIMEOUT or SLAVE_NOT_AVAILABLE), an ASYNC_MASTER at once; a"
+        " SLAVE copies its master (brokerId >= 1, same brokerName) and refuses sends.",
+        json_schema_extra=_key("brokerRole"),
+    )  # fmt: skip
+    slave_read_enable: bool = Field(
+        False, description="Let consumers read from a slave when the messages they pull are no"
+        " longer in the master's memory (accessMessageInMemoryMaxRatio).",
+        json_schema_extra=_key("slaveReadEnable"),
     )  # fmt: skip
     broker_permission: int = Field(
         PERM_RW, ge=0, le=7, description="6 read+write, 4 read only, 2 write only.",
@@ -154,6 +163,20 @@ class BrokerSettings(BaseSettings):
                 raise ValueError(f"namesrvAddr takes host:port separated by ';', not {a!r}")
         return v
 
+    @model_validator(mode="after")
+    def _role_and_id(self) -> BrokerSettings:
+        if self.broker_role == "SLAVE" and self.broker_id < 1:
+            raise ConfigurationError(
+                "brokerRole=SLAVE needs brokerId >= 1 (0 is the master's id), not brokerId="
+                f"{self.broker_id}"
+            )
+        if self.broker_role != "SLAVE" and self.broker_id != 0:
+            raise ConfigurationError(
+                f"brokerRole={self.broker_role} needs brokerId=0, not brokerId={self.broker_id}"
+                " (a slave is brokerRole=SLAVE with brokerId 1, 2, ...)"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -172,7 +195,7 @@ class BrokerSettings(BaseSettings):
 
     @property
     def is_master(self) -> bool:
-        return self.broker_role != "SLAVE" and self.broker_id == 0
+        return self.broker_role != "SLAVE"
 
     @property
     def broker_addr(self) -> str:

@@ -55,10 +55,10 @@ def test_store_keys_old_spellings_and_relative_paths(tmp_path: Path) -> None:
 
 def test_unknown_and_not_yet_applied_keys_are_named() -> None:
     warnings: list[str] = []
-    settings_from_properties({"fooBar": "1", "haListenPort": "10912"}, warn=warnings.append)
+    settings_from_properties({"fooBar": "1", "aclEnable": "true"}, warn=warnings.append)
     assert warnings == [
         "fooBar: unknown broker.properties key; ignored",
-        "haListenPort: known to RocketMQ, not applied by rmqkit yet; ignored",
+        "aclEnable: known to RocketMQ, not applied by rmqkit yet; ignored",
     ]
 
 

@@ -2,13 +2,15 @@
 
 RocketMQ's `BrokerController`, without the thread pools: one event loop serves every request.
 Start order: bind the port, open the store with the bound address (it is in every message id),
-load the tables, then accept connections and register with the NameServers. Stop reverses it:
-refuse new connections, release held pulls, let requests in flight finish, unregister, persist,
-and stop the store (flush and checkpoint).
+start replication (a master's HAService, a slave's HAClient), load the tables, then accept
+connections and register with the NameServers. Stop reverses it: refuse new connections, release
+held pulls, let requests in flight finish, stop replication (SYNC_MASTER sends still waiting for a
+slave get FLUSH_SLAVE_TIMEOUT), unregister, persist, and stop the store (flush and checkpoint).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass
 
@@ -36,6 +38,8 @@ from rmqkit.server.broker.schedule import ScheduleService
 from rmqkit.server.broker.timer import TimerService
 from rmqkit.server.broker.topic_table import TopicTable
 from rmqkit.server.broker.transaction import TransactionService
+from rmqkit.server.ha import HAClient, HAService
+from rmqkit.server.ha.sync import SlaveSync
 from rmqkit.server.service import Service
 from rmqkit.server.settings import BrokerSettings
 from rmqkit.server.store import FileMessageStore
@@ -75,7 +79,13 @@ class Housekeeping(Service):
 
 
 class Broker(AsyncLifecycle):
-    """One broker (master) on top of a `FileMessageStore`."""
+    """One broker, master or slave, on top of a `FileMessageStore`.
+
+    For status pages and other processors: `ha` is the master's `HAService` (connected slaves,
+    their offsets, bytes behind) or the slave's `HAClient`; `master_addr` is a slave's master
+    (its client address, from the NameServer) and None on a master; `master_alive` says whether a
+    slave hears from its master (always True on a master).
+    """
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
@@ -97,6 +107,7 @@ class Broker(AsyncLifecycle):
         self.running = False
         self._store: FileMessageStore | None = None
         self.registration = Registration(self)
+        self.slave_sync = SlaveSync(self)
         self.housekeeping = Housekeeping(self)
         self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
         self.timer = TimerService(
@@ -106,6 +117,11 @@ class Broker(AsyncLifecycle):
         )  # fmt: skip
         self.transactions = TransactionService(self)
         self.locks = LockTable()
+        self.ha: HAService | HAClient | None = None
+        self.master_addr: str | None = None
+        """A slave's master, `ip:port` for clients, from the last NameServer answer; else None."""
+        self.ha_port = 0
+        """A master's bound HA port; a slave registers the port it would use as a master."""
 
     @property
     def store(self) -> FileMessageStore:
@@ -121,14 +137,40 @@ class Broker(AsyncLifecycle):
     def addr(self) -> str:
         return self.settings.broker_addr
 
+    @property
+    def ha_server_addr(self) -> str:
+        """What the broker registers as haServerAddr: `<brokerIP2 or brokerIP1>:<HA port>`."""
+        s = self.settings
+        return f"{s.broker_ip2 or s.broker_ip1}:{self.ha_port}"
+
+    @property
+    def master_alive(self) -> bool:
+        """Slave: its replication link is up and the master spoke within haHousekeepingInterval."""
+        if isinstance(self.ha, HAClient):
+            return self.ha.master_alive
+        return True
+
+    def learn_master(self, master_addr: str | None, ha_server_addr: str | None) -> None:
+        """A NameServer's answer to a slave's registration: where its master is now."""
+        if self.settings.is_master:
+            return
+        changed = master_addr != self.master_addr
+        self.master_addr = master_addr
+        if changed and master_addr:
+            self.slave_sync.sync_soon()
+        if isinstance(self.ha, HAClient):
+            self.ha.update_master_address(ha_server_addr)
+
     async def start(self) -> None:
+        configured_port = self.settings.listen_port
         await self.server.start(serving=False)
         if self.settings.listen_port != self.server.port:
             self.settings = self.settings.with_port(self.server.port)
             self.registration.broker = self
         s = self.settings
-        self._store = FileMessageStore(s.store, (s.broker_ip1, s.listen_port))
+        self._store = FileMessageStore(s.store, (s.broker_ip1, s.listen_port), role=s.broker_role)
         await self._store.start()
+        await self._start_ha(configured_port)
         self._store.add_dispatch_listener(self.pull_holds.notify)
         self._store.add_dispatch_listener(self.schedule.on_dispatch)
         self._store.add_dispatch_listener(self.timer.on_dispatch)
@@ -147,6 +189,8 @@ class Broker(AsyncLifecycle):
         self.running = True
         await self.server.serve()
         await self.registration.start()
+        if not s.is_master:
+            await self.slave_sync.start()
         await self.housekeeping.start()
         if s.is_master:
             await self.schedule.start()
@@ -155,10 +199,50 @@ class Broker(AsyncLifecycle):
                 self.timer.load()
                 await self.timer.start()
         log.warning(
-            "broker %s (%s, cluster %s) serving on %s, store %s, %s",
+            "broker %s (%s, cluster %s) serving on %s, HA %s, store %s, %s",
             s.broker_name, s.broker_role, s.broker_cluster_name, s.broker_addr,
+            self.ha_server_addr if s.is_master else "from " + (
+                s.store.ha_master_address or "the NameServer's haServerAddr"),
             s.store.store_path_root_dir, s.store.flush_disk_type,
         )  # fmt: skip
+
+    async def _start_ha(self, configured_port: int) -> None:
+        s = self.settings
+        st = s.store
+        default_port = configured_port + 1 if 0 < configured_port < 65535 else 0
+        port = default_port if st.ha_listen_port is None else st.ha_listen_port
+        if not s.is_master:
+            self.ha_port = port
+            self.ha = HAClient(
+                self.store,
+                master_address=st.ha_master_address,
+                heartbeat_ms=st.ha_send_heartbeat_interval_ms,
+                housekeeping_ms=st.ha_housekeeping_interval_ms,
+            )
+            await self.ha.start()
+            return
+
+        def service(port: int) -> HAService:
+            return HAService(
+                self.store, s.listen_host, port,
+                batch_bytes=st.ha_transfer_batch_size_bytes,
+                heartbeat_ms=st.ha_send_heartbeat_interval_ms,
+                housekeeping_ms=st.ha_housekeeping_interval_ms,
+            )  # fmt: skip
+
+        ha = service(port)
+        try:
+            await ha.start()
+        except OSError as exc:
+            if st.ha_listen_port is not None or exc.errno != errno.EADDRINUSE or not port:
+                raise
+            # Nobody chose this port: a slave finds the bound one through the NameServer.
+            ha = service(0)
+            await ha.start()
+            log.warning("HA port %d (listenPort + 1) is in use; slaves connect to %d instead "
+                        "(set haListenPort to choose)", port, ha.port)  # fmt: skip
+        self.ha = ha
+        self.ha_port = ha.port
 
     def _register_processors(self) -> None:
         send = SendProcessor(self)
@@ -206,6 +290,9 @@ class Broker(AsyncLifecycle):
         self.running = False
         self.pull_holds.wake_all()
         await self.server.stop()
+        await self.slave_sync.stop()
+        if self.ha is not None:
+            await self.ha.stop()
         await self.registration.stop()
         await self.housekeeping.stop()
         await self.schedule.stop()

@@ -6,7 +6,7 @@ Persisted as `config/subscriptionGroup.json`; created on first use when
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +16,29 @@ from rmqkit.server.broker.json_file import load_json, save_json
 
 @dataclass(slots=True)
 class SubscriptionGroupConfig:
+    """One consumer group's settings (RocketMQ `SubscriptionGroupConfig`)."""
+
     group_name: str
     consume_enable: bool = True
     consume_broadcast_enable: bool = True
     retry_queue_nums: int = 1
     retry_max_times: int = 16
     consume_message_orderly: bool = False
+    broker_id: int = 0
+    """The broker a pull that keeps up is sent to, with slaveReadEnable (0: the master)."""
+    which_broker_when_consume_slowly: int = 1
+    """The broker a pull that has fallen behind is sent to, with slaveReadEnable."""
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
         return {
-            "groupName": d["group_name"],
-            "consumeEnable": d["consume_enable"],
-            "consumeBroadcastEnable": d["consume_broadcast_enable"],
-            "retryQueueNums": d["retry_queue_nums"],
-            "retryMaxTimes": d["retry_max_times"],
-            "consumeMessageOrderly": d["consume_message_orderly"],
-            "brokerId": 0,
-            "whichBrokerWhenConsumeSlowly": 1,
+            "groupName": self.group_name,
+            "consumeEnable": self.consume_enable,
+            "consumeBroadcastEnable": self.consume_broadcast_enable,
+            "retryQueueNums": self.retry_queue_nums,
+            "retryMaxTimes": self.retry_max_times,
+            "consumeMessageOrderly": self.consume_message_orderly,
+            "brokerId": self.broker_id,
+            "whichBrokerWhenConsumeSlowly": self.which_broker_when_consume_slowly,
         }
 
     @classmethod
@@ -45,6 +50,8 @@ class SubscriptionGroupConfig:
             int(d.get("retryQueueNums", 1)),
             int(d.get("retryMaxTimes", 16)),
             bool(d.get("consumeMessageOrderly", False)),
+            int(d.get("brokerId", 0)),
+            int(d.get("whichBrokerWhenConsumeSlowly", 1)),
         )
 
 
@@ -84,6 +91,13 @@ class SubscriptionGroupTable:
         self.data_version.next_version()
         self.persist()
         return cfg
+
+    def replace_all(self, groups: dict[str, SubscriptionGroupConfig], version: DataVersion) -> None:
+        """Take a master's groups and data version as they are, and persist (slave sync)."""
+        self.groups.clear()
+        self.groups.update(groups)
+        self.data_version = DataVersion(version.state_version, version.timestamp, version.counter)
+        self.persist()
 
     def delete(self, group: str) -> bool:
         if self.groups.pop(group, None) is None:

@@ -53,6 +53,22 @@ class ConsumerOffsetTable:
     def groups_of(self, topic: str) -> list[str]:
         return [k.split(SEP, 1)[1] for k in self.table if k.split(SEP, 1)[0] == topic]
 
+    def merge(self, table: dict[str, dict[int, int]]) -> bool:
+        """Take a master's offsets key by key and persist them if that changed anything (slave
+        sync); returns whether it did.
+
+        As RocketMQ's `putAll`: each `topic@group` the master has replaces the slave's entry;
+        entries only the slave has (committed here while the master was down) stay.
+        """
+        changed = False
+        for key, queues in table.items():
+            if self.table.get(key) != queues:
+                self.table[key] = dict(queues)
+                changed = True
+        if changed:
+            self.persist()
+        return changed
+
     def delete_group(self, group: str) -> None:
         for key in [k for k in self.table if k.split(SEP, 1)[1] == group]:
             del self.table[key]

@@ -1,6 +1,7 @@
 """Registering with every NameServer: at start, every `registerNameServerPeriod`, and soon after
 a topic changes (RocketMQ `BrokerOuterAPI.registerBrokerAll`). NameServers are independent, so
-each gets the same registration; one that is down is retried on the next round.
+each gets the same registration; one that is down is retried on the next round. A slave learns
+from the answers where its master is (masterAddr, haServerAddr) and passes it to the broker.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Registration(Service):
         # Register once before the loop, as Java's BrokerController.start() does: a client told
         # that the broker is up finds its routes at once instead of after the first period.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._run_once(), FIRST_REGISTRATION_TIMEOUT_S)
+            async with asyncio.timeout(FIRST_REGISTRATION_TIMEOUT_S):
+                await self._run_once()
         await super().start()
 
     def _header(self) -> dict[str, str]:
@@ -51,7 +53,7 @@ class Registration(Service):
             "brokerName": s.broker_name,
             "brokerAddr": s.broker_addr,
             "clusterName": s.broker_cluster_name,
-            "haServerAddr": f"{s.broker_ip2 or s.broker_ip1}:{s.listen_port + 1}",
+            "haServerAddr": self.broker.ha_server_addr,
             "brokerId": str(s.broker_id),
             "heartbeatTimeoutMillis": "120000",
             "compressed": "false",
@@ -59,10 +61,17 @@ class Registration(Service):
 
     async def _run_once(self) -> None:
         addrs = self.broker.settings.namesrv_addrs
-        if addrs:
-            await asyncio.gather(*(self._register(a) for a in addrs))
+        if not addrs:
+            return
+        answers = [a for a in await asyncio.gather(*(self._register(a) for a in addrs)) if a]
+        if answers and not self.broker.settings.is_master:
+            # Any NameServer that knows the master will do; an address stays until replaced.
+            master = next((a["masterAddr"] for a in answers if a.get("masterAddr")), None)
+            ha = next((a["haServerAddr"] for a in answers if a.get("haServerAddr")), None)
+            self.broker.learn_master(master, ha)
 
-    async def _register(self, addr: str) -> None:
+    async def _register(self, addr: str) -> dict[str, str] | None:
+        """Register with one NameServer; its answer's ext fields, or None if it failed."""
         t = self.broker.topics
         body = encode_register_broker_body(dict(t.topics), t.data_version)
         cmd = RemotingCommand(RequestCode.REGISTER_BROKER, ext_fields=self._header(), body=body)
@@ -72,14 +81,15 @@ class Registration(Service):
             if addr not in self.failing:
                 log.warning("cannot register with NameServer %s: %s (retrying)", addr, exc)
             self.failing.add(addr)
-            return
+            return None
         if r.code != ResponseCode.SUCCESS:
             log.warning("NameServer %s refused registration: %s %s", addr, r.code, r.remark)
-            return
+            return None
         if addr in self.failing:
             log.warning("registered with NameServer %s again", addr)
             self.failing.discard(addr)
         self.registered[addr] = self.registered.get(addr, 0) + 1
+        return dict(r.ext_fields)
 
     async def _on_stop(self) -> None:
         s = self.broker.settings

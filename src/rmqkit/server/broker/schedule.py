@@ -25,6 +25,7 @@ from rmqkit.server.broker.json_file import load_json, save_json
 from rmqkit.server.service import Service
 from rmqkit.server.store import FileMessageStore, MessageToStore, PutStatus
 from rmqkit.server.store.dispatch import DispatchRequest
+from rmqkit.server.store.results import STORED
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -54,12 +55,25 @@ class ScheduleService(Service):
 
     def persist(self) -> None:
         if self._dirty:
-            save_json(self.path, {"offsetTable": {str(k): v for k, v in self.offsets.items()}})
-            self._dirty = False
+            self._save()
+
+    def _save(self) -> None:
+        save_json(self.path, {"offsetTable": {str(k): v for k, v in self.offsets.items()}})
+        self._dirty = False
+
+    def replace_offsets(self, offsets: dict[int, int]) -> None:
+        """Take a master's delivery progress and write it (slave sync), so that a slave that
+        takes over delivers from where its master was."""
+        self.offsets = dict(offsets)
+        self._save()
 
     def on_dispatch(self, req: DispatchRequest) -> None:
-        """Store listener: a new delayed message may be due before the current sleep ends."""
-        if req.topic == SCHEDULE_TOPIC:
+        """Store listener: a new delayed message may be due before the current sleep ends.
+
+        Only a running service (a master's) listens: a slave stores replicated delayed messages
+        and leaves their delivery to its master.
+        """
+        if req.topic == SCHEDULE_TOPIC and self.running:
             self.wakeup()
 
     async def _run_once(self) -> None:
@@ -123,7 +137,7 @@ class Moved(Enum):
 
 
 _FOR_GOOD = frozenset({PutStatus.MESSAGE_ILLEGAL, PutStatus.PROPERTIES_SIZE_EXCEEDED})
-_STORED = frozenset({PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT})
+_STORED = STORED
 
 
 def _clear_delay(m: StoredMessage, props: dict[str, str]) -> None:

@@ -132,8 +132,11 @@ class TimerService(Service):
                      self.wheel.next_offset)  # fmt: skip
 
     def on_dispatch(self, req: DispatchRequest) -> None:
-        """Store listener: a new timer message may fall due before the current sleep ends."""
-        if req.topic == TIMER_TOPIC:
+        """Store listener: a new timer message may fall due before the current sleep ends.
+
+        Only a running service (a master's) listens: a slave leaves delivery to its master.
+        """
+        if req.topic == TIMER_TOPIC and self.running:
             self.wakeup()
 
     # -- the loop -------------------------------------------------------------------------------

@@ -70,6 +70,18 @@ class TopicTable:
         log.info("topic %s: %d/%d queues, perm %d", cfg.topic_name, cfg.read_queue_nums,
                  cfg.write_queue_nums, cfg.perm)  # fmt: skip
 
+    def replace_all(self, topics: dict[str, TopicConfig], version: DataVersion) -> None:
+        """Take a master's topics and data version as they are, and persist (slave sync).
+
+        Topics the master no longer has go, as RocketMQ's `SlaveSynchronize` deletes them.
+        """
+        self.topics.clear()
+        self.topics.update(topics)
+        self.data_version = DataVersion(version.state_version, version.timestamp, version.counter)
+        self.persist()
+        log.info("topics replaced by the master's: %d topics, data version %d", len(topics),
+                 version.counter)  # fmt: skip
+
     def delete(self, topic: str) -> bool:
         if self.topics.pop(topic, None) is None:
             return False

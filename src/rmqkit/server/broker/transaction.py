@@ -168,7 +168,7 @@ class TransactionService(Service):
                 half.commit_log_offset, half.body_crc, True,
             )  # fmt: skip
             result = await self.broker.store.put_message(msg)
-            if result.status not in (PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT):
+            if not result.stored:
                 return result
         await self._record_decision(half)
         return result
@@ -202,7 +202,7 @@ class TransactionService(Service):
         op = MessageToStore(TRANS_OP_HALF_TOPIC, 0, str(half.queue_offset).encode(),
                             encode_properties(props))  # fmt: skip
         r = await self.broker.store.put_message(op)
-        if r.status is not PutStatus.OK:
+        if not r.stored:
             log.error("could not record the decision on half message %d: %s", half.queue_offset,
                       r.remark or r.status.name)  # fmt: skip
 
@@ -273,7 +273,7 @@ class TransactionService(Service):
             half.born_timestamp, half.born_host, half.reconsume_times, 0, half.body_crc, False,
         )  # fmt: skip
         r = await self.broker.store.put_message(copy)
-        if r.status is not PutStatus.OK:
+        if not r.stored:
             log.error("could not re-queue half message for checking: %s", r.remark)
             return
         group = props.get(Prop.PRODUCER_GROUP, "")

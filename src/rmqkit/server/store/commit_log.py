@@ -8,8 +8,10 @@ reads by physical offset return views into the mapping, not copies.
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass
 
+from rmqkit.errors import StoreError
 from rmqkit.protocol.codes import (
     BLANK_MAGIC,
     HOST_V6_MASK,
@@ -29,12 +31,20 @@ from rmqkit.protocol.record import (
     encode_record_into,
     host_v6_flags,
 )
+from rmqkit.server.store.dispatch import ScanKind, scan_record
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 from rmqkit.server.store.message import MessageToStore
 
 log = logging.getLogger("rmqkit.store.commitlog")
 
 QueueKey = tuple[str, int]
+_PHYS = struct.Struct(">q")
+_PHYS_AT = 28
+"""Where a record holds its own physical offset (after size, magic, crc, ids, queue offset)."""
+
+
+class ReplicaMismatchError(StoreError):
+    """Replicated bytes that cannot be appended here; the replication link is to be closed."""
 
 
 @dataclass(slots=True)
@@ -48,6 +58,49 @@ class Appended:
 
 
 _NO_QUEUE_OFFSET = (int(SysFlag.TRANSACTION_PREPARED), int(SysFlag.TRANSACTION_ROLLBACK))
+
+
+def _whole_part(view: memoryview, pos: int, phys: int, room: int) -> tuple[int, int]:
+    """`(length, to_copy)` of the part of `view` from `pos` that goes into the current segment.
+
+    `phys` is the offset of `view[pos]`, `room` the segment's free bytes. Checks every record on
+    the way; stops after a BLANK (the segment is then full; only its 8-byte header needs copying)
+    or at the end of `view`.
+    """
+    n = len(view)
+    p = pos
+    while p < n:
+        used = p - pos
+        at = phys + used
+        if n - p < BLANK.size:
+            raise ReplicaMismatchError(f"{n - p} stray bytes at offset {at}")
+        size, magic = BLANK.unpack_from(view, p)
+        if magic == BLANK_MAGIC:
+            if size != room - used:
+                raise ReplicaMismatchError(
+                    f"the master's segment ends {size} bytes after offset {at}, this store's "
+                    f"{room - used} bytes after it: mappedFileSizeCommitLog differs between "
+                    "master and slave"
+                )
+            if size > n - p:
+                raise ReplicaMismatchError(f"the BLANK at offset {at} is cut short")
+            return used + size, used + BLANK.size
+        if magic not in (MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2):
+            raise ReplicaMismatchError(f"no record at offset {at}: magic {magic:#010x}")
+        if 0 < size and size + MIN_BLANK_BYTES > room - used:
+            raise ReplicaMismatchError(
+                f"the record at offset {at} ({size} bytes) would cross this store's segment end"
+                ": mappedFileSizeCommitLog differs between master and slave"
+            )
+        scan = scan_record(view, p, check_crc=True)
+        if scan.kind is not ScanKind.RECORD or scan.request is None:
+            raise ReplicaMismatchError(f"the record at offset {at} is not valid: {scan.reason}")
+        if scan.request.commit_log_offset != at:
+            raise ReplicaMismatchError(
+                f"the record at offset {at} says it is at {scan.request.commit_log_offset}"
+            )
+        p += size
+    return p - pos, p - pos
 
 
 def takes_queue_offset(sys_flag: int) -> bool:
@@ -161,6 +214,83 @@ class CommitLog:
         mf.mm[first : first + 8] = staged[:8]
         mf.mark_written(pos)
         return out
+
+    # -- replication ------------------------------------------------------------------------------
+
+    def append_replicated(self, offset: int, data: bytes | memoryview) -> int:
+        """Append whole records copied from a master, at exactly `offset`; returns the new end.
+
+        Each record is checked (magic, sizes, body CRC, its own physical offset field) and must
+        fit this log's segments as it fitted the master's: a record never crosses a segment end,
+        and a BLANK ends exactly at one. Written like `append_batch`, the first 8 bytes of each
+        segment's part last, so a slave killed mid-copy recovers to the last whole record.
+
+        Raises:
+            ReplicaMismatchError: the bytes do not start at `offset`, do not line up with
+                `mappedFileSizeCommitLog`, or fail a record check; nothing of that part is kept.
+        """
+        view = memoryview(data)
+        n = len(view)
+        if not n:
+            return self.max_offset
+        fs = self.file_size
+        if not self.queue.files:
+            if offset % fs:
+                raise ReplicaMismatchError(
+                    f"replicated data starts at offset {offset}, which is not a multiple of "
+                    f"this store's mappedFileSizeCommitLog ({fs}); the master's must be the same"
+                )
+            self.queue.create(offset)
+        elif offset != self.max_offset:
+            raise ReplicaMismatchError(
+                f"replicated data starts at offset {offset}, but this CommitLog ends at "
+                f"{self.max_offset}"
+            )
+        pos = 0
+        while pos < n:
+            mf = self.queue.last()
+            assert mf is not None
+            if mf.full:
+                mf = self.queue.create(mf.end)
+            first = mf.write_pos
+            part, to_copy = _whole_part(view, pos, mf.start + first, mf.size - first)
+            mf.mm[first + 8 : first + to_copy] = view[pos + 8 : pos + to_copy]
+            mf.mm[first : first + 8] = view[pos : pos + 8]
+            mf.mark_written(first + part)
+            pos += part
+        return self.max_offset
+
+    def read_whole_records(self, offset: int, max_bytes: int) -> memoryview | None:
+        """The records from `offset` on, up to `max_bytes` and never past a segment's end.
+
+        Walks the record sizes, so the view ends on a record boundary; a BLANK tail counts as a
+        record that reaches the segment end, and a record larger than `max_bytes` comes alone.
+        Empty at the end of the log; None when no record starts at `offset` (deleted, never
+        written, or inside a record).
+        """
+        end_of_log = self.max_offset
+        if offset >= end_of_log:
+            return memoryview(b"") if offset == end_of_log else None
+        mf = self.queue.find(offset)
+        if mf is None:
+            return None
+        start = pos = offset - mf.start
+        written = mf.write_pos
+        mm = mf.mm
+        while pos < written:
+            size, magic = BLANK.unpack_from(mm, pos)
+            if magic == BLANK_MAGIC:
+                size = mf.size - pos
+            elif magic not in (MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2) or size <= 0:
+                break
+            elif pos == start and _PHYS.unpack_from(mm, pos + _PHYS_AT)[0] != offset:
+                break  # inside a record whose bytes happen to look like a header
+            if pos + size > written or (pos > start and pos + size - start > max_bytes):
+                break
+            pos += size
+        if pos == start:
+            return None
+        return mf.view(start, pos - start)
 
     def read(self, offset: int, size: int) -> memoryview | None:
         """`size` bytes at physical offset `offset`, or None when they are gone or unwritten."""

@@ -8,6 +8,9 @@
   resolved FLUSH_DISK_TIMEOUT; its message stays stored.
 - `LogicsFlusher`: syncs ConsumeQueue and index files, then writes the checkpoint
   (RocketMQ `FlushConsumeQueueService`).
+- `GroupTransfer` (SYNC_MASTER): appends wait on a future until a slave reports an offset past
+  them; whoever reads slave reports calls `ack()`, which releases the waiters in offset order
+  (RocketMQ `GroupTransferService`, without its thread).
 
 fdatasync runs in a worker thread; which files to sync and how far is decided on the event loop
 before, and `flushed_pos` is updated on the event loop after, so no list is shared across threads.
@@ -16,8 +19,11 @@ before, and `flushed_pos` is updated on the event loop after, so no list is shar
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from rmqkit.server.service import Service
@@ -148,3 +154,90 @@ class LogicsFlusher(Service):
         result = self._flush()
         if asyncio.iscoroutine(result):
             await result
+
+
+class GroupTransfer:
+    """SYNC_MASTER: a put that waits for store OK returns once a slave has its bytes.
+
+    The HA service keeps `slave_count` current and calls `ack(offset)` with every slave report;
+    each acknowledgement releases, in offset order, every waiter whose records end at or before
+    it. A waiter not released within `timeout_ms` gets FLUSH_SLAVE_TIMEOUT (one timer for all,
+    armed for the oldest deadline); `close()` gives the same to all still waiting.
+    """
+
+    def __init__(self, timeout_ms: int, fallbehind_max_bytes: int) -> None:
+        self.timeout_s = timeout_ms / 1000
+        self.fallbehind_max = fallbehind_max_bytes
+        self.slave_count = 0
+        """Slaves connected now (set by the HA service)."""
+        self.acked = 0
+        """The highest offset any slave has reported (RocketMQ `push2SlaveMaxOffset`)."""
+        self.closed = False
+        self._by_offset: list[tuple[int, int, asyncio.Future[PutStatus]]] = []
+        self._by_deadline: deque[tuple[float, asyncio.Future[PutStatus]]] = deque()
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def slave_ok(self, end: int) -> bool:
+        """Whether a slave is connected and less than `fallbehind_max` bytes short of `end`."""
+        return self.slave_count > 0 and end - self.acked < self.fallbehind_max
+
+    @property
+    def waiting(self) -> int:
+        """Puts waiting for a slave now."""
+        return sum(1 for _, _, f in self._by_offset if not f.done())
+
+    def request(self, end: int) -> asyncio.Future[PutStatus]:
+        """A future resolved once a slave reports an offset >= `end` (or with why it was not)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[PutStatus] = loop.create_future()
+        if self.closed:
+            fut.set_result(PutStatus.FLUSH_SLAVE_TIMEOUT)
+        elif not self.slave_ok(end):
+            fut.set_result(PutStatus.SLAVE_NOT_AVAILABLE)
+        elif self.acked >= end:
+            fut.set_result(PutStatus.OK)
+        else:
+            heapq.heappush(self._by_offset, (end, next(self._seq), fut))
+            deadline = loop.time() + self.timeout_s
+            self._by_deadline.append((deadline, fut))
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._expire)
+        return fut
+
+    def ack(self, offset: int) -> None:
+        """A slave has everything below `offset`: release the waiters it covers."""
+        if offset > self.acked:
+            self.acked = offset
+        heap = self._by_offset
+        while heap and heap[0][0] <= self.acked:
+            fut = heapq.heappop(heap)[2]
+            if not fut.done():
+                fut.set_result(PutStatus.OK)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        q = self._by_deadline
+        while q and (q[0][0] <= now or q[0][1].done()):
+            fut = q.popleft()[1]
+            if not fut.done():
+                fut.set_result(PutStatus.FLUSH_SLAVE_TIMEOUT)
+        if len(self._by_offset) > 2 * len(q) + 64:  # drop the timed-out from the offset heap
+            self._by_offset = [e for e in self._by_offset if not e[2].done()]
+            heapq.heapify(self._by_offset)
+        if q:
+            self._timer = loop.call_at(q[0][0], self._expire)
+
+    def close(self) -> None:
+        """Release every waiter with FLUSH_SLAVE_TIMEOUT; later requests get the same."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, _, fut in self._by_offset:
+            if not fut.done():
+                fut.set_result(PutStatus.FLUSH_SLAVE_TIMEOUT)
+        self._by_offset.clear()
+        self._by_deadline.clear()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rmqkit.common.names import SCHEDULE_TOPIC, topic_problem
-from rmqkit.errors import ConfigurationError
+from rmqkit.errors import ConfigurationError, StoreClosedError
 from rmqkit.protocol.message_id import encode_offset_msg_id
 from rmqkit.protocol.record import (
     MAX_PROPERTIES_BYTES,
@@ -31,14 +31,19 @@ from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
 from rmqkit.server.store.delay import deliver_at, route_delayed
 from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
 from rmqkit.server.store.filter import MessageFilter
-from rmqkit.server.store.flush import CommitLogFlusher, GroupCommitService, LogicsFlusher
+from rmqkit.server.store.flush import (
+    CommitLogFlusher,
+    GroupCommitService,
+    GroupTransfer,
+    LogicsFlusher,
+)
 from rmqkit.server.store.index_service import IndexService
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 from rmqkit.server.store.message import MessageToStore
 from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.retention import CleanService, DiskUsage, disk_usage_of
-from rmqkit.server.store.settings import StoreSettings
+from rmqkit.server.store.settings import BrokerRole, StoreSettings
 
 log = logging.getLogger("rmqkit.store")
 
@@ -135,8 +140,17 @@ class FileMessageStore:
         *,
         clock_ms: Callable[[], int] | None = None,
         disk_usage: DiskUsage | None = None,
+        role: BrokerRole = "ASYNC_MASTER",
     ) -> None:
         self.settings = settings
+        self.role: BrokerRole = role
+        self.transfer: GroupTransfer | None = None
+        """SYNC_MASTER: puts that wait for store OK wait here for a slave's acknowledgement."""
+        if role == "SYNC_MASTER":
+            self.transfer = GroupTransfer(
+                settings.sync_flush_timeout_ms, settings.ha_slave_fallbehind_max_bytes
+            )
+        self._append_listeners: list[Callable[[], None]] = []
         self.store_host: Host = as_host(store_host)
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._delay_levels = settings.delay_levels_ms
@@ -153,6 +167,7 @@ class FileMessageStore:
         self._dirty_cqs: set[ConsumeQueue] = set()
         self._valid_topics: set[str] = set()
         self.running = False
+        self._waits = False
         self.recovery: RecoveryReport | None = None
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
@@ -207,6 +222,7 @@ class FileMessageStore:
         await asyncio.to_thread(self._write_checkpoint_sync, self.commit_log.max_offset)
         self.running = True
         await self.reput.start()
+        self._waits = s.sync_flush or self.transfer is not None
         if s.sync_flush:
             self._group_commit = GroupCommitService(self.commit_log.queue, s.sync_flush_timeout_ms)
             await self._group_commit.start()
@@ -227,6 +243,8 @@ class FileMessageStore:
         if not self.running:
             return
         self.running = False
+        if self.transfer is not None:
+            self.transfer.close()
         for svc in (self.cleaner, self._logics, self._group_commit, self._flusher, self.reput):
             if svc is not None:
                 await svc.stop()
@@ -339,10 +357,20 @@ class FileMessageStore:
 
     # -- writing ----------------------------------------------------------------------------------
 
+    def add_append_listener(self, listener: Callable[[], None]) -> None:
+        """Called right after every append, before any flush or dispatch (HA wakes up here)."""
+        self._append_listeners.append(listener)
+
     def _refusal(self, msgs: list[MessageToStore]) -> PutResult | None:
         if not self.running:
             return PutResult(
                 PutStatus.SERVICE_NOT_AVAILABLE, remark="the message store is not running"
+            )
+        if self.role == "SLAVE":
+            return PutResult(
+                PutStatus.SERVICE_NOT_AVAILABLE,
+                remark="this is a slave's store: it takes messages only by replication from its"
+                " master",
             )
         if self.cleaner.disk_full:
             return PutResult(
@@ -382,10 +410,12 @@ class FileMessageStore:
         if refusal is not None:
             return refusal
         a = self.commit_log.append(msg, self.clock_ms())
-        if self._group_commit is None or not msg.wait_store_ok:
-            # What `_finish` does for one message that waits for no flush, without its lists.
+        if not (self._waits and msg.wait_store_ok):
+            # What `_finish` does for one message that waits for nothing, without its lists.
             assert self.reput is not None
             self.reput.wakeup()
+            for listener in self._append_listeners:
+                listener()
             msg_id = encode_offset_msg_id(self.store_host, a.physical_offset)
             return PutResult(
                 PutStatus.OK,
@@ -416,11 +446,22 @@ class FileMessageStore:
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
         assert self.reput is not None
         self.reput.wakeup()
+        for listener in self._append_listeners:
+            listener()
         first = appended[0]
         status = PutStatus.OK
-        if self._group_commit is not None and wait:
+        if wait and self._waits:
             last = appended[-1]
-            status = await self._group_commit.request(last.physical_offset + last.size)
+            end = last.physical_offset + last.size
+            # Both waits run at once; a disk flush failure is reported before a slave's.
+            flushed = None if self._group_commit is None else self._group_commit.request(end)
+            replicated = None if self.transfer is None else self.transfer.request(end)
+            if flushed is not None:
+                status = await flushed
+            if replicated is not None:
+                replica_status = await replicated
+                if status is PutStatus.OK:
+                    status = replica_status
         ids = [encode_offset_msg_id(self.store_host, a.physical_offset) for a in appended]
         return PutResult(
             status,
@@ -432,6 +473,32 @@ class FileMessageStore:
             len(appended),
             ids,
         )
+
+    # -- replication ------------------------------------------------------------------------------
+
+    def append_replicated(self, offset: int, data: bytes | memoryview) -> int:
+        """Slave: append whole records copied from the master at `offset`; returns the new end.
+
+        `offset` must be this store's max physical offset (any multiple of
+        mappedFileSizeCommitLog while the store is empty). The reput service then builds the
+        ConsumeQueues and IndexFiles; the store's own flush settings apply.
+
+        Raises:
+            ReplicaMismatchError: see `CommitLog.append_replicated`.
+            StoreClosedError: the store is not running.
+        """
+        if not self.running:
+            raise StoreClosedError("the message store is not running")
+        end = self.commit_log.append_replicated(offset, data)
+        assert self.reput is not None
+        self.reput.wakeup()
+        if self._group_commit is not None:
+            self._group_commit.request(end)  # SYNC_FLUSH: flush soon; nobody waits for it
+        return end
+
+    def read_replica(self, offset: int, max_bytes: int) -> memoryview | None:
+        """Master: whole records from `offset` for a slave (see `CommitLog.read_whole_records`)."""
+        return self.commit_log.read_whole_records(offset, max_bytes)
 
     # -- reading ----------------------------------------------------------------------------------
 

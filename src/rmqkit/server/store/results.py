@@ -16,8 +16,14 @@ class PutStatus(Enum):
     OK = auto()
     FLUSH_DISK_TIMEOUT = auto()
     """Stored, but the sync flush did not finish within `sync_flush_timeout_ms`."""
+    FLUSH_SLAVE_TIMEOUT = auto()
+    """SYNC_MASTER: stored on the master, but no slave acknowledged it within
+    `sync_flush_timeout_ms`."""
+    SLAVE_NOT_AVAILABLE = auto()
+    """SYNC_MASTER: stored on the master, but no slave is connected, or the nearest is further
+    behind than `ha_slave_fallbehind_max_bytes`, so none was waited for."""
     SERVICE_NOT_AVAILABLE = auto()
-    """The store is not running."""
+    """The store is not running, or it is a slave's (it takes messages only by replication)."""
     DISK_FULL = auto()
     """Disk use is past `disk_max_used_space_ratio` even after cleaning expired files."""
     CREATE_MAPPED_FILE_FAILED = auto()
@@ -68,6 +74,22 @@ class PutResult:
     @property
     def ok(self) -> bool:
         return self.status is PutStatus.OK
+
+    @property
+    def stored(self) -> bool:
+        """The message is in the CommitLog, even if a flush or a slave did not confirm it."""
+        return self.status in STORED
+
+
+STORED = frozenset(
+    {
+        PutStatus.OK,
+        PutStatus.FLUSH_DISK_TIMEOUT,
+        PutStatus.FLUSH_SLAVE_TIMEOUT,
+        PutStatus.SLAVE_NOT_AVAILABLE,
+    }
+)
+"""Statuses of a message that was written (offsets and ids are filled in)."""
 
 
 @dataclass(slots=True)

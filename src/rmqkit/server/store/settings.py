@@ -14,6 +14,8 @@ from pydantic.json_schema import JsonDict  # type: ignore[attr-defined]
 
 from rmqkit.errors import ConfigurationError
 
+BrokerRole = Literal["ASYNC_MASTER", "SYNC_MASTER", "SLAVE"]
+"""RocketMQ's `BrokerRole`: how a store takes messages and whether sends wait for a slave."""
 CQ_ENTRY_BYTES = 20
 GiB = 1024 * 1024 * 1024
 MiB = 1024 * 1024
@@ -184,6 +186,55 @@ class StoreSettings(BaseModel):
         description="Most bytes one pull returns (at least one message).",
         json_schema_extra=_key("maxTransferBytesOnMessageInMemory"),
     )
+    access_message_in_memory_max_ratio: int = Field(
+        40,
+        ge=0,
+        le=100,
+        description="Percent of physical memory a pull may read from before its messages count as"
+        " cold (RocketMQ then suggests the slave, with slaveReadEnable).",
+        json_schema_extra=_key("accessMessageInMemoryMaxRatio"),
+    )
+    ha_listen_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port a master listens on for its slaves' replication connections; default"
+        " listenPort + 1 (10912), or a free port when listenPort is 0.",
+        json_schema_extra=_key("haListenPort"),
+    )
+    ha_master_address: str | None = Field(
+        None,
+        description="Slave: the master's replication address (`host:port`). Default: the"
+        " haServerAddr the NameServer returns at every registration.",
+        json_schema_extra=_key("haMasterAddress"),
+    )
+    ha_send_heartbeat_interval_ms: int = Field(
+        5_000,
+        ge=1,
+        description="A slave reports its offset, and a master sends an empty transfer, at least"
+        " this often.",
+        json_schema_extra=_key("haSendHeartbeatInterval"),
+    )
+    ha_housekeeping_interval_ms: int = Field(
+        20_000,
+        ge=1,
+        description="A replication connection silent this long is closed (the slave reconnects).",
+        json_schema_extra=_key("haHousekeepingInterval"),
+    )
+    ha_transfer_batch_size_bytes: int = Field(
+        32 * 1024,
+        ge=1,
+        description="Most CommitLog bytes a master sends in one transfer (a larger record goes"
+        " alone).",
+        json_schema_extra=_key("haTransferBatchSize"),
+    )
+    ha_slave_fallbehind_max_bytes: int = Field(
+        256 * MiB,
+        ge=0,
+        description="SYNC_MASTER: a send is answered SLAVE_NOT_AVAILABLE at once (stored on the"
+        " master only) when the slave is further behind than this.",
+        json_schema_extra=_key("haSlaveFallbehindMax"),
+    )
 
     message_delay_level: str = Field(
         "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h",
@@ -242,6 +293,16 @@ class StoreSettings(BaseModel):
             if not part.isdigit() or not 0 <= int(part) <= 23:
                 raise ValueError(f"deleteWhen takes hours 00-23 separated by ';', not {v!r}")
         return v
+
+    @field_validator("ha_master_address")
+    @classmethod
+    def _ha_master(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        host, sep, port = v.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"haMasterAddress takes host:port, not {v!r}")
+        return v.strip()
 
     @model_validator(mode="after")
     def _ratios(self) -> StoreSettings:

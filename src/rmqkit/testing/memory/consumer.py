@@ -203,7 +203,8 @@ class MemoryConsumer(AsyncLifecycle):
         self.running = False
         if self._work is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.join(), self.await_termination_s)
+                async with asyncio.timeout(self.await_termination_s):
+                    await self._work.join()
         for t in self._workers:
             t.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

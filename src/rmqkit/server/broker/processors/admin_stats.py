@@ -1,5 +1,6 @@
 """Admin requests about state (RocketMQ `AdminBrokerProcessor`): topic stats, consumer progress
-and connections, offset reset by time, runtime stats, subscription groups, file deletion.
+and connections, offset reset by time, runtime stats, subscription groups, file deletion, and the
+consumer and delay offset tables a slave copies (GET_ALL_CONSUMER_OFFSET, GET_ALL_DELAY_OFFSET).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from rmqkit.protocol.admin_bodies import MQKey, encode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import encode_kv_table
+from rmqkit.protocol.sync_bodies import encode_consumer_offsets, encode_delay_offsets
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.broker.headers import Header, HeaderProblem
+from rmqkit.server.ha import HAClient, HAService
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -40,6 +43,8 @@ class AdminStatsProcessor:
             RequestCode.DELETE_SUBSCRIPTIONGROUP: self.delete_group,
             RequestCode.TRIGGER_DELETE_FILES: self.delete_files,
             RequestCode.QUERY_TOPIC_CONSUME_BY_WHO: self.consumed_by,
+            RequestCode.GET_ALL_CONSUMER_OFFSET: self.all_consumer_offsets,
+            RequestCode.GET_ALL_DELAY_OFFSET: self.all_delay_offsets,
         }
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
@@ -178,6 +183,7 @@ class AdminStatsProcessor:
             "pid": str(os.getpid()),
         }
         table.update(b.timer.runtime_info())
+        table.update(replication_info(b))
         return cmd.response(ResponseCode.SUCCESS, body=encode_kv_table(table))
 
     def create_group(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
@@ -214,3 +220,35 @@ class AdminStatsProcessor:
         groups = set(b.offsets.groups_of(topic))
         groups |= {g for g, info in b.clients.consumers.items() if topic in info.subscriptions}
         return cmd.response(ResponseCode.SUCCESS, body=orjson.dumps({"groupList": sorted(groups)}))
+
+    def all_consumer_offsets(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+        """consumerOffset.json's content, as it is in memory now (slaves copy it)."""
+        return cmd.response(
+            ResponseCode.SUCCESS, body=encode_consumer_offsets(self.broker.offsets.table)
+        )
+
+    def all_delay_offsets(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+        """delayOffset.json's content: each delay level's next offset (slaves copy it)."""
+        return cmd.response(
+            ResponseCode.SUCCESS, body=encode_delay_offsets(self.broker.schedule.offsets)
+        )
+
+
+def replication_info(b: Broker) -> dict[str, str]:
+    """The runtime-info entries about replication (rmqkit's own keys; RocketMQ has no list).
+
+    A master: its HA address, how many slaves have reported, the highest offset one confirmed and
+    how far the nearest is behind (`-1`: no slave). A slave: its master and whether the link is up.
+    """
+    s = b.settings
+    out = {"brokerRole": s.broker_role, "brokerId": str(s.broker_id)}
+    ha = b.ha
+    if isinstance(ha, HAService):
+        behind = ha.bytes_behind
+        out.update(haServerAddr=b.ha_server_addr, haSlaveCount=str(ha.slave_count),
+                   haSlaveAckOffset=str(ha.slave_ack_offset),
+                   haSlaveBehindBytes=str(-1 if behind is None else behind))  # fmt: skip
+    elif isinstance(ha, HAClient):
+        out.update(masterAddr=b.master_addr or "", haMasterAddr=ha.master_ha_addr or "",
+                   masterAlive=str(ha.master_alive).lower())  # fmt: skip
+    return out

@@ -1,5 +1,6 @@
 """END_TRANSACTION: a producer commits or rolls back a half message (RocketMQ
 `EndTransactionProcessor`). Usually sent one-way; an answer is given when one is asked for.
+A slave answers SLAVE_NOT_AVAILABLE, as RocketMQ's does: half messages are resolved on the master.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import decode_record
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
+from rmqkit.server.broker.processors.send_back import slave_refusal
 from rmqkit.server.broker.transaction import COMMIT, ROLLBACK, UNKNOWN
-from rmqkit.server.store import PutStatus
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -26,6 +27,11 @@ class EndTransactionProcessor:
         self.broker = broker
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        refusal = slave_refusal(
+            self.broker, cmd, ResponseCode.SLAVE_NOT_AVAILABLE, "transaction commits or rollbacks"
+        )
+        if refusal is not None:
+            return refusal
         try:
             h = Header(cmd.ext_fields)
             group = h.text("producerGroup")
@@ -34,8 +40,6 @@ class EndTransactionProcessor:
             decision = h.integer("commitOrRollback")
         except HeaderProblem as exc:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
-        if not self.broker.settings.is_master:
-            return cmd.response(ResponseCode.SLAVE_NOT_AVAILABLE, "transaction request to a slave")
         if decision == UNKNOWN:
             return None  # the producer does not know yet: the broker will check again
         if decision not in (COMMIT, ROLLBACK):
@@ -66,6 +70,6 @@ class EndTransactionProcessor:
 
         assert isinstance(half, StoredMessage)
         r = await self.broker.transactions.end(half, decision)
-        if r is not None and r.status not in (PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT):
+        if r is not None and not r.stored:
             return cmd.response(ResponseCode.SYSTEM_ERROR, r.remark or r.status.name)
         return cmd.response(ResponseCode.SUCCESS)

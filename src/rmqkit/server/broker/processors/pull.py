@@ -5,12 +5,24 @@ subscription's tag codes, and answers with the records as they are stored. A pul
 nothing is held (when the client allows suspension) until a matching message arrives or
 `suspendTimeoutMillis` passes; it never blocks other requests on its connection. Every answer
 carries nextBeginOffset, minOffset, maxOffset and suggestWhichBrokerId (ali-ons needs all four).
+
+suggestWhichBrokerId is computed as RocketMQ 5.x does. A pull is "far behind" when more of the
+CommitLog lies past it than `accessMessageInMemoryMaxRatio` % of the machine's RAM: reading on
+would come from disk rather than the page cache. With `slaveReadEnable`, such a pull is sent to
+the group's `whichBrokerWhenConsumeSlowly` (1), any other to the group's `brokerId` (0); without
+it, always to the master. A slave whose master is alive sends every pull that is not far behind
+back to the master, answering PULL_RETRY_IMMEDIATELY when it found nothing; with its master gone
+it serves pulls itself. A slave never moves a consumer's offset (RocketMQ's `offsetCheckInSlave`
+off): where a master would correct it, it answers the offset asked for and PULL_RETRY_IMMEDIATELY
+instead of PULL_OFFSET_MOVED, and it ignores the offset a pull carries to commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rmqkit.common.sql92 import SqlParseError
@@ -19,6 +31,7 @@ from rmqkit.common.topic import perm_readable
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.store import GetResult, GetStatus, MessageFilter, TagFilter
 from rmqkit.server.store.sql_filter import SqlFilter, sql_filter_for
@@ -39,11 +52,81 @@ _PULL_CODES = {
     GetStatus.OFFSET_OVERFLOW_BADLY: ResponseCode.PULL_OFFSET_MOVED,
     GetStatus.OFFSET_TOO_SMALL: ResponseCode.PULL_OFFSET_MOVED,
 }
+_CORRECTED = frozenset({
+    GetStatus.NO_MATCHED_LOGIC_QUEUE, GetStatus.NO_MESSAGE_IN_QUEUE, GetStatus.OFFSET_TOO_SMALL,
+    GetStatus.OFFSET_OVERFLOW_ONE, GetStatus.OFFSET_OVERFLOW_BADLY,
+})  # fmt: skip
+"""Statuses whose nextBeginOffset is the store's correction of the offset asked for."""
+_SCANNED = frozenset({
+    GetStatus.FOUND, GetStatus.NO_MATCHED_MESSAGE, GetStatus.MESSAGE_WAS_REMOVING,
+    GetStatus.OFFSET_FOUND_NULL,
+})  # fmt: skip
+"""Statuses after which the store has walked ConsumeQueue entries up to nextBeginOffset."""
+
+MASTER_ID = 0
+_DEFAULT_GROUP = SubscriptionGroupConfig("")
+"""The settings of a group that has none stored (brokerId 0, whichBrokerWhenConsumeSlowly 1)."""
+DEFAULT_MEMORY_BYTES = 24 * 1024**3
+"""What RocketMQ's `StoreUtil` assumes when the OS does not tell the machine's RAM."""
+
+
+def physical_memory_bytes() -> int:
+    """The machine's RAM (RocketMQ `StoreUtil.TOTAL_PHYSICAL_MEMORY_SIZE`)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return DEFAULT_MEMORY_BYTES
+
+
+PHYSICAL_MEMORY_BYTES = physical_memory_bytes()
+"""Read once at import, as RocketMQ reads it once."""
+
+
+def is_far_behind(
+    max_physical_offset: int, pulled_end: int | None, ratio_percent: int, memory_bytes: int
+) -> bool:
+    """RocketMQ's `suggestPullingFromSlave`: more than `ratio_percent` % of `memory_bytes` of
+    CommitLog lies past `pulled_end` (the end of the last entry the pull read; None: it read
+    none, and is not far behind)."""
+    if pulled_end is None:
+        return False
+    return max_physical_offset - pulled_end > memory_bytes * ratio_percent // 100
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """suggestWhichBrokerId, and whether a slave sends the pull back to its master."""
+
+    broker_id: int
+    to_master: bool = False
+    """RocketMQ's "slave redirect pullRequest to master": a pull that found nothing is answered
+    PULL_RETRY_IMMEDIATELY, so the consumer asks the master at once."""
+
+
+def suggest_broker(
+    group: SubscriptionGroupConfig,
+    *,
+    is_master: bool,
+    slave_read_enable: bool,
+    master_alive: bool,
+    far_behind: bool,
+) -> Suggestion:
+    """Which broker of the broker name the consumer should pull this queue from next."""
+    if not slave_read_enable:
+        broker_id = MASTER_ID
+    elif far_behind:
+        broker_id = group.which_broker_when_consume_slowly
+    else:
+        broker_id = group.broker_id
+    if not is_master and master_alive and not far_behind:
+        return Suggestion(MASTER_ID, to_master=True)
+    return Suggestion(broker_id)
 
 
 class PullRequest:
     __slots__ = (
         "group",
+        "group_config",
         "max_nums",
         "offset",
         "queue_id",
@@ -62,6 +145,8 @@ class PullRequest:
         self.max_nums = h.integer("maxMsgNums")
         self.sys_flag = h.integer("sysFlag")
         self.suspend_ms = h.opt_int("suspendTimeoutMillis", 0)
+        self.group_config: SubscriptionGroupConfig | None = None
+        """The group's stored settings, once the checks have found them."""
         self.subscription: SubscriptionData | None = None
         self.sql: SqlFilter | None = None
         if self.sys_flag & FLAG_SUBSCRIPTION:
@@ -85,6 +170,8 @@ class PullProcessor:
         if refusal is not None:
             return refusal
         commit = int(cmd.ext_fields.get("commitOffset", "-1") or -1)
+        # Not on a slave (RocketMQ 4.x's check; clients clear the flag for slaves anyway): the
+        # offset a consumer commits there goes by UPDATE_CONSUMER_OFFSET.
         if req.sys_flag & FLAG_COMMIT_OFFSET and self.broker.settings.is_master:
             self.broker.offsets.commit(req.group, req.topic, req.queue_id, commit)
         result = self._read(req)
@@ -134,6 +221,7 @@ class PullProcessor:
         if not group.consume_enable:
             return cmd.response(ResponseCode.NO_PERMISSION, f"subscription group [{req.group}] "
                                 "is not allowed to consume")  # fmt: skip
+        req.group_config = group
         cfg = b.topics.get(req.topic)
         if cfg is None:
             return cmd.response(
@@ -190,13 +278,51 @@ class PullProcessor:
             )
         else:
             code = _PULL_CODES[r.status]
+        next_begin, broker_id = r.next_begin_offset, MASTER_ID
+        s = self.broker.settings
+        if s.slave_read_enable or not s.is_master:  # else the master: no ConsumeQueue lookup
+            code, next_begin, broker_id = self._suggest(req, r, code)
         ext = {
-            "nextBeginOffset": str(r.next_begin_offset),
+            "nextBeginOffset": str(next_begin),
             "minOffset": str(r.min_offset),
             "maxOffset": str(r.max_offset),
-            "suggestWhichBrokerId": "0",
+            "suggestWhichBrokerId": str(broker_id),
         }
         if code == ResponseCode.SUCCESS:
             self.broker.stats.get(r.message_count)
             return cmd.response(code, None, ext, r.body())
         return cmd.response(code, r.status.name, ext)
+
+    def _suggest(
+        self, req: PullRequest, r: GetResult, code: ResponseCode
+    ) -> tuple[ResponseCode, int, int]:
+        """(response code, nextBeginOffset, suggestWhichBrokerId) with slave reads in play."""
+        b = self.broker
+        s = b.settings
+        far = is_far_behind(
+            b.store.max_physical_offset, self._pulled_end(req, r),
+            s.store.access_message_in_memory_max_ratio, PHYSICAL_MEMORY_BYTES,
+        )  # fmt: skip
+        group = req.group_config or _DEFAULT_GROUP
+        suggestion = suggest_broker(
+            group, is_master=s.is_master, slave_read_enable=s.slave_read_enable,
+            master_alive=b.master_alive, far_behind=far,
+        )  # fmt: skip
+        if s.is_master:
+            return code, r.next_begin_offset, suggestion.broker_id
+        # A slave's view may lag its master's: it leaves offsets as they are (RocketMQ's
+        # nextOffsetCorrection with offsetCheckInSlave off) and never answers PULL_OFFSET_MOVED.
+        next_begin = req.offset if r.status in _CORRECTED else r.next_begin_offset
+        if suggestion.to_master and r.status is not GetStatus.FOUND:
+            return ResponseCode.PULL_RETRY_IMMEDIATELY, next_begin, MASTER_ID
+        if code == ResponseCode.PULL_OFFSET_MOVED:
+            return ResponseCode.PULL_RETRY_IMMEDIATELY, next_begin, group.broker_id
+        return code, next_begin, suggestion.broker_id
+
+    def _pulled_end(self, req: PullRequest, r: GetResult) -> int | None:
+        """The CommitLog offset just past the last ConsumeQueue entry this read walked."""
+        if r.status not in _SCANNED or r.next_begin_offset <= req.offset:
+            return None
+        cq = self.broker.store.find_consume_queue(req.topic, req.queue_id)
+        entry = cq.entry(r.next_begin_offset - 1) if cq is not None else None
+        return None if entry is None else entry[0] + entry[1]

@@ -5,7 +5,8 @@ send, pushes it with PUSH_REPLY_MESSAGE_TO_CLIENT to the connected client named 
 REPLY_TO_CLIENT property, answers SUCCESS if the requester took it (SYSTEM_ERROR naming the client
 if not), and, with `storeReplyMessageEnable` (default on), also stores it in its topic. The reply
 topic exists on every broker from start-up (one queue, read-write), as `TopicConfigManager`
-declares it.
+declares it. A slave refuses replies (SERVICE_NOT_AVAILABLE, as RocketMQ's store refuses a put on
+a slave): requesters and repliers talk to the master.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from rmqkit.protocol.record import pack_host
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.broker.processors.send import SendProcessor
-from rmqkit.server.store import MessageToStore, PutStatus
+from rmqkit.server.broker.processors.send_back import slave_refusal
+from rmqkit.server.store import MessageToStore
+from rmqkit.server.store.results import STORED
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -41,7 +44,7 @@ log = logging.getLogger("rmqkit.broker.reply")
 PUSH_REPLY_TIMEOUT_S = 10.0
 """How long the broker waits for the requester to take a pushed reply (RocketMQ's
 `Broker2Client.callClient` waits 10 s)."""
-_STORED = frozenset({PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT})
+_STORED = STORED
 """Put statuses after which the reply is in the store (RocketMQ counts flush timeouts as put)."""
 _PUSHED_FIELDS = (
     "producerGroup", "topic", "defaultTopic", "defaultTopicQueueNums", "queueId", "sysFlag",
@@ -80,6 +83,9 @@ class ReplyProcessor(SendProcessor):
         ensure_reply_topic(broker)
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        refusal = slave_refusal(self.broker, cmd, ResponseCode.SERVICE_NOT_AVAILABLE, "replies")
+        if refusal is not None:
+            return refusal
         try:
             if cmd.code == RequestCode.SEND_REPLY_MESSAGE:
                 header = Header(cmd.ext_fields)

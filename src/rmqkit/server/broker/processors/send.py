@@ -2,7 +2,10 @@
 
 Checks the broker and topic permissions, auto-creates a topic through its template, picks a queue
 when the producer asks for -1, stores the message(s), and answers with the offset message id,
-queue id and queue offset. Store statuses map to response codes in `put_status_response`. A
+queue id and queue offset. Store statuses map to response codes in `put_status_response`; a
+SYNC_MASTER's FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE (stored on the master, not confirmed by
+a slave) are answered with their codes and the offsets, as FLUSH_DISK_TIMEOUT is. A slave refuses
+every send with SERVICE_NOT_AVAILABLE. A
 message asking for a future time (TIMER_*) is routed to the timer topic here, with RocketMQ 5's
 checks (`store/timer.py`); refusals map to response codes in `_TIMER_CODES`.
 """
@@ -26,6 +29,7 @@ from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.broker.transaction import to_half
 from rmqkit.server.store import MessageToStore, PutResult, PutStatus
+from rmqkit.server.store.results import STORED
 from rmqkit.server.store.timer import (
     TIMER_TOPIC,
     TimerPolicy,
@@ -46,6 +50,8 @@ NOT_SENDABLE = frozenset(
 _PUT_CODES = {
     PutStatus.OK: ResponseCode.SUCCESS,
     PutStatus.FLUSH_DISK_TIMEOUT: ResponseCode.FLUSH_DISK_TIMEOUT,
+    PutStatus.FLUSH_SLAVE_TIMEOUT: ResponseCode.FLUSH_SLAVE_TIMEOUT,
+    PutStatus.SLAVE_NOT_AVAILABLE: ResponseCode.SLAVE_NOT_AVAILABLE,
     PutStatus.SERVICE_NOT_AVAILABLE: ResponseCode.SERVICE_NOT_AVAILABLE,
     PutStatus.DISK_FULL: ResponseCode.SERVICE_NOT_AVAILABLE,
     PutStatus.CREATE_MAPPED_FILE_FAILED: ResponseCode.SYSTEM_ERROR,
@@ -61,7 +67,6 @@ _TIMER_CODES = {
 _SEND_MESSAGE = int(RequestCode.SEND_MESSAGE)
 _SEND_BATCH_MESSAGE = int(RequestCode.SEND_BATCH_MESSAGE)
 _OK = PutStatus.OK
-_FLUSH_DISK_TIMEOUT = PutStatus.FLUSH_DISK_TIMEOUT
 # Memoised per distinct argument: parsing an address or matching the topic regex costs
 # microseconds, and a broker sees the same few producers and topics over and over.
 _born_host = lru_cache(maxsize=4096)(pack_host)
@@ -77,7 +82,7 @@ def put_status_response(cmd: RemotingCommand, r: PutResult) -> RemotingCommand:
     """The response to a send stored with result `r` (offsets given even on a flush timeout)."""
     status = r.status
     code = _PUT_CODES[status]
-    if status is not _OK and status is not _FLUSH_DISK_TIMEOUT:
+    if status is not _OK and status not in STORED:
         return cmd.response(code, r.remark or status.name)
     fields = cmd.ext_fields
     queue_id = fields.get("queueId")
@@ -141,12 +146,20 @@ class SendProcessor:
     async def _store(self, cmd: RemotingCommand, msgs: list[MessageToStore]) -> RemotingCommand:
         store = self.broker.store
         r = await (store.put_message(msgs[0]) if len(msgs) == 1 else store.put_messages(msgs))
-        self.broker.stats.put(len(msgs) if r.ok else 0)
+        self.broker.stats.put(len(msgs) if r.status in STORED else 0)
         return put_status_response(cmd, r)
 
     def _check_broker(self, cmd: RemotingCommand, topic: str) -> RemotingCommand | None:
         s = self.broker.settings
-        if not perm_writable(s.broker_permission) or not s.is_master:
+        if not s.is_master:
+            master = self.broker.master_addr
+            return cmd.response(
+                ResponseCode.SERVICE_NOT_AVAILABLE,
+                f"the broker[{s.broker_name}, {s.broker_addr}] is a slave (brokerId "
+                f"{s.broker_id}) and takes no messages: send to the master of {s.broker_name}"
+                + (f" at {master}" if master else " (brokerId 0)"),
+            )
+        if not perm_writable(s.broker_permission):
             return cmd.response(
                 ResponseCode.NO_PERMISSION,
                 f"the broker[{s.broker_name}, {s.broker_addr}] sending message is forbidden",

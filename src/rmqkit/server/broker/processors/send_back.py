@@ -7,6 +7,9 @@ with the default levels); it keeps ORIGIN_MESSAGE_ID and RETRY_TOPIC (its first 
 one more reconsume. Once it has been retried the group's `retryMaxTimes` times (or the message's
 own MAX_RECONSUME_TIMES), or when the consumer asks for level -1, it goes to `%DLQ%<group>`
 instead, a topic consumers cannot read by default.
+
+A slave refuses it (SERVICE_NOT_AVAILABLE, as RocketMQ's store refuses a put on a slave): only the
+master writes. `slave_refusal` words that answer for every write a slave refuses.
 """
 
 from __future__ import annotations
@@ -23,10 +26,25 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import decode_record, pack_host
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
-from rmqkit.server.store import MessageToStore, PutStatus
+from rmqkit.server.store import MessageToStore
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
+
+
+def slave_refusal(
+    broker: Broker, cmd: RemotingCommand, code: ResponseCode, what: str
+) -> RemotingCommand | None:
+    """The answer of a slave to a request only its master may serve; None on a master."""
+    s = broker.settings
+    if s.is_master:
+        return None
+    master = broker.master_addr or "(not known yet)"
+    return cmd.response(
+        code,
+        f"the broker {s.broker_name}[{s.broker_addr}] is a slave (brokerId {s.broker_id}) and "
+        f"does not take {what}; send it to the master of {s.broker_name}, {master}",
+    )
 
 
 class SendBackProcessor:
@@ -34,6 +52,11 @@ class SendBackProcessor:
         self.broker = broker
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        refusal = slave_refusal(
+            self.broker, cmd, ResponseCode.SERVICE_NOT_AVAILABLE, "messages sent back"
+        )
+        if refusal is not None:
+            return refusal  # before the group lookup, which may create the group
         try:
             h = Header(cmd.ext_fields)
             offset = h.integer("offset")
@@ -97,6 +120,6 @@ class SendBackProcessor:
 
     async def _store(self, cmd: RemotingCommand, msg: MessageToStore) -> RemotingCommand:
         r = await self.broker.store.put_message(msg)
-        if r.status in (PutStatus.OK, PutStatus.FLUSH_DISK_TIMEOUT):
+        if r.stored:
             return cmd.response(ResponseCode.SUCCESS)
         return cmd.response(ResponseCode.SYSTEM_ERROR, r.remark or r.status.name)
