@@ -1,14 +1,16 @@
 """Starter overhead: consume throughput of `@rocket_listener` against a raw `PushConsumer`.
 
-    python benchmarks/starter_bench.py [--quick] [--messages N] [--json FILE]
+    python benchmarks/starter_bench.py [--quick] [--messages N] [--rounds R] [--json FILE]
 
 A broker runs in its own process (`rmqkit serve`, ASYNC_FLUSH); N JSON orders are stored first,
-then each consumer group reads all of them from the first offset:
+then each consumer group reads all of them from the first offset, in R rounds (3 by default, 1
+with --quick) of three new groups each; the figures printed are the rounds' medians, each ratio
+the median of the rounds' ratios to the raw figure of the same round:
 
 - raw: a `PushConsumer` whose handler only counts (the baseline, measured in the same run);
 - pydantic: a listener whose payload is a pydantic model (decode + validate + MessageMeta);
 - idempotent: the same, plus `idempotency_key="auto"` in a SQLite store (one acquire and one
-  complete per message, each a SQLite transaction).
+  complete per message, group-committed: one transaction per event-loop turn).
 
 Targets (issue 6): pydantic >= 70% of raw; idempotent >= 40% of raw. They print PASS or MISS and
 never change the exit status.
@@ -22,6 +24,7 @@ import contextlib
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,7 +105,7 @@ async def _timed(n: int, done: Callable[[], int], run: Callable[[], Awaitable[No
     return n / max(elapsed, 1e-9)
 
 
-async def raw(ns: str, n: int) -> float:
+async def raw(ns: str, n: int, *, group: str = "bench-raw") -> float:
     count = 0
     stop = asyncio.Event()
 
@@ -110,7 +113,7 @@ async def raw(ns: str, n: int) -> float:
         nonlocal count
         count += len(batch)
 
-    c = PushConsumer("bench-raw", ns, consume_from_where="CONSUME_FROM_FIRST_OFFSET",
+    c = PushConsumer(group, ns, consume_from_where="CONSUME_FROM_FIRST_OFFSET",
                      consume_concurrency=CONCURRENCY)  # fmt: skip
     c.subscribe(TOPIC)
     c.register(handler)
@@ -123,10 +126,12 @@ async def raw(ns: str, n: int) -> float:
     return rate
 
 
-async def starter(ns: str, n: int, work: Path, *, idempotent: bool) -> float:
+async def starter(
+    ns: str, n: int, work: Path, *, idempotent: bool, group: str | None = None
+) -> float:
     reg = ListenerRegistry()
     count = 0
-    group = "bench-idem" if idempotent else "bench-pydantic"
+    group = group or ("bench-idem" if idempotent else "bench-pydantic")
 
     @rocket_listener(topic=TOPIC, group=group, registry=reg, consume_concurrency=CONCURRENCY,
                      consume_from_where="CONSUME_FROM_FIRST_OFFSET",
@@ -148,26 +153,45 @@ async def starter(ns: str, n: int, work: Path, *, idempotent: bool) -> float:
         await store.close()
 
 
-async def run_all(n: int, work: Path) -> dict[str, float]:
+async def run_all(n: int, work: Path, rounds: int = 1) -> list[dict[str, float]]:
+    """Figures of each round; every round reads the same stored messages in three new groups."""
     proc, ns = start_broker(work)
     try:
         await preload(ns, n)
-        figures = {"raw": await raw(ns, n)}
-        figures["pydantic"] = await starter(ns, n, work, idempotent=False)
-        figures["idempotent"] = await starter(ns, n, work, idempotent=True)
-        return figures
+        results = []
+        for r in range(rounds):
+            figures = {"raw": await raw(ns, n, group=f"bench-raw-{r}")}
+            figures["pydantic"] = await starter(ns, n, work, idempotent=False,
+                                                group=f"bench-pydantic-{r}")  # fmt: skip
+            figures["idempotent"] = await starter(ns, n, work, idempotent=True,
+                                                  group=f"bench-idem-{r}")  # fmt: skip
+            results.append(figures)
+            if rounds > 1:
+                print(f"  round {r + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items())
+                      + f" msgs/s; ratios {figures['pydantic'] / figures['raw']:.2f}, "
+                      f"{figures['idempotent'] / figures['raw']:.2f}", flush=True)  # fmt: skip
+        return results
     finally:
         proc.terminate()
         proc.wait(30)
 
 
-def report(figures: dict[str, float], n: int) -> None:
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median msgs/s per measure, and `<measure>_ratio`: the median of the per-round ratios."""
+    out = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+    for k in TARGETS:
+        out[f"{k}_ratio"] = statistics.median(r[k] / r["raw"] for r in rounds)
+    return out
+
+
+def report(figures: dict[str, float], n: int, rounds: int = 1) -> None:
     base = figures["raw"]
-    print(f"starter consume throughput, {n} messages, {CONCURRENCY} handlers at once:")
+    of = f", medians of {rounds} rounds" if rounds > 1 else ""
+    print(f"starter consume throughput, {n} messages, {CONCURRENCY} handlers at once{of}:")
     print(f"  raw PushConsumer (baseline)      {base:10,.0f} msgs/s")
     for name, label in (("pydantic", "listener, pydantic payload"),
                         ("idempotent", "  + idempotency (SQLite)")):  # fmt: skip
-        ratio = figures[name] / base
+        ratio = figures.get(f"{name}_ratio", figures[name] / base)
         verdict = "PASS" if ratio >= TARGETS[name] else "MISS"
         print(f"  {label:32} {figures[name]:10,.0f} msgs/s  {ratio:5.2f}x raw   "
               f"target >= {TARGETS[name]:.2f}x: {verdict}")  # fmt: skip
@@ -177,12 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer messages")
     ap.add_argument("--messages", type=int, default=None, help="messages per consumer group")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds to take medians of")
     ap.add_argument("--json", type=Path, help='also write the figures to this file, as "starter"')
     args, _ = ap.parse_known_args(argv)
     n = args.messages or (4_000 if args.quick else 20_000)
+    rounds = max(1, args.rounds or (1 if args.quick else 3))
     with tempfile.TemporaryDirectory(prefix="rmqkit-starter-bench-") as tmp:
-        figures = asyncio.run(run_all(n, Path(tmp)))
-    report(figures, n)
+        figures = medians(asyncio.run(run_all(n, Path(tmp), rounds)))
+    report(figures, n, rounds)
     if args.json:
         data = json.loads(args.json.read_text()) if args.json.exists() else {}
         data["starter"] = figures

@@ -19,7 +19,7 @@ from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.starter.invoker import ListenerInvoker
 from rmqkit.starter.listener import GROUP_OPTIONS, ListenerSpec
-from rmqkit.starter.outcomes import Decision
+from rmqkit.starter.outcomes import ACK, Decision
 
 log = logging.getLogger("rmqkit.listener")
 
@@ -118,6 +118,13 @@ class ListenerGroup:
         for inv in invokers:
             route = self.routes.setdefault(inv.spec.topic, TopicRoute(inv.spec.topic))
             route.add(inv)
+        # The usual group: one listener taking every tag of one topic, one message at a time.
+        only = next(iter(self.routes.values())) if len(self.routes) == 1 else None
+        self._only = (
+            (only.topic, only.catch_all)
+            if only is not None and only.catch_all is not None and not only.by_tag
+            else None
+        )  # fmt: skip
 
     @property
     def invokers(self) -> list[ListenerInvoker]:
@@ -136,14 +143,21 @@ class ListenerGroup:
         """The consumer's handler: route, invoke, and report per-message outcomes."""
         broker = ctx.queue.broker_name
         if len(batch) == 1:  # the common case (batch size 1): no bookkeeping
-            inv = self._route(batch[0])
-            if inv is not None:
-                d = await (inv.invoke_batch(batch, broker) if inv.sig.batch
-                           else inv.invoke_one(batch[0], broker))  # fmt: skip
-                level = (d[0] if isinstance(d, list) else d).consume_level
+            m = batch[0]
+            topic = m.properties.get(Prop.RETRY_TOPIC) or m.topic
+            if self._only is not None:
+                inv = self._only[1] if topic == self._only[0] else None
+            else:
+                route = self.routes.get(topic)
+                inv = None if route is None else route.route(m.tags)
+            if inv is None:
+                ctx.failed = {}
+            elif inv.sig.batch:
+                level = (await inv.invoke_batch(batch, broker))[0].consume_level
                 ctx.failed = {} if level is None else {0: level}
             else:
-                ctx.failed = {}
+                d = await inv.invoke_one(m, broker)
+                ctx.failed = {} if d is ACK or (level := d.consume_level) is None else {0: level}
             return ConsumeResult.SUCCESS
         decisions: list[Decision | None] = [None] * len(batch)
         by_listener: dict[int, tuple[ListenerInvoker, list[int]]] = {}

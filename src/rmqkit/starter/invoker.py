@@ -22,7 +22,7 @@ from rmqkit.protocol.record import StoredMessage
 from rmqkit.starter.container import enter_scoped, resolve
 from rmqkit.starter.idempotency.base import Claim, IdempotencyStore
 from rmqkit.starter.listener import ListenerSpec
-from rmqkit.starter.meta import MessageMeta
+from rmqkit.starter.meta import IDEMPOTENCY_KEY, MessageMeta
 from rmqkit.starter.observability import (
     Outcome,
     StarterMetrics,
@@ -42,22 +42,32 @@ BUSY_RETRY_DELAY_S = 5.0
 Reply = Callable[[StoredMessage, Any], Awaitable[None]]
 
 
-def key_function(source: Any) -> Callable[[Any, MessageMeta], str | None]:
-    """The idempotency key extractor for a `KeySource` (see `rmqkit.starter.listener`)."""
+KeyFunction = Callable[[Any, StoredMessage, MessageMeta | None], str | None]
+"""Extracts a message's idempotency key from (payload, message, its `MessageMeta`). Only a
+callable key source reads the meta (the invoker builds one for it); the others read the message,
+so that a listener with a built-in key source costs no `MessageMeta` per message."""
+
+
+def key_function(source: Any) -> KeyFunction:
+    """The idempotency key extractor for a `KeySource` (see `rmqkit.starter.listener`).
+
+    Raises:
+        ConfigurationError: `source` is none of the forms a `KeySource` takes.
+    """
     if callable(source):
-        return lambda payload, meta: _str(source(payload, meta))
+        return lambda payload, m, meta: _str(source(payload, meta))
     if source == "msg_id":
-        return lambda payload, meta: meta.msg_id
+        return lambda payload, m, meta: m.msg_id
     if source == "keys":
-        return lambda payload, meta: " ".join(meta.keys) or None
+        return lambda payload, m, meta: " ".join(m.keys) or None
     if source == "auto":
-        return lambda payload, meta: meta.idempotency_key or meta.msg_id
+        return lambda payload, m, meta: m.properties.get(IDEMPOTENCY_KEY) or m.msg_id
     if isinstance(source, str) and source.startswith("property:"):
         name = source.removeprefix("property:")
-        return lambda payload, meta: meta.properties.get(name)
+        return lambda payload, m, meta: m.properties.get(name)
     if isinstance(source, str) and source.startswith("payload."):
         path = source.removeprefix("payload.").split(".")
-        return lambda payload, meta: _str(functools.reduce(_field, path, payload))
+        return lambda payload, m, meta: _str(functools.reduce(_field, path, payload))
     from rmqkit.errors import ConfigurationError
 
     raise ConfigurationError(
@@ -115,7 +125,13 @@ class ListenerInvoker:
         self.reply = reply
         self.dead_letter = dead_letter
         self._scoped = [(name, resolve(sc.provider, container)) for name, sc in self.sig.scoped]
-        self._wants_meta = bool(self.sig.meta_param) or spec.idempotency_key is not None
+        # MessageMeta is built only when something reads it (about 5 us a message).
+        self._wants_meta = bool(self.sig.meta_param) or callable(spec.idempotency_key)
+        self._with_kwargs = bool(self.sig.meta_param or self.sig.raw_param)
+        # An async function with nothing to enter around it is awaited in place: no extra frames.
+        self._direct = self.sig.is_async and not self._scoped
+        self._payload_only = self._direct and bool(self.sig.payload_param) and not self._with_kwargs
+
     async def _call(self, kwargs: dict[str, Any], args: Sequence[Any]) -> Any:
         if self._scoped:
             async with contextlib.AsyncExitStack() as stack:
@@ -143,40 +159,43 @@ class ListenerInvoker:
         written = self.dead_letter is not None and await self.dead_letter(m, reason)
         return Decision(Action.DLQ, reason=reason, dead_lettered=written)
 
-    async def invoke_one(self, m: StoredMessage, broker_name: str) -> Decision:
-        """Process one message; returns what to do with it."""
-        start = time.perf_counter()
-        decision = await self._invoke_one(m, broker_name)
+    def _counted(self, m: StoredMessage, decision: Decision, start: float) -> Decision:
         if self.metrics is not None:
             self.metrics.consumed(
                 self.spec.group, m.properties.get(Prop.RETRY_TOPIC) or m.topic,
-                outcome=_outcome(decision), duration_s=time.perf_counter() - start,
+                outcome="ack" if decision is ACK else _outcome(decision),
+                duration_s=time.perf_counter() - start,
             )  # fmt: skip
         return decision
 
-    async def _invoke_one(self, m: StoredMessage, broker_name: str) -> Decision:
+    async def invoke_one(self, m: StoredMessage, broker_name: str) -> Decision:
+        """Process one message; returns what to do with it.
+
+        This runs for every message, so its steps are written out here rather than spread over
+        helper coroutines (each would cost a frame, and a suspension point, per message).
+        """
+        start = time.perf_counter()
+        sig = self.sig
         try:
-            payload = self.sig.payload.decode(m.body) if self.sig.payload else None
+            payload = sig.payload.decode(m.body) if sig.payload is not None else None
         except PayloadError as exc:
-            return await self._poison(m, str(exc))
-        # MessageMeta is built only when something asks for it (a few microseconds a message).
+            return self._counted(m, await self._poison(m, str(exc)), start)
         meta = MessageMeta.of(m, self.spec.group, broker_name) if self._wants_meta else None
         key = None
-        if self.key_of is not None and self.idem is not None:
-            assert meta is not None
+        idem = self.idem
+        if self.key_of is not None and idem is not None:
             try:
-                key = self.key_of(payload, meta)
+                key = self.key_of(payload, m, meta)
             except Exception as exc:
-                return await self._poison(m, f"idempotency key: {exc!r}")
+                return self._counted(m, await self._poison(m, f"idempotency key: {exc!r}"), start)
             if key is not None:
-                claim = await self.idem.store.acquire(self.scope, key, lease_s=self.idem.lease_s)
+                claim = await idem.store.acquire(self.scope, key, lease_s=idem.lease_s)
                 if claim is Claim.DONE:
                     log.info("%s: %s already processed (key %r)", self.spec.name, m.msg_id, key)
-                    return Decision(Action.ACK, reason="duplicate")
+                    return self._counted(m, Decision(Action.ACK, reason="duplicate"), start)
                 if claim is Claim.BUSY:
-                    return Decision(Action.RETRY, delay_level_for(BUSY_RETRY_DELAY_S), "busy")
-        args = [payload] if self.sig.payload_param else []
-        kwargs = self._kwargs(meta, m)
+                    busy = Decision(Action.RETRY, delay_level_for(BUSY_RETRY_DELAY_S), "busy")
+                    return self._counted(m, busy, start)
         result = None
         if span_needed(m.properties):
             with process_span(
@@ -185,31 +204,43 @@ class ListenerInvoker:
                 reconsume_times=m.reconsume_times, properties=m.properties,
             ) as span:  # fmt: skip
                 try:
-                    result = await self._call(kwargs, args)
+                    args = [payload] if sig.payload_param else []
+                    result = await self._call(self._kwargs(meta, m), args)
                     decision = ACK
                 except Exception as exc:
                     decision = self._failed(m, exc)
                     span.set_error(exc)
         else:
             try:
-                result = await self._call(kwargs, args)
+                if self._payload_only:
+                    result = await self.func(payload)
+                else:
+                    args = [payload] if sig.payload_param else []
+                    if self._direct:
+                        result = await self.func(*args, **self._kwargs(meta, m))
+                    else:
+                        result = await self._call(self._kwargs(meta, m), args)
                 decision = ACK
             except Exception as exc:
                 decision = self._failed(m, exc)
-        if decision.action is Action.DLQ:
+        if decision is not ACK and decision.action is Action.DLQ:
             decision = await self._poison(m, decision.reason)
-        if key is not None and self.idem is not None:
+        if key is not None and idem is not None:
             if decision is ACK:
-                if self._complete_soon is not None:  # joins the next group commit
-                    self._complete_soon(self.scope, key, retention_s=self.idem.retention_s)
+                if self._complete_soon is not None:  # joins the store's group commit
+                    self._complete_soon(self.scope, key, retention_s=idem.retention_s)
                 else:
-                    await self.idem.store.complete(
-                        self.scope, key, retention_s=self.idem.retention_s
-                    )
+                    await idem.store.complete(self.scope, key, retention_s=idem.retention_s)
             else:
-                await self.idem.store.release(self.scope, key)
+                await idem.store.release(self.scope, key)
         if decision is ACK and self.reply is not None and result is not None:
             await self.reply(m, result)
+        if self.metrics is not None:  # _counted, written out: this is every message's path
+            self.metrics.consumed(
+                self.spec.group, m.properties.get(Prop.RETRY_TOPIC) or m.topic,
+                outcome="ack" if decision is ACK else _outcome(decision),
+                duration_s=time.perf_counter() - start,
+            )  # fmt: skip
         return decision
 
     def _failed(self, m: StoredMessage, exc: Exception) -> Decision:

@@ -61,17 +61,19 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
 class PayloadType:
     """Converts bodies to one annotation; built once per listener, used per message."""
 
-    __slots__ = ("_decode", "annotation")
+    __slots__ = ("_decode", "_model", "annotation")
 
     def __init__(self, annotation: Any) -> None:
         self.annotation = annotation
         self._decode: Callable[[bytes], Any]
+        self._model: type[BaseModel] | None = None
         if annotation in (bytes, inspect.Parameter.empty, None, Any):
             self._decode = bytes
         elif annotation is str:
             self._decode = self._text
         elif inspect.isclass(annotation) and issubclass(annotation, BaseModel):
             self._decode = annotation.model_validate_json
+            self._model = annotation
         else:
             try:
                 self._decode = _adapter(annotation).validate_json
@@ -89,6 +91,10 @@ class PayloadType:
             PayloadError: the body does not decode or validate (the message names the type).
         """
         try:
+            if self._model is not None:
+                # What model_validate_json does, minus its keyword handling: this runs per
+                # message. Looked up each time, so a model_rebuild() later is still seen.
+                return self._model.__pydantic_validator__.validate_json(body)
             return self._decode(body)
         except ValidationError as exc:
             raise PayloadError(
@@ -109,4 +115,3 @@ def _errors(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
         parts.append(f"{loc}: {e['msg']}")
     return "; ".join(parts)
-

@@ -14,6 +14,7 @@ import pytest
 from rmqkit.starter.idempotency import Claim, SqliteIdempotencyStore
 from rmqkit.starter.idempotency import sqlite as sqlite_module
 from rmqkit.starter.idempotency.sqlite import TABLE
+from rmqkit.testing.polling import check_for
 
 from .contract import LEASE, RETENTION, FakeClock
 
@@ -116,7 +117,8 @@ async def test_completes_sweep_expired_records_now_and_then(
     await store.acquire("g", "crashed", lease_s=LEASE)
     clock.now += LEASE + 1
     with sqlite3.connect(tmp_path / "idem.db") as conn:
-        assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (2,)
+        # The lease is committed at the end of the event-loop turn.
+        await check_for(lambda: conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (2,))
         await store.complete("g", "new", retention_s=RETENTION)  # the second: sweeps
         assert conn.execute(f"SELECT key FROM {TABLE}").fetchall() == [("new",)]
     conn.close()
