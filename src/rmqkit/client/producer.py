@@ -77,6 +77,11 @@ class Producer(AsyncLifecycle):
         send_timeout_ms: how long one attempt waits for the broker.
         retry_times_when_send_failed: more attempts, on other brokers, for `send`.
         retry_times_when_send_async_failed: the same for `send_async`.
+        retry_another_broker_when_not_store_ok: `send` also tries another broker when a broker
+            stored the message but could not confirm it (FLUSH_DISK_TIMEOUT,
+            FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE), as RocketMQ's option of that name does;
+            the last result is returned when every attempt ends so. The message may then be
+            stored more than once.
         compress_msg_body_over_bytes: bodies at least this large are zlib-compressed.
         max_message_size_bytes: larger bodies are refused before sending.
         default_topic_queue_nums: queues a topic gets when the first send creates it.
@@ -95,6 +100,7 @@ class Producer(AsyncLifecycle):
         send_timeout_ms: int = 3_000,
         retry_times_when_send_failed: int = 2,
         retry_times_when_send_async_failed: int = 2,
+        retry_another_broker_when_not_store_ok: bool = False,
         compress_msg_body_over_bytes: int = 4 * 1024,
         max_message_size_bytes: int = 4 * 1024 * 1024,
         default_topic_queue_nums: int = 4,
@@ -112,6 +118,7 @@ class Producer(AsyncLifecycle):
         self.send_timeout_ms = send_timeout_ms
         self.retries = retry_times_when_send_failed
         self.async_retries = retry_times_when_send_async_failed
+        self.retry_not_store_ok = retry_another_broker_when_not_store_ok
         self.compress_over = compress_msg_body_over_bytes
         self.max_message_size = max_message_size_bytes
         self.default_topic_queue_nums = default_topic_queue_nums
@@ -245,7 +252,7 @@ class Producer(AsyncLifecycle):
             msg = self._in_namespace(msg)
             if queue is not None:
                 queue = wrap_queue(self.namespace, queue)
-        return await self._send(msg, queue, timeout_ms, self.retries)
+        return await self._send(msg, queue, timeout_ms, self.retries, not_ok_retry=True)
 
     def send_async(
         self, msg: Message, *, timeout_ms: int | None = None
@@ -436,20 +443,22 @@ class Producer(AsyncLifecycle):
 
     async def _send(
         self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int,
-        *, checked: bool = False,
+        *, checked: bool = False, not_ok_retry: bool = False,
     ) -> SendResult:  # fmt: skip
         if not checked:
             self._check(msg)
         uniq = new_uniq_id()
         info = self._publish.get(msg.topic) or await self.publish_info(msg.topic)
-        return await self._attempts(msg, queue, timeout_ms, retries, uniq, info, 0, None, None)
+        return await self._attempts(msg, queue, timeout_ms, retries, uniq, info, 0, None, None,
+                                    not_ok_retry=not_ok_retry and self.retry_not_store_ok)
 
     async def _attempts(
         self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int,
         uniq: str, info: PublishInfo, first: int, last_broker: str | None,
-        last_error: Exception | None,
+        last_error: Exception | None, *, not_ok_retry: bool = False,
     ) -> SendResult:  # fmt: skip
-        """Attempts `first`..`retries` of a send, each to another broker than the last failed."""
+        """Attempts `first`..`retries` of a send, each to another broker than the last failed;
+        with `not_ok_retry`, a result other than SEND_OK counts as failed but for the last."""
         for attempt in range(first, 1 + retries):
             q = queue or info.select(self.faults, last_broker)
             addr = info.master_addrs.get(q.broker_name)
@@ -460,7 +469,16 @@ class Producer(AsyncLifecycle):
                 cmd = self._command(msg, q, info, uniq)
                 resp = await self.instance.invoke(addr, cmd, timeout_ms or self.send_timeout_ms)
                 result = self._result(resp, q, addr, uniq)
-                return result if self.trace is None else self.trace.sent(self, msg, cmd, result)
+                if self.trace is not None:
+                    result = self.trace.sent(self, msg, cmd, result)
+                if not_ok_retry and result.status is not SendStatus.SEND_OK and (
+                    queue is None and attempt < retries
+                ):
+                    log.info("%s stored the message but answered %s; trying another broker",
+                             addr, result.status.name)  # fmt: skip
+                    last_broker = q.broker_name
+                    continue
+                return result
             except (RemotingError, BrokerResponseError) as exc:
                 last_error, last_broker = exc, q.broker_name
                 if self._give_up(exc, q, attempt, retries, queue):

@@ -90,6 +90,7 @@ def producer_options(p: ProducerSettings) -> dict[str, Any]:
         "send_timeout_ms": p.send_message_timeout_ms,
         "retry_times_when_send_failed": p.retry_times_when_send_failed,
         "retry_times_when_send_async_failed": p.retry_times_when_send_async_failed,
+        "retry_another_broker_when_not_store_ok": p.retry_next_server,
         "compress_msg_body_over_bytes": p.compress_message_body_threshold_bytes,
         "max_message_size_bytes": p.max_message_size_bytes,
         "namespace": p.namespace,

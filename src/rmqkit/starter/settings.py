@@ -115,7 +115,8 @@ class ProducerSettings(_ClientCredentials):
         2, ge=0, description="Extra attempts of a failed asynchronous send (may duplicate).",
     )  # fmt: skip
     retry_next_server: bool = Field(
-        False, description="Retry on another broker when the store answers not-OK.",
+        False, description="Retry a synchronous send on another broker when the broker stored it"
+        " but could not confirm it (flush or slave timeout, no slave).",
     )  # fmt: skip
     max_message_size_bytes: int = Field(
         4 * MiB, gt=0, description="Largest body the producer accepts.",
