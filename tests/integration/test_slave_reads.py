@@ -13,12 +13,11 @@ import pytest
 
 from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.common.properties import Prop, encode_properties
+from rmqkit.protocol.codes import PULL_COMMIT_OFFSET, PULL_SUBSCRIPTION, PULL_SUSPEND, ResponseCode
 from rmqkit.protocol.codes import RequestCode as RC
-from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.server.broker.broker import Broker
-from rmqkit.server.broker.processors.pull import FLAG_COMMIT_OFFSET, FLAG_SUBSCRIPTION, FLAG_SUSPEND
 from rmqkit.server.ha.sync import SlaveSync
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.store import MessageToStore, PutStatus
@@ -53,7 +52,7 @@ class Pair:
         """(code, nextBeginOffset, suggestWhichBrokerId) of a one-message pull of queue 0."""
         r = await self.call(
             broker, RC.PULL_MESSAGE, consumerGroup="G", topic=TOPIC, queueId=0,
-            queueOffset=offset, maxMsgNums=1, sysFlag=FLAG_SUBSCRIPTION | flags,
+            queueOffset=offset, maxMsgNums=1, sysFlag=PULL_SUBSCRIPTION | flags,
             commitOffset=commit, suspendTimeoutMillis=20_000, subscription="*",
             expressionType="TAG", subVersion=0,
         )  # fmt: skip
@@ -110,7 +109,7 @@ async def test_slave_with_a_live_master_sends_pulls_back_to_it(pair: Pair) -> No
     assert await pair.pull(s, 0) == (ResponseCode.SUCCESS, 1, 1)  # far behind: stays here
     assert await pair.pull(s, 2) == (ResponseCode.SUCCESS, 3, 0)  # keeps up: go to the master
     # Caught up: not held here (even though it may be suspended) but sent to the master at once.
-    assert await pair.pull(s, 3, flags=FLAG_SUSPEND) == (ResponseCode.PULL_RETRY_IMMEDIATELY, 3, 0)
+    assert await pair.pull(s, 3, flags=PULL_SUSPEND) == (ResponseCode.PULL_RETRY_IMMEDIATELY, 3, 0)
     # An offset past the slave's end is left alone: the master decides.
     assert await pair.pull(s, 7) == (ResponseCode.PULL_RETRY_IMMEDIATELY, 7, 0)
 
@@ -126,9 +125,9 @@ async def test_slave_serves_pulls_itself_once_its_master_is_gone(pair: Pair) -> 
 
 
 async def test_a_pull_commits_its_offset_on_the_master_only(pair: Pair) -> None:
-    await pair.pull(pair.slave, 2, flags=FLAG_COMMIT_OFFSET, commit=2)
+    await pair.pull(pair.slave, 2, flags=PULL_COMMIT_OFFSET, commit=2)
     assert pair.slave.offsets.query("G", TOPIC, 0) == -1
-    await pair.pull(pair.master, 2, flags=FLAG_COMMIT_OFFSET, commit=2)
+    await pair.pull(pair.master, 2, flags=PULL_COMMIT_OFFSET, commit=2)
     assert pair.master.offsets.query("G", TOPIC, 0) == 2
 
 

@@ -17,6 +17,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from rmqkit.client.allocate import Allocate, allocate_averagely
@@ -375,30 +376,24 @@ class LitePullConsumer(AsyncLifecycle):
                     await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                     continue
                 st.pull_offset = start
-            node = self._nodes.target(mq)
-            if node is None and mq.topic not in self.instance.routes:
+            if mq.topic not in self.instance.routes:
                 with contextlib.suppress(RemotingError, BrokerResponseError):
                     await self.instance.route(mq.topic)  # an assigned queue: find its broker
-                node = self._nodes.target(mq)
             sub = self.subscriptions.get(mq.topic)
-            if node is None or sub is None:
-                if node is None:
-                    self.instance.refresh_route_soon(mq.topic)
+            if sub is None:
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             offset = st.pull_offset
-            cmd = pull_command(self.group, mq, offset, self.pull_batch_size, sub, -1,
-                               self.suspend_ms, from_slave=node.is_slave)  # fmt: skip
-            try:
-                resp = await self.instance.invoke(node.addr, cmd, self.suspend_ms + 10_000)
-            except RemotingError as exc:
-                log.warning("pull of %s from %s failed: %s", mq, node.addr, exc)
-                self.instance.refresh_route_soon(mq.topic)
+            pulled = await self._nodes.pull(mq, offset, partial(
+                pull_command, self.group, mq, offset, self.pull_batch_size, sub, -1,
+                self.suspend_ms,
+            ), self.suspend_ms + 10_000)  # fmt: skip
+            if pulled is None:
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             if pq.dropped:
                 return
-            stuck = self._nodes.follow(mq, resp, offset, node)
+            resp, stuck = pulled
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
                 msgs = found_messages(resp.body, mq, sub)

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from types import CoroutineType
 from typing import Literal, cast
 
 from rmqkit.client.allocate import Allocate, allocate_averagely
-from rmqkit.client.eager import Suspended
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import MessageQueue
 from rmqkit.client.namespace import unwrap, unwrap_queue, wrap
@@ -54,6 +54,7 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.protocol.route import MASTER_ID
+from rmqkit.remoting.eager import Suspended
 
 log = logging.getLogger("rmqkit.consumer")
 
@@ -365,24 +366,17 @@ class PushConsumer(AsyncLifecycle):
             if pq.count >= self.pull_threshold or pq.bytes >= self.pull_threshold_bytes:
                 await asyncio.sleep(0.05)  # flow control: the handlers are behind
                 continue
-            node = self._nodes.target(mq)
-            if node is None:
-                self.instance.refresh_route_soon(mq.topic)
-                await asyncio.sleep(PULL_ERROR_BACKOFF_S)
-                continue
             commit = self.offsets.table.get(mq, -1) if clustering else -1  # type: ignore[attr-defined]
-            cmd = pull_command(self.group, mq, offset, self.pull_batch_size, sub, commit,
-                               PULL_SUSPEND_MS, from_slave=node.is_slave)  # fmt: skip
-            try:
-                resp = await self.instance.invoke(node.addr, cmd, PULL_SUSPEND_MS + 5_000)
-            except RemotingError as exc:
-                log.warning("pull of %s from %s failed: %s", mq, node.addr, exc)
-                self.instance.refresh_route_soon(mq.topic)
+            pulled = await self._nodes.pull(mq, offset, partial(
+                pull_command, self.group, mq, offset, self.pull_batch_size, sub, commit,
+                PULL_SUSPEND_MS,
+            ), PULL_SUSPEND_MS + 5_000)  # fmt: skip
+            if pulled is None:
                 await asyncio.sleep(PULL_ERROR_BACKOFF_S)
                 continue
             if pq.dropped:
                 return
-            stuck = self._nodes.follow(mq, resp, offset, node)
+            resp, stuck = pulled
             next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
             if resp.code == ResponseCode.SUCCESS:
                 msgs = found_messages(resp.body, mq, sub)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 
@@ -28,7 +28,13 @@ from rmqkit.common.names import RETRY_GROUP_TOPIC_PREFIX
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.common.topic import perm_readable
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError
-from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.codes import (
+    PULL_COMMIT_OFFSET,
+    PULL_SUBSCRIPTION,
+    PULL_SUSPEND,
+    RequestCode,
+    ResponseCode,
+)
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, SubscriptionEntry
 from rmqkit.protocol.record import StoredMessage, decode_records
@@ -43,10 +49,6 @@ ConsumeFrom = Literal[
 DEFAULT_CONSUME_TIMESTAMP_AGO_MS = 30 * 60_000
 """CONSUME_FROM_TIMESTAMP without a timestamp starts half an hour back, as RocketMQ does."""
 
-# PULL_MESSAGE's sysFlag bits (RocketMQ `PullSysFlag`).
-PULL_FLAG_COMMIT_OFFSET = 0x1
-PULL_FLAG_SUSPEND = 0x2
-PULL_FLAG_SUBSCRIPTION = 0x4
 
 
 def default_consume_timestamp_ms() -> int:
@@ -259,11 +261,11 @@ def pull_command(
     """PULL_MESSAGE that the broker may hold up to `suspend_ms` (long polling); it commits
     `commit_offset` on the way when that is > 0, unless the pull goes to a slave: RocketMQ
     clears the commit bit then, as offsets are committed on the master."""
-    sys_flag = PULL_FLAG_SUSPEND | PULL_FLAG_SUBSCRIPTION
+    sys_flag = PULL_SUSPEND | PULL_SUBSCRIPTION
     if commit_offset > 0:
-        sys_flag |= PULL_FLAG_COMMIT_OFFSET
+        sys_flag |= PULL_COMMIT_OFFSET
     if from_slave:
-        sys_flag &= ~PULL_FLAG_COMMIT_OFFSET
+        sys_flag &= ~PULL_COMMIT_OFFSET
     return RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
         "consumerGroup": group, "topic": mq.topic, "queueId": str(mq.queue_id),
         "queueOffset": str(offset), "maxMsgNums": str(max_msgs), "sysFlag": str(sys_flag),
@@ -287,6 +289,12 @@ def found_messages(
     return found if sub.tags is None else [m for m in found if sub.matches_tag(m.tags)]
 
 
+class PullBuilder(Protocol):
+    """Makes a PULL_MESSAGE once the member it goes to is known."""
+
+    def __call__(self, *, from_slave: bool) -> RemotingCommand: ...
+
+
 class PullNodes:
     """Which member of its broker each queue is pulled from (RocketMQ `PullAPIWrapper`'s
     pullFromWhichNodeTable): every pull answer carries the broker's `suggestWhichBrokerId`,
@@ -303,6 +311,36 @@ class PullNodes:
         return self.instance.find_broker_addr(
             mq.broker_name, self.suggested.get(mq, MASTER_ID), only_this=False
         )
+
+    async def pull(
+        self, mq: MessageQueue, offset: int, build: PullBuilder, timeout_ms: int,
+    ) -> tuple[RemotingCommand, bool] | None:  # fmt: skip
+        """One pull of `mq` at `offset` from the member to pull it from now.
+
+        Args:
+            mq: the queue.
+            offset: the offset the command pulls at.
+            build: makes the PULL_MESSAGE, told whether it goes to a slave (`pull_command`
+                with all but `from_slave` bound).
+            timeout_ms: how long to wait for the answer (the broker may hold it).
+
+        Returns:
+            The answer and whether pulling again at once would spin (see `follow`); None when
+            no member is known or the call failed: a route refresh is asked for, and the
+            caller backs off.
+        """
+        node = self.target(mq)
+        if node is None:
+            self.instance.refresh_route_soon(mq.topic)
+            return None
+        cmd = build(from_slave=node.is_slave)
+        try:
+            resp = await self.instance.invoke(node.addr, cmd, timeout_ms)
+        except RemotingError as exc:
+            log.warning("pull of %s from %s failed: %s", mq, node.addr, exc)
+            self.instance.refresh_route_soon(mq.topic)
+            return None
+        return resp, self.follow(mq, resp, offset, node)
 
     def follow(
         self, mq: MessageQueue, resp: RemotingCommand, offset: int, pulled: FoundBroker

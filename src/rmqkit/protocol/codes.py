@@ -172,6 +172,15 @@ class SysFlag(IntFlag):
 HOST_V6_MASK = 0x30
 """SYSFLAG bits 4-5 (IPv6 hosts), as a plain int: `~` on an IntFlag drops unknown bits."""
 
+# PULL_MESSAGE's sysFlag bits (RocketMQ `PullSysFlag`), for the client that sets them and the
+# broker that reads them.
+PULL_COMMIT_OFFSET = 0x1
+"""Commit the request's commitOffset on the way (a master only; a client clears it for slaves)."""
+PULL_SUSPEND = 0x2
+"""The broker may hold the pull until a message arrives (long polling)."""
+PULL_SUBSCRIPTION = 0x4
+"""The request carries its subscription expression."""
+
 TRANSACTION_TYPE_MASK = 0xC
 """SYSFLAG bits 2-3: NOT (0), PREPARED (0x4), COMMIT (0x8), ROLLBACK (0xC)."""
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from rmqkit.client.instance import FoundBroker
 from rmqkit.client.message import MessageQueue
-from rmqkit.client.rebalance import (
-    PULL_FLAG_COMMIT_OFFSET,
-    PULL_FLAG_SUBSCRIPTION,
-    PULL_FLAG_SUSPEND,
-    PullNodes,
-    pull_command,
-    topic_broker_addrs,
-)
+from rmqkit.client.rebalance import PullNodes, pull_command, topic_broker_addrs
 from rmqkit.common.subscription import SubscriptionData
-from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.codes import (
+    PULL_COMMIT_OFFSET,
+    PULL_SUBSCRIPTION,
+    PULL_SUSPEND,
+    RequestCode,
+    ResponseCode,
+)
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import TopicRouteData
 from rmqkit.testing import check_for
@@ -123,8 +122,8 @@ def test_a_pull_from_a_slave_carries_no_offset_commit() -> None:
     sub = SubscriptionData.build("T", "*")
     to_master = pull_command("G", MQ, 5, 32, sub, 7, 1000)
     to_slave = pull_command("G", MQ, 5, 32, sub, 7, 1000, from_slave=True)
-    flags = PULL_FLAG_SUSPEND | PULL_FLAG_SUBSCRIPTION
-    assert int(to_master.ext_fields["sysFlag"]) == flags | PULL_FLAG_COMMIT_OFFSET
+    flags = PULL_SUSPEND | PULL_SUBSCRIPTION
+    assert int(to_master.ext_fields["sysFlag"]) == flags | PULL_COMMIT_OFFSET
     assert int(to_slave.ext_fields["sysFlag"]) == flags
     nothing = pull_command("G", MQ, 5, 32, sub, -1, 1000)
     assert int(nothing.ext_fields["sysFlag"]) == flags

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from rmqkit.client.eager import Suspended as ClientSuspended
 from rmqkit.remoting.eager import Suspended, start_eagerly
 
 
@@ -90,7 +89,3 @@ async def test_a_timeout_reaches_a_resumed_coroutine() -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await rest  # type: ignore[misc]
-
-
-def test_the_client_module_shares_the_remoting_helper() -> None:
-    assert ClientSuspended is Suspended

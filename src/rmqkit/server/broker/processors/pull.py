@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from rmqkit.common.sql92 import SqlParseError
 from rmqkit.common.subscription import EXPRESSION_SQL92, EXPRESSION_TAG, SubscriptionData
 from rmqkit.common.topic import perm_readable
-from rmqkit.protocol.codes import ResponseCode
+from rmqkit.protocol.codes import PULL_COMMIT_OFFSET, PULL_SUBSCRIPTION, PULL_SUSPEND, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.groups import SubscriptionGroupConfig
@@ -38,10 +38,6 @@ from rmqkit.server.store.sql_filter import SqlFilter, sql_filter_for
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
-
-FLAG_COMMIT_OFFSET = 0x1
-FLAG_SUSPEND = 0x2
-FLAG_SUBSCRIPTION = 0x4
 
 _PULL_CODES = {
     GetStatus.FOUND: ResponseCode.SUCCESS,
@@ -149,7 +145,7 @@ class PullRequest:
         """The group's stored settings, once the checks have found them."""
         self.subscription: SubscriptionData | None = None
         self.sql: SqlFilter | None = None
-        if self.sys_flag & FLAG_SUBSCRIPTION:
+        if self.sys_flag & PULL_SUBSCRIPTION:
             self.subscription = SubscriptionData.build(
                 self.topic,
                 h.opt_text("subscription"),
@@ -172,14 +168,14 @@ class PullProcessor:
         commit = int(cmd.ext_fields.get("commitOffset", "-1") or -1)
         # Not on a slave (RocketMQ 4.x's check; clients clear the flag for slaves anyway): the
         # offset a consumer commits there goes by UPDATE_CONSUMER_OFFSET.
-        if req.sys_flag & FLAG_COMMIT_OFFSET and self.broker.settings.is_master:
+        if req.sys_flag & PULL_COMMIT_OFFSET and self.broker.settings.is_master:
             self.broker.offsets.commit(req.group, req.topic, req.queue_id, commit)
         result = self._read(req)
         response = self._respond(cmd, req, result)
         s = self.broker.settings
         if (
             response.code == ResponseCode.PULL_NOT_FOUND
-            and req.sys_flag & FLAG_SUSPEND
+            and req.sys_flag & PULL_SUSPEND
             and s.long_polling_enable
             and req.suspend_ms > 0
         ):
