@@ -330,18 +330,27 @@ async def test_the_ha_port_is_the_configured_one_and_registered(pair: Pair) -> N
 async def test_a_taken_default_ha_port_falls_back_to_a_free_one(
     pair: Pair, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        listen = taken.getsockname()[1] - 1  # so that listenPort + 1 is taken
-        s = settings(pair.root / "master", pair.ns, "ASYNC_MASTER").model_copy(
-            update={"listen_port": listen}
-        )
-        pair.master = Broker(s)
-        try:
-            await pair.master.start()
-        except OSError:
-            pair.master = None
-            pytest.skip(f"port {listen} is in use itself")
+    takens: list[socket.socket] = []
+    try:
+        for _ in range(50):  # until the port below a taken one is free for the broker
+            taken = socket.socket()
+            takens.append(taken)
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            listen = taken.getsockname()[1] - 1  # so that listenPort + 1 is taken
+            s = settings(pair.root / "master", pair.ns, "ASYNC_MASTER").model_copy(
+                update={"listen_port": listen}
+            )
+            master = Broker(s)
+            try:
+                await master.start()
+            except OSError:
+                continue  # the listen port itself was in use: try another pair
+            pair.master = master
+            break
+        assert pair.master is not None, "no free port below a taken one in 50 tries"
         assert pair.master.ha_port not in (0, listen + 1)
         assert any("(listenPort + 1) is in use" in r.getMessage() for r in caplog.records)
+    finally:
+        for taken in takens:
+            taken.close()
