@@ -35,6 +35,7 @@ from pathlib import Path
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.client import RemotingClient
+from rmqkit.server.acl.validator import ACL_EXCEPTION
 from rmqkit.testing.polling import check_for
 from tests.docs.blocks import REPO, DocBlock, commands
 
@@ -276,7 +277,9 @@ def _answers(addr: str, code: RequestCode, ws: Workspace) -> None:
                     resp = await client.invoke(addr, RemotingCommand(code), 3)
                 except Exception:  # not up yet: refused, reset, timed out
                     return False
-                return resp.code == ResponseCode.SUCCESS
+                # a broker with aclEnable answers, refusing the unsigned probe: it is up too
+                refused = (resp.remark or "").startswith(ACL_EXCEPTION)
+                return resp.code == ResponseCode.SUCCESS or refused
 
             await check_for(ok, timeout=READY_TIMEOUT_S, interval=0.05, message=f"{addr} {code}")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import StoredMessage, decode_records
@@ -241,7 +242,13 @@ class Lab:
         self.clients: list[Client] = []
         self.broker = ""
         self.namesrv = ""
+        self.credentials: SessionCredentials | None = None
+        """Signs the lab's own requests (`request`, `create_topic`) for an aclEnable broker."""
         self._seq = 0
+
+    def _remoting(self) -> RemotingClient:
+        sign = self.credentials.sign if self.credentials is not None else None
+        return RemotingClient(before_request=sign)
 
     async def _daemon(self, name: str, args: list[str], env: dict[str, str]) -> Daemon:
         rmqkit = Path(sys.executable).with_name("rmqkit")
@@ -302,7 +309,7 @@ class Lab:
         self, code: int, ext: dict[str, str], body: bytes = b"", addr: str = ""
     ) -> RemotingCommand:
         """One request to the broker (or `addr`) with the rmqkit client; the raw answer."""
-        client = RemotingClient()
+        client = self._remoting()
         try:
             cmd = RemotingCommand(code, ext_fields=ext, body=body)
             return await client.invoke(addr or self.broker, cmd, 5.0)
@@ -329,7 +336,7 @@ class Lab:
 
     async def create_topic(self, topic: str, queues: int = 4, within_s: float = 10.0) -> None:
         """UPDATE_AND_CREATE_TOPIC on the broker, then wait until the NameServer routes it."""
-        client = RemotingClient()
+        client = self._remoting()
         try:
             ext = {
                 "topic": topic, "defaultTopic": "TBW102", "readQueueNums": str(queues),

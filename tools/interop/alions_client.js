@@ -13,6 +13,11 @@
 // value), so such a message is failed by throwing instead ("action": "throw"); ali-ons reports the
 // throw as an 'error', printed as "thrown" rather than "error". Every delivery is reported
 // ("message", with at = Date.now(), reconsumeTimes and the action).
+// With "accessKey" and "secretKey" (ali-ons' `accessKeyId` / `accessKeySecret`), every request is
+// signed for a broker with aclEnable=true (lib/channel.js); without them nothing is signed.
+// ali-ons retries a send the broker answers with SYSTEM_ERROR (as ACL refusals are) and then
+// throws "Send [n] times, still failed" without the broker's remark, so the producer reports each
+// failed attempt first ("sendFailed", with the response code and remark).
 
 const { Producer, Consumer, Message } = require('ali-ons');
 
@@ -24,6 +29,12 @@ const timers = {
   heartbeatBrokerInterval: 1000,
   rebalanceInterval: 500,
   persistConsumerOffsetInterval: 500,
+};
+
+// ali-ons signs only when both are non-empty; absent keys leave the options as they were.
+const credentials = cfg.accessKey === undefined ? {} : {
+  accessKeyId: cfg.accessKey,
+  accessKeySecret: cfg.secretKey,
 };
 
 function emit(obj) {
@@ -51,8 +62,18 @@ async function produce() {
     producerGroup: cfg.group,
     logger: quiet,
     ...timers,
+    ...credentials,
   });
   producer.on('error', fail);
+  const kernel = producer.sendKernelImpl;
+  producer.sendKernelImpl = async function(...args) {
+    try {
+      return await kernel.apply(this, args);
+    } catch (err) {
+      emit({ event: 'sendFailed', code: err.code, message: String(err.message) });
+      throw err;
+    }
+  };
   await producer.ready();
   for (const m of cfg.messages) {
     const msg = new Message(cfg.topic, m.tag || '', m.body);
@@ -108,6 +129,7 @@ async function consume() {
     logger: quiet,
     ...timers,
     ...extra,
+    ...credentials,
   });
   consumer.on('error', fail);
   // ali-ons calls handler(msg, mq, pq) for its own subscriptions but handler(msg) from the wrapper

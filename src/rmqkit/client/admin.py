@@ -26,6 +26,7 @@ from rmqkit.errors import (
     TopicNotExistError,
     error_for_code,
 )
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.admin_bodies import decode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
@@ -62,10 +63,22 @@ class QueueProgress:
 
 
 class AdminClient:
-    """Admin operations over the remoting protocol, against rmqkit or Apache RocketMQ."""
+    """Admin operations over the remoting protocol, against rmqkit or Apache RocketMQ.
 
-    def __init__(self, namesrv_addr: str, *, instance_name: str = "ADMIN") -> None:
-        self.instance = ClientInstance.shared(ClientConfig(namesrv_addr, instance_name))
+    With `credentials`, every request is signed (brokers with `aclEnable=true`); creating and
+    deleting topics and groups then needs an account with `admin: true`.
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str,
+        *,
+        instance_name: str = "ADMIN",
+        credentials: SessionCredentials | None = None,
+    ) -> None:
+        self.instance = ClientInstance.shared(
+            ClientConfig(namesrv_addr, instance_name, credentials=credentials)
+        )
 
     async def __aenter__(self) -> AdminClient:
         await self.instance.start()

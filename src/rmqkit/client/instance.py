@@ -23,6 +23,7 @@ from rmqkit.client.uniq_id import local_ip
 from rmqkit.common.properties import Prop
 from rmqkit.common.types import BrokerAddr, BrokerName, TopicName
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.admin_bodies import decode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
@@ -57,6 +58,9 @@ class ClientConfig:
     namespace: str = ""
     """Topics and groups are `<namespace>%<name>` on the cluster (see `rmqkit.client.namespace`);
     one process may use several namespaces on one shared instance."""
+    credentials: SessionCredentials | None = None
+    """ACL access key and secret: every request is signed with them (RocketMQ's
+    `AclClientRPCHook`). None: requests go unsigned, as to a broker without `aclEnable`."""
     route_refresh_on_error_min_interval_ms: int = 2_000
     """A failed broker call refreshes the topic's route at once (see `refresh_route_soon`), at
     most this often per topic, instead of waiting up to `poll_name_server_interval_ms`."""
@@ -64,6 +68,12 @@ class ClientConfig:
     @property
     def namesrv_addrs(self) -> list[str]:
         return [a.strip() for a in self.namesrv_addr.split(";") if a.strip()]
+
+    @property
+    def instance_key(self) -> tuple[str, str, SessionCredentials | None]:
+        """Clients with equal keys share one `ClientInstance` (its connections sign with one
+        set of credentials, so different credentials never share one)."""
+        return (self.namesrv_addr, self.instance_name, self.credentials)
 
     def with_namespace(self, resource: str) -> str:
         """`resource` as the cluster knows it (`ns%resource`)."""
@@ -77,7 +87,7 @@ class ClientConfig:
 class ClientInstance:
     """Connections, routes and heartbeats for every producer and consumer of a process."""
 
-    _shared: ClassVar[dict[tuple[str, str], ClientInstance]] = {}
+    _shared: ClassVar[dict[tuple[str, str, SessionCredentials | None], ClientInstance]] = {}
 
     def __init__(self, config: ClientConfig) -> None:
         if not config.namesrv_addrs:
@@ -86,7 +96,11 @@ class ClientInstance:
             raise ConfigurationError("namesrv_addr is empty; give 'host:port[;host:port...]'")
         self.config = config
         self.client_id = f"{local_ip()}@{config.instance_name}@{os.getpid()}"
-        self.remoting = RemotingClient(handler=self._on_server_request)
+        creds = config.credentials
+        self.remoting = RemotingClient(
+            handler=self._on_server_request,
+            before_request=creds.sign if creds is not None else None,
+        )
         self.routes: dict[TopicName, TopicRouteData] = {}
         """Topic -> its route, oldest fetch first (a refetched route moves to the end)."""
         self._broker_table: dict[BrokerName, dict[BrokerId, BrokerAddr]] = {}
@@ -117,8 +131,8 @@ class ClientInstance:
 
     @classmethod
     def shared(cls, config: ClientConfig) -> ClientInstance:
-        """The process-wide instance for these NameServers and this instance name."""
-        key = (config.namesrv_addr, config.instance_name)
+        """The process-wide instance for these NameServers, instance name and credentials."""
+        key = config.instance_key
         inst = cls._shared.get(key)
         if inst is None:
             inst = cls._shared[key] = cls(config)
@@ -152,7 +166,8 @@ class ClientInstance:
         self._side_tasks.clear()
         await self.remoting.close()
         self._conns.clear()
-        self._shared.pop((self.config.namesrv_addr, self.config.instance_name), None)
+        if self._shared.get(self.config.instance_key) is self:
+            del self._shared[self.config.instance_key]
 
     async def _every(self, interval_ms: int, job: Callable[[], Any]) -> None:
         while True:

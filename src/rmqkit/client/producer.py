@@ -34,6 +34,7 @@ from rmqkit.errors import (
     TopicNotExistError,
     error_for_code,
 )
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.batch import BatchEntry, encode_batch
 from rmqkit.protocol.codes import COMPRESSION_ZLIB, RequestCode, ResponseCode, SysFlag
 from rmqkit.protocol.command import RemotingCommand
@@ -89,6 +90,8 @@ class Producer(AsyncLifecycle):
             `rmqkit.client.namespace`); results name the topic without it.
         enable_msg_trace: record where each sent message went in RocketMQ's trace topic (see
             `rmqkit.client.trace`).
+        credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
+            every request is signed, for brokers with `aclEnable=true`.
     """
 
     def __init__(
@@ -107,8 +110,11 @@ class Producer(AsyncLifecycle):
         create_topic_key: str = DEFAULT_TOPIC,
         namespace: str = "",
         enable_msg_trace: bool = False,
+        credentials: SessionCredentials | None = None,
     ) -> None:
-        self.config = ClientConfig(namesrv_addr, instance_name, namespace=namespace)
+        self.config = ClientConfig(
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+        )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)
@@ -449,8 +455,18 @@ class Producer(AsyncLifecycle):
             self._check(msg)
         uniq = new_uniq_id()
         info = self._publish.get(msg.topic) or await self.publish_info(msg.topic)
-        return await self._attempts(msg, queue, timeout_ms, retries, uniq, info, 0, None, None,
-                                    not_ok_retry=not_ok_retry and self.retry_not_store_ok)
+        return await self._attempts(
+            msg,
+            queue,
+            timeout_ms,
+            retries,
+            uniq,
+            info,
+            0,
+            None,
+            None,
+            not_ok_retry=not_ok_retry and self.retry_not_store_ok,
+        )
 
     async def _attempts(
         self, msg: Message, queue: MessageQueue | None, timeout_ms: int | None, retries: int,
@@ -471,8 +487,10 @@ class Producer(AsyncLifecycle):
                 result = self._result(resp, q, addr, uniq)
                 if self.trace is not None:
                     result = self.trace.sent(self, msg, cmd, result)
-                if not_ok_retry and result.status is not SendStatus.SEND_OK and (
-                    queue is None and attempt < retries
+                if (
+                    not_ok_retry
+                    and result.status is not SendStatus.SEND_OK
+                    and (queue is None and attempt < retries)
                 ):
                     log.info("%s stored the message but answered %s; trying another broker",
                              addr, result.status.name)  # fmt: skip

@@ -48,6 +48,7 @@ from rmqkit.errors import (
     ConfigurationError,
     RemotingError,
 )
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage
@@ -96,6 +97,8 @@ class LitePullConsumer(AsyncLifecycle):
         broker_suspend_max_ms: how long the broker may hold a pull with nothing new (long poll).
         rebalance_interval_ms: how often a subscribing consumer rebalances.
         offset_store_dir: where BROADCASTING offsets are kept (default ~/.rmqkit_offsets).
+        credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
+            every request is signed, for brokers with `aclEnable=true`.
     """
 
     def __init__(
@@ -119,13 +122,16 @@ class LitePullConsumer(AsyncLifecycle):
         rebalance_interval_ms: int = 20_000,
         offset_store_dir: Path | None = None,
         instance_name: str = "DEFAULT",
+        credentials: SessionCredentials | None = None,
     ) -> None:
         if pull_batch_size <= 0:
             raise ConfigurationError(f"pull_batch_size must be positive, not {pull_batch_size}")
         # RocketMQ's MIN_AUTOCOMMIT_INTERVAL_MILLIS: committing more often only loads the broker.
         if auto_commit_interval_ms < 1_000:
             raise ConfigurationError("auto_commit_interval_ms must be at least 1000")
-        self.config = ClientConfig(namesrv_addr, instance_name, namespace=namespace)
+        self.config = ClientConfig(
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+        )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)

@@ -49,6 +49,7 @@ from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.errors import BrokerResponseError, ConfigurationError, RemotingError
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry
@@ -131,6 +132,8 @@ class PushConsumer(AsyncLifecycle):
             `rmqkit.client.namespace`); the handler sees topics and queues without it.
         enable_msg_trace: record each consumption in RocketMQ's trace topic (see
             `rmqkit.client.trace`).
+        credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
+            every request is signed, for brokers with `aclEnable=true`.
     """
 
     def __init__(
@@ -159,8 +162,11 @@ class PushConsumer(AsyncLifecycle):
         instance_name: str = "DEFAULT",
         namespace: str = "",
         enable_msg_trace: bool = False,
+        credentials: SessionCredentials | None = None,
     ) -> None:
-        self.config = ClientConfig(namesrv_addr, instance_name, namespace=namespace)
+        self.config = ClientConfig(
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+        )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)

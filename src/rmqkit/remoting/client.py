@@ -1,12 +1,14 @@
 """RemotingClient: one cached connection per address, requests with timeouts, one-way calls.
 
 Requests the server sends to the client (CHECK_TRANSACTION_STATE, NOTIFY_CONSUMER_IDS_CHANGED)
-go to the handler given at construction.
+go to the handler given at construction; `before_request` sees every request going out (the ACL
+signature is added there).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 
 from rmqkit.errors import RemotingConnectError
@@ -25,8 +27,16 @@ def split_addr(addr: str) -> tuple[str, int]:
 class RemotingClient:
     """Opens connections on demand and keeps them; `close()` closes them all."""
 
-    def __init__(self, handler: RequestHandler | None = None, connect_timeout_s: float = 3.0):
+    def __init__(
+        self,
+        handler: RequestHandler | None = None,
+        connect_timeout_s: float = 3.0,
+        *,
+        before_request: Callable[[RemotingCommand], None] | None = None,
+    ) -> None:
         self.handler = handler
+        self.before_request = before_request
+        """Given to every connection (see `Connection.before_request`): ACL signing."""
         self.connect_timeout_s = connect_timeout_s
         self._conns: dict[str, Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -57,7 +67,9 @@ class RemotingClient:
                 # that arrives as the connection completes (and leave the socket open).
                 async with asyncio.timeout(self.connect_timeout_s):
                     _, opened = await loop.create_connection(
-                        lambda: Connection(self.handler), host, port
+                        lambda: Connection(self.handler, before_request=self.before_request),
+                        host,
+                        port,
                     )
             except (OSError, TimeoutError) as exc:
                 raise RemotingConnectError(f"cannot connect to {addr}: {exc}") from exc

@@ -64,8 +64,12 @@ class Connection(asyncio.Protocol):
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_close: Callable[[Connection], None] | None = None,
+        before_request: Callable[[RemotingCommand], None] | None = None,
     ) -> None:
         self.handler = handler
+        self.before_request = before_request
+        """Called with each request (and one-way call) this side sends, just before it is
+        written: the client's ACL signing (RocketMQ's `RPCHook.doBeforeRequest`)."""
         self.decoder = FrameDecoder(max_frame_bytes)
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
@@ -297,6 +301,8 @@ class Connection(asyncio.Protocol):
         if not self.is_open:
             raise RemotingConnectError(f"connection to {self.peer} is closed")
         opaque = cmd.opaque = next(_opaques)
+        if self.before_request is not None:
+            self.before_request(cmd)
         # Written first: a command that cannot be encoded raises with nothing left pending (the
         # response cannot come before the loop reads again, whatever the write does).
         self._write(cmd)
@@ -355,6 +361,8 @@ class Connection(asyncio.Protocol):
             raise RemotingConnectError(f"connection to {self.peer} is closed")
         cmd.opaque = next(_opaques)
         cmd.flag |= FLAG_ONEWAY
+        if self.before_request is not None:
+            self.before_request(cmd)
         self.send(cmd)
 
     def close(self) -> None:

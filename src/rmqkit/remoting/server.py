@@ -2,7 +2,8 @@
 
 RocketMQ's `NettyRemotingServer` with its code -> processor table. An unknown code is answered
 REQUEST_CODE_NOT_SUPPORTED with Java's remark; a processor that raises is answered SYSTEM_ERROR;
-a connection silent for longer than `idle_timeout_s` is closed.
+a connection silent for longer than `idle_timeout_s` is closed. A `guard` (the broker's ACL)
+sees each request first and may answer it instead of the processor.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rmqkit.remoting.connection import Connection, HandlerResult
 log = logging.getLogger("rmqkit.remoting.server")
 
 Processor = Callable[[Connection, RemotingCommand], HandlerResult]
+Guard = Callable[[Connection, RemotingCommand], RemotingCommand | None]
+"""None lets a request through to its processor; a response refuses it."""
 
 
 class RemotingServer(AsyncLifecycle):
@@ -41,6 +44,7 @@ class RemotingServer(AsyncLifecycle):
         self.processors: dict[int, Processor] = {}
         self.connections: set[Connection] = set()
         self.on_disconnect: list[Callable[[Connection], None]] = []
+        self.guard: Guard | None = None
         self._server: asyncio.Server | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -49,6 +53,10 @@ class RemotingServer(AsyncLifecycle):
         self.processors[int(code)] = processor
 
     def _dispatch(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        if self.guard is not None:
+            refused = self.guard(conn, cmd)
+            if refused is not None:
+                return refused
         processor = self.processors.get(cmd.code)
         if processor is None:
             return cmd.response(

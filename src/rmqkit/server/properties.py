@@ -28,13 +28,12 @@ ALIASES = {
 
 NOT_YET_APPLIED = frozenset(
     {
-        "aclEnable",
         "enableDLegerCommitLog", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",
         "enableAcl", "warmMapedFileEnable", "duplicationEnable", "storeType",
         "enableControllerMode", "fetchNamesrvAddrByAddressServer",
-        "rocketmqHome", "enableCalcFilterBitMap", "useServerSideResetOffset",
+        "enableCalcFilterBitMap", "useServerSideResetOffset",
     }
 )  # fmt: skip
 """Keys RocketMQ knows whose features rmqkit has not built yet: accepted, with a warning."""
@@ -135,10 +134,14 @@ def settings_from_properties(
             store[field] = value
             where[("store", field)] = (raw_key, value)
         else:
+            if field == "rocketmq_home":
+                value = str(_resolve(value, base_dir))
             data[field] = value
             where[(field,)] = (raw_key, value)
     if store:
         data["store"] = store
+    if base_dir is not None:
+        data["config_dir"] = base_dir
     try:
         return BrokerSettings(**data)
     except ValidationError as exc:

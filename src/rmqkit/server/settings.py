@@ -8,6 +8,7 @@ environment wins.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -141,6 +142,19 @@ class BrokerSettings(BaseSettings):
     store_reply_message_enable: bool = Field(
         True, description="Also store replies (request-reply) in <cluster>_REPLY_TOPIC, besides"
         " pushing them to the requester.", json_schema_extra=_key("storeReplyMessageEnable"),
+    )  # fmt: skip
+    acl_enable: bool = Field(
+        False, description="Check every request against plain ACL (accounts in plain_acl.yml,"
+        " signed requests, topic and group permissions).", json_schema_extra=_key("aclEnable"),
+    )  # fmt: skip
+    rocketmq_home: Path | None = Field(
+        None, description="RocketMQ home: with aclEnable, the ACL files are its"
+        " conf/plain_acl.yml and conf/acl/*.yml. Default $ROCKETMQ_HOME; without either, they"
+        " are looked for beside the properties file.", json_schema_extra=_key("rocketmqHome"),
+    )  # fmt: skip
+    config_dir: Path | None = Field(
+        None, description="The folder of the properties file the settings came from (set by"
+        " the loader; relative paths and the ACL files are found from it).",
     )  # fmt: skip
     send_message_thread_pool_nums: int = Field(
         1, ge=1, description="Accepted for compatibility; rmqkit serves requests on one event"

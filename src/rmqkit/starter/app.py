@@ -206,9 +206,7 @@ class RocketApp(AsyncLifecycle):
             self.health.mark_consumer(group, started=True, rebalanced=True,
                                       detail=", ".join(sorted(lg.routes)))  # fmt: skip
         if self.groups:
-            self.metrics.set_lag_source(
-                lambda: [(g, t, n) for (g, t), n in self._lag.items()]
-            )
+            self.metrics.set_lag_source(lambda: [(g, t, n) for (g, t), n in self._lag.items()])
             watcher = asyncio.get_running_loop().create_task(self._watch_lag())
             stack.callback(watcher.cancel)
         if self.name_server and NAME_SERVER_CHECK not in self.health.names():
@@ -220,7 +218,8 @@ class RocketApp(AsyncLifecycle):
         s = self.settings
         if s.name_server:
             return RemotingTransport(s.name_server, instance_name=s.consumer.instance_name,
-                                     namespace=s.consumer.namespace)  # fmt: skip
+                                     namespace=s.consumer.namespace,
+                                     credentials=s.consumer.credentials())  # fmt: skip
         e = s.embedded
         self.embedded = EmbeddedCluster(
             e.data_dir, namesrv_port=e.namesrv_port, broker_port=e.broker_port,
@@ -233,7 +232,8 @@ class RocketApp(AsyncLifecycle):
                  self.embedded.name_server)  # fmt: skip
         return RemotingTransport(self.embedded.name_server,
                                  instance_name=s.consumer.instance_name,
-                                 namespace=s.consumer.namespace)  # fmt: skip
+                                 namespace=s.consumer.namespace,
+                                 credentials=s.consumer.credentials())  # fmt: skip
 
     async def _start_container(self, stack: AsyncExitStack, specs: list[ListenerSpec]) -> None:
         c = self.container

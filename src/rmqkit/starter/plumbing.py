@@ -85,7 +85,9 @@ class Instances:
 
 def producer_options(p: ProducerSettings) -> dict[str, Any]:
     """`Producer` keyword arguments from the `rocketmq.producer.*` settings."""
+    credentials = p.credentials()
     return {
+        **({"credentials": credentials} if credentials is not None else {}),
         "instance_name": p.instance_name,
         "send_timeout_ms": p.send_message_timeout_ms,
         "retry_times_when_send_failed": p.retry_times_when_send_failed,

@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,7 @@ from pydantic_settings import (
 
 from rmqkit.client.push_consumer import ConsumeFrom, ConsumeMode, MessageModel
 from rmqkit.errors import ConfigurationError
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.server.properties import parse_properties
 
 log = logging.getLogger("rmqkit.starter.settings")
@@ -82,9 +84,13 @@ class _Section(BaseModel):
 
 class _ClientCredentials(_Section):
     access_key: str | None = Field(
-        None, description="ACL access key (RocketMQ's AclClientRPCHook); None: no ACL.",
+        None, description="ACL access key: every request is signed with it and secret-key"
+        " (RocketMQ's AclClientRPCHook), for brokers with aclEnable=true. None: unsigned.",
     )  # fmt: skip
-    secret_key: SecretStr | None = Field(None, description="ACL secret key; masked by explain().")
+    secret_key: SecretStr | None = Field(
+        None, description="ACL secret key (set with access-key); masked by explain().",
+        validate_default=True,
+    )  # fmt: skip
     instance_name: str = Field(
         "DEFAULT", description="Client instance name; clients sharing it share connections.",
     )  # fmt: skip
@@ -94,6 +100,22 @@ class _ClientCredentials(_Section):
     @classmethod
     def _blank(cls, v: Any) -> Any:
         return _blank_to_none(v)
+
+    @field_validator("secret_key", mode="after")
+    @classmethod
+    def _key_pair(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        has_access = info.data.get("access_key") is not None
+        if has_access and v is None:
+            raise ValueError("access-key is set but secret-key is not: ACL needs both")
+        if v is not None and not has_access:
+            raise ValueError("secret-key is set but access-key is not: ACL needs both")
+        return v
+
+    def credentials(self) -> SessionCredentials | None:
+        """The ACL credentials requests are signed with, or None (no access key set)."""
+        if self.access_key is None or self.secret_key is None:
+            return None
+        return SessionCredentials(self.access_key, self.secret_key.get_secret_value())
 
 
 class ProducerSettings(_ClientCredentials):

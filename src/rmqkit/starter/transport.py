@@ -21,6 +21,7 @@ from rmqkit.client.transaction import (
     TransactionProducer,
     TransactionSendResult,
 )
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.record import StoredMessage
 
 ConsumerHandler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
@@ -87,12 +88,16 @@ class RemotingTransport:
         instance_name: the client instance (one per process unless told otherwise).
         offset_store_dir: where BROADCASTING consumers keep their offsets.
         namespace: the consumers' namespace (for `consumer_lag`; RocketMQ's `ns%group`).
+        credentials: ACL credentials of the consumers (and of `consumer_lag`'s admin calls);
+            a producer gets its own through its options.
     """
 
     def __init__(
         self, namesrv_addr: str, *, instance_name: str = "DEFAULT",
         offset_store_dir: Path | None = None, namespace: str = "",
+        credentials: SessionCredentials | None = None,
     ) -> None:  # fmt: skip
+        self.credentials = credentials
         self.namesrv_addr = namesrv_addr
         self.instance_name = instance_name
         self.offset_store_dir = offset_store_dir
@@ -113,6 +118,8 @@ class RemotingTransport:
         options.setdefault("instance_name", self.instance_name)
         if self.offset_store_dir is not None:
             options.setdefault("offset_store_dir", self.offset_store_dir)
+        if self.credentials is not None:
+            options.setdefault("credentials", self.credentials)
         return PushConsumer(group, self.namesrv_addr, **options)
 
     async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
@@ -121,7 +128,9 @@ class RemotingTransport:
         few seconds)."""
         if self._admin is None:
             name = f"{self.instance_name}-ADMIN"
-            self._admin = AdminClient(self.namesrv_addr, instance_name=name)
+            self._admin = AdminClient(
+                self.namesrv_addr, instance_name=name, credentials=self.credentials
+            )
             await self._admin.__aenter__()
         ns = self.namespace
         lag = dict.fromkeys(topics, 0)

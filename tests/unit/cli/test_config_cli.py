@@ -34,7 +34,8 @@ def test_explain_defaults_and_environment() -> None:
 def test_explain_file_masks_secrets(clean_env: Path) -> None:
     path = clean_env / "application.properties"
     path.write_text(
-        "rocketmq.name-server=127.0.0.1:9876\nrocketmq.consumer.secret-key=s3cret\n"
+        "rocketmq.name-server=127.0.0.1:9876\nrocketmq.consumer.access-key=app-key-1\n"
+        "rocketmq.consumer.secret-key=s3cret\n"
         "rocketmq.consumer.listeners.G.T=false\n",
         encoding="utf-8",
     )

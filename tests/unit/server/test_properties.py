@@ -55,11 +55,21 @@ def test_store_keys_old_spellings_and_relative_paths(tmp_path: Path) -> None:
 
 def test_unknown_and_not_yet_applied_keys_are_named() -> None:
     warnings: list[str] = []
-    settings_from_properties({"fooBar": "1", "aclEnable": "true"}, warn=warnings.append)
+    settings_from_properties({"fooBar": "1", "enableDLegerCommitLog": "true"}, warn=warnings.append)
     assert warnings == [
         "fooBar: unknown broker.properties key; ignored",
-        "aclEnable: known to RocketMQ, not applied by rmqkit yet; ignored",
+        "enableDLegerCommitLog: known to RocketMQ, not applied by rmqkit yet; ignored",
     ]
+
+
+def test_acl_keys_and_the_files_folder(tmp_path: Path) -> None:
+    s = settings_from_properties(
+        {"aclEnable": "true", "rocketmqHome": "rmq-home"}, base_dir=tmp_path
+    )
+    assert s.acl_enable is True
+    assert s.rocketmq_home == tmp_path / "rmq-home"  # relative: from the file's folder
+    assert s.config_dir == tmp_path
+    assert settings_from_properties({}).config_dir is None
 
 
 @pytest.mark.parametrize(

@@ -294,7 +294,8 @@ def test_unreadable_files(clean_env: Path) -> None:
 def test_explain_sources_and_masking(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(
         clean_env / "app.toml",
-        '[rocketmq]\nname-server = "h:1"\n[rocketmq.producer]\nsecret-key = "hunter2"\n'
+        '[rocketmq]\nname-server = "h:1"\n[rocketmq.producer]\naccess-key = "ak"\n'
+        'secret-key = "hunter2"\n'
         "[rocketmq.consumer.listeners.G]\nT = false\n",
     )
     monkeypatch.setenv("ROCKETMQ_IDEMPOTENCY__STORE_URL", "redis://:pa55word@cache:6379/0")
@@ -337,3 +338,21 @@ def test_listener_variable_without_topic_warns_once(
     assert [r.getMessage() for r in caplog.records] == [
         "ROCKETMQ_CONSUMER__LISTENERS__OrderGroup: expected <group>.<topic>[.<key>]; ignored"
     ]
+
+
+@pytest.mark.parametrize(
+    ("section", "missing"),
+    [({"access_key": "app-key-1"}, "secret-key"), ({"secret_key": "app-secret-1"}, "access-key")],
+)
+def test_acl_keys_come_in_pairs(clean_env: Path, section: dict[str, str], missing: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"but {missing} is not: ACL needs both") as err:
+        RocketSettings(consumer=section)
+    assert "app-secret-1" not in str(err.value)
+
+
+def test_acl_credentials_from_the_key_pair(clean_env: Path) -> None:
+    s = RocketSettings(producer={"access_key": "app-key-1", "secret_key": "app-secret-1"})
+    creds = s.producer.credentials()
+    assert creds is not None
+    assert (creds.access_key, creds.secret_key) == ("app-key-1", "app-secret-1")
+    assert s.consumer.credentials() is None

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import SCHEDULE_TOPIC
@@ -20,6 +22,7 @@ from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.codes import RequestCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.server import RemotingServer
+from rmqkit.server.acl import AccessValidator, AclFiles, acl_folder
 from rmqkit.server.broker.clients import ClientRegistry, ConsumerGroupInfo
 from rmqkit.server.broker.groups import SubscriptionGroupTable
 from rmqkit.server.broker.long_polling import PullHoldService
@@ -76,6 +79,8 @@ class Housekeeping(Service):
         if b.offsets.dirty:
             b.offsets.persist()
         b.clients.expire(b.settings.channel_expired_timeout_ms / 1000)
+        if b.acl is not None:
+            b.acl.files.reload_if_changed()
 
 
 class Broker(AsyncLifecycle):
@@ -122,6 +127,8 @@ class Broker(AsyncLifecycle):
         """A slave's master, `ip:port` for clients, from the last NameServer answer; else None."""
         self.ha_port = 0
         """A master's bound HA port; a slave registers the port it would use as a master."""
+        self.acl: AccessValidator | None = None
+        """With aclEnable: the guard every request passes (its `files` re-read on change)."""
 
     @property
     def store(self) -> FileMessageStore:
@@ -161,8 +168,17 @@ class Broker(AsyncLifecycle):
         if isinstance(self.ha, HAClient):
             self.ha.update_master_address(ha_server_addr)
 
+    def _load_acl(self) -> None:
+        s = self.settings
+        env_home = os.environ.get("ROCKETMQ_HOME")
+        home = s.rocketmq_home or (Path(env_home) if env_home else None)
+        self.acl = AccessValidator(AclFiles(acl_folder(home, s.config_dir)))
+        self.server.guard = self.acl.guard
+
     async def start(self) -> None:
         configured_port = self.settings.listen_port
+        if self.settings.acl_enable:
+            self._load_acl()  # first: a bad ACL file stops start-up before anything is bound
         await self.server.start(serving=False)
         if self.settings.listen_port != self.server.port:
             self.settings = self.settings.with_port(self.server.port)
