@@ -17,6 +17,7 @@ from typing import Any
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.errors import ConfigurationError
+from rmqkit.starter.consistency import describe, differences
 from rmqkit.starter.container import app_resources, init_resources, shutdown_resources
 from rmqkit.starter.embedded import EmbeddedCluster
 from rmqkit.starter.group import ListenerGroup
@@ -199,6 +200,7 @@ class RocketApp(AsyncLifecycle):
         idem = await self._idempotency(stack, specs)
         self.groups = self._groups(specs, idem)
         for group, lg in self.groups.items():
+            await self._check_running_members(transport, lg)
             consumer = self._make_consumer(transport, lg)
             await consumer.start()
             stack.push_async_callback(self._stop_consumer, group, consumer)
@@ -308,6 +310,22 @@ class RocketApp(AsyncLifecycle):
             )  # fmt: skip
             by_group.setdefault(spec.group, []).append(inv)
         return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
+
+    async def _check_running_members(self, transport: Transport, lg: ListenerGroup) -> None:
+        """Compare the group's subscription with its running members' (see `consistency`)."""
+        mode = self.settings.consumer.subscription_check
+        if mode == "off":
+            return
+        running = await transport.group_view(lg.group)
+        if running is None:
+            return
+        diffs = differences(lg.subscriptions(), lg.options["message_model"], running)
+        if not diffs:
+            return
+        problem = describe(lg.group, diffs, running)
+        if mode == "fail":
+            raise ConfigurationError(problem)
+        log.warning("%s", problem)
 
     def _make_consumer(self, transport: Transport, lg: ListenerGroup) -> ConsumerPort:
         o = lg.options

@@ -218,6 +218,10 @@ class ConsumerSettings(_ClientCredentials):
         5000, ge=0, description="On shutdown, how long in-flight handlers may finish.",
         json_schema_extra=_spring("await-termination-ms", "await-termination-millis-when-shutdown"),
     )  # fmt: skip
+    subscription_check: Literal["fail", "warn", "off"] = Field(
+        "fail", description="Before a listener group starts, compare its subscription with the"
+        " group's members already running (from the broker): fail, warn, or off.",
+    )  # fmt: skip
     listeners: dict[str, dict[str, ListenerOverride]] = Field(
         default_factory=dict,
         description="[group][topic] -> switch and overrides; absent: enabled, decorator values.",

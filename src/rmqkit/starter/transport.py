@@ -6,6 +6,7 @@ listener behaves the same in a unit test and against a real broker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,8 +22,12 @@ from rmqkit.client.transaction import (
     TransactionProducer,
     TransactionSendResult,
 )
+from rmqkit.errors import BrokerResponseError, RemotingError
 from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.starter.consistency import GroupView
+
+log = logging.getLogger("rmqkit.app")
 
 ConsumerHandler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
 
@@ -77,6 +82,7 @@ class Transport(Protocol):
     ) -> TransactionProducerPort: ...
     def consumer(self, group: str, **options: Any) -> ConsumerPort: ...
     async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]: ...
+    async def group_view(self, group: str) -> GroupView | None: ...
     async def close(self) -> None: ...
 
 
@@ -122,19 +128,45 @@ class RemotingTransport:
             options.setdefault("credentials", self.credentials)
         return PushConsumer(group, self.namesrv_addr, **options)
 
-    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
-        """Messages of each topic the group has not consumed, from the brokers' consume stats
-        (GET_CONSUME_STATS: max offset minus the committed offset, which consumers persist every
-        few seconds)."""
+    async def _admin_client(self) -> AdminClient:
         if self._admin is None:
             name = f"{self.instance_name}-ADMIN"
             self._admin = AdminClient(
                 self.namesrv_addr, instance_name=name, credentials=self.credentials
             )
             await self._admin.__aenter__()
+        return self._admin
+
+    async def group_view(self, group: str) -> GroupView | None:
+        """The running members of `group` and their subscription, as the brokers know them
+        (GET_CONSUMER_CONNECTION_LIST); None when no member is online."""
+        ns = self.namespace
+        admin = await self._admin_client()
+        try:
+            info = await admin.consumer_connections(wrap(ns, group) if ns else group)
+        except BrokerResponseError:
+            return None  # CONSUMER_NOT_ONLINE on every broker (or no broker has the group)
+        except RemotingError as exc:
+            log.warning("cannot compare group %s with its running members: %s", group, exc)
+            return None
+        subs = {
+            unwrap(t, ns) if ns else t: (
+                str(s.get("subString", "*")),
+                str(s.get("expressionType") or "TAG"),
+            )
+            for t, s in (info.get("subscriptionTable") or {}).items()
+        }
+        ids = tuple(str(c.get("clientId", "?")) for c in info.get("connectionSet") or ())
+        return GroupView(ids, str(info.get("messageModel", "CLUSTERING")), subs)
+
+    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+        """Messages of each topic the group has not consumed, from the brokers' consume stats
+        (GET_CONSUME_STATS: max offset minus the committed offset, which consumers persist every
+        few seconds)."""
+        admin = await self._admin_client()
         ns = self.namespace
         lag = dict.fromkeys(topics, 0)
-        for p in await self._admin.consumer_progress(wrap(ns, group) if ns else group):
+        for p in await admin.consumer_progress(wrap(ns, group) if ns else group):
             topic = unwrap(p.queue.topic, ns) if ns else p.queue.topic
             if topic in lag:
                 lag[topic] += p.lag

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rmqkit.client.transaction import Checker
+from rmqkit.starter.consistency import GroupView
 from rmqkit.testing.memory.broker import MemoryBroker
 from rmqkit.testing.memory.consumer import MemoryConsumer
 from rmqkit.testing.memory.producer import MemoryProducer, MemoryTransactionProducer
@@ -39,6 +40,11 @@ class MemoryTransport:
     def consumer(self, group: str, **options: Any) -> MemoryConsumer:
         """A push consumer of `group` (`PushConsumer`'s options)."""
         return MemoryConsumer(self.broker, group, **options)
+
+    async def group_view(self, group: str) -> GroupView | None:
+        """None: every member of an in-memory group lives in this process (the app checks
+        those against each other already)."""
+        return None
 
     async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
         """Messages of each topic the group has not consumed yet."""
