@@ -5,6 +5,7 @@ from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.producer import Producer
 from rmqkit.client.pull_consumer import LitePullConsumer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
+from rmqkit.protocol.acl import SessionCredentials
 
 __all__ = [
     "ClientConfig",
@@ -18,4 +19,5 @@ __all__ = [
     "PushConsumer",
     "SendResult",
     "SendStatus",
+    "SessionCredentials",
 ]
