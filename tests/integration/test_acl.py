@@ -79,16 +79,12 @@ async def acl(tmp_path: Path) -> AsyncIterator[AclCluster]:
         broker = Broker(settings)
         await broker.start()
         try:
-            async with AdminClient(ns_addr(ns), credentials=ADMIN) as admin:
+            async with AdminClient(f"127.0.0.1:{ns.port}", credentials=ADMIN) as admin:
                 for topic in ("orders", "audit", "secret", "other"):
                     await admin.create_topic(topic, 2)
             yield AclCluster(ns, broker, conf)
         finally:
             await broker.stop()
-
-
-def ns_addr(ns: NameServer) -> str:
-    return f"127.0.0.1:{ns.port}"
 
 
 async def send(c: AclCluster, topic: str, credentials: SessionCredentials | None) -> SendStatus:

@@ -20,13 +20,13 @@ from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsu
 from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.server.acl.validator import ACL_EXCEPTION
 from rmqkit.testing import check_for
 
 from .harness import Client, Event, Lab
 
 pytestmark = pytest.mark.integration
 
-ACL_EXCEPTION = "org.apache.rocketmq.acl.common.AclException"
 ADMIN = SessionCredentials("interopAdmin", "adminSecret01")
 APP = SessionCredentials("interopApp01", "appSecret01")
 ACCOUNTS = """\

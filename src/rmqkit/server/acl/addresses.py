@@ -17,6 +17,7 @@ that fits none of these is refused when the ACL file is loaded.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class AddressPatternError(ValueError):
     """An address pattern rmqkit cannot read; the message names it."""
 
 
+@functools.lru_cache(maxsize=4096)  # every request asks again for its client's address
 def _canonical(addr: str) -> str | None:
     """The address in full, upper case; an IPv4-mapped IPv6 address as its IPv4 address."""
     try:  # a link-local peer may come with its zone ("fe80::1%eth0"): the zone is not compared

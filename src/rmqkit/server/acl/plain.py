@@ -176,7 +176,7 @@ class AclFiles:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._stamp = self._stamps()
-        files = acl_files(folder)
+        files = list(self._stamp)
         if not files:
             raise ConfigurationError(
                 f"aclEnable=true but there is no {folder / 'plain_acl.yml'} (nor any"
