@@ -3,7 +3,8 @@
 - between creating a file and sizing it (CommitLog, ConsumeQueue, IndexFile);
 - between shrinking a file and growing it back (`MappedFile.zero_from`, run by every recovery);
 - while a record is written, with all of it but the end of its properties in place;
-- between writing an index key's hash slot and the IndexFile header that counts it.
+- between writing an index key's hash slot and the IndexFile header that counts it;
+- inside an IndexFile header or hash slot write, which `struct.pack_into` zero-fills first.
 
 The writer arms a fault (`writer.arm_fault`) that kills it at exactly that point. The store must
 then start, keep every acknowledged message (found by offset and by key) and agree with itself.
@@ -132,4 +133,25 @@ async def test_kill_between_writing_index_slots_and_the_index_header(tmp_path: P
     cp = CheckpointFile(root / "checkpoint").read()
     # Else recovery would rebuild the first index file whole, and the kill would test nothing.
     assert cp is not None and cp.logics_flushed > 0, f"{ctx}: no checkpoint progress: {cp}"
+    await recover_and_check(root, "SYNC_FLUSH", acked, ctx)
+
+
+@pytest.mark.parametrize("phase", ["torn-header", "torn-slot"])
+async def test_kill_inside_an_index_header_or_slot_write(tmp_path: Path, phase: str) -> None:
+    # A torn header once read as an empty file (count 0), losing every key in it; a torn slot
+    # hid every older key chained behind it. Recovery must trust only what the checkpoint
+    # recorded and rebuild the rest.
+    seed = crash_seed()
+    # Writes of the first index file, late enough that a checkpoint has covered many records.
+    # Each record writes its header once and a hash slot per key (two keys).
+    nth = random.Random(seed).randint(1200, 1900) * (1 if phase == "torn-header" else 2)
+    root = tmp_path / "store"
+    ctx = f"seed={seed} phase={phase} nth={nth}"
+    acked: dict[AckedKey, Ack] = {}
+    out = await run_writer(root, "SYNC_FLUSH", seed, 0, ctx=ctx, die_at=f"{phase}:0:{nth}")
+    add_acks(acked, out.acks, ctx)
+    cp = CheckpointFile(root / "checkpoint").read()
+    assert cp is not None and cp.index is not None and cp.index.header[5] > 1, (
+        f"{ctx}: no index progress in the checkpoint: {cp}"
+    )
     await recover_and_check(root, "SYNC_FLUSH", acked, ctx)

@@ -39,6 +39,7 @@ from rmqkit.server.store import (
     PutStatus,
     StoreSettings,
     commit_log,
+    index_file,
 )
 from rmqkit.server.store.index_file import IndexFile
 
@@ -218,6 +219,9 @@ def arm_fault(spec: str) -> None:
     properties is written: what a kill in the middle of copying a record leaves behind.
     `index:0:N`: at the Nth write of an IndexFile header, when the entries and hash slots it
     would count are already written.
+    `torn-header:0:N`: inside the Nth IndexFile header write, as a kill inside `struct.pack_into`
+    leaves it: the 40 bytes zero-filled and only the first three fields written.
+    `torn-slot:0:N`: inside the Nth hash slot write, the slot zero-filled and not yet written.
     """
     phase, size_s, n_s = spec.split(":")
     size, left = int(size_s), [int(n_s)]
@@ -226,6 +230,12 @@ def arm_fault(spec: str) -> None:
         return
     if phase == "index":
         arm_index_header(left)
+        return
+    if phase == "torn-header":
+        arm_torn_index_header(left)
+        return
+    if phase == "torn-slot":
+        arm_torn_index_slot(left)
         return
     real = os.ftruncate
 
@@ -278,6 +288,44 @@ def arm_index_header(left: list[int]) -> None:
         real(self)
 
     IndexFile._write_header = write_header  # type: ignore[method-assign]
+
+
+def arm_torn_index_header(left: list[int]) -> None:
+    real = IndexFile._write_header
+
+    def write_header(self: IndexFile) -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            new = index_file.HEADER.pack(*self.header)
+            self.file.mm[: len(new)] = bytes(len(new))
+            self.file.mm[:24] = new[:24]
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(self)
+
+    IndexFile._write_header = write_header  # type: ignore[method-assign]
+
+
+class _TornSlot:
+    """Stands in for `index_file.SLOT`; its Nth `pack_into` zero-fills the slot and dies."""
+
+    def __init__(self, left: list[int]) -> None:
+        self.real = index_file.SLOT
+        self.size = self.real.size
+        self.left = left
+
+    def unpack_from(self, buf: mmap.mmap, offset: int) -> tuple[int]:
+        return self.real.unpack_from(buf, offset)  # type: ignore[return-value]
+
+    def pack_into(self, buf: mmap.mmap, offset: int, value: int) -> None:
+        self.left[0] -= 1
+        if self.left[0] == 0:
+            buf[offset : offset + self.size] = bytes(self.size)
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.real.pack_into(buf, offset, value)
+
+
+def arm_torn_index_slot(left: list[int]) -> None:
+    index_file.SLOT = _TornSlot(left)  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> None:

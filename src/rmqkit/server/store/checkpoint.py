@@ -1,7 +1,7 @@
 """The store checkpoint: how far the CommitLog and the derived files are known to be on disk.
 
-RocketMQ's `StoreCheckpoint` keeps the first 40 bytes; rmqkit adds exact offsets and a CRC so that
-recovery needs no timestamp heuristics and a torn checkpoint is noticed:
+RocketMQ's `StoreCheckpoint` keeps the first 40 bytes; rmqkit adds exact offsets, where the index
+stood, and a CRC, so that recovery needs no timestamp heuristics and a torn checkpoint is noticed:
 
     offset size  field
          0    8  physic_msg_timestamp      store time of the last flushed CommitLog record (ms)
@@ -12,9 +12,15 @@ recovery needs no timestamp heuristics and a torn checkpoint is noticed:
         40    8  commit_log_flushed        rmqkit: CommitLog bytes before this are on disk
         48    8  logics_flushed            rmqkit: every ConsumeQueue/index entry for records
                                                    before this CommitLog offset is on disk
-        56    4  crc                       rmqkit: crc32 of bytes 0..55
+        56    8  index_file                rmqkit: name of the last IndexFile, as a number
+                                                   (0: there was none; -1: not recorded)
+        64   40  index_header              rmqkit: that file's 40-byte header at that moment
+                                                   (`index_file.HEADER`): the entries it
+                                                   counts are all on disk
+       104    4  crc                       rmqkit: crc32 of bytes 0..103
 
-The file is one page, written in place and fdatasync'ed.
+The file is one page, written in place and fdatasync'ed. rmqkit before the index fields wrote
+the CRC at byte 56; such a checkpoint still reads, with no index position.
 """
 
 from __future__ import annotations
@@ -26,8 +32,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHECKPOINT = struct.Struct(">qqqqqqq")  # 56 bytes
+INDEX_MARK = struct.Struct(">qqqqqii")  # 48 bytes: index_file, then the header's six fields
 CRC = struct.Struct(">I")
 FILE_BYTES = 4096
+_BODY = CHECKPOINT.size + INDEX_MARK.size
+NO_MARK = -1
+
+
+IndexHeader = tuple[int, int, int, int, int, int]
+"""An IndexFile header's fields: begin/end timestamp, begin/end physical offset, slots in use,
+next entry number (`index_file.HEADER`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMark:
+    """The last IndexFile when a checkpoint was taken, and its header then.
+
+    Every entry that header counts was written and synced before the checkpoint, and is never
+    written again; what came later (entries, hash slots, header rewrites) may be torn by a crash.
+    """
+
+    file_stamp: int
+    """The file's name (`yyyyMMddHHmmssSSS`) as a number; 0 when there was no index file."""
+    header: IndexHeader = (0, 0, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -37,8 +64,11 @@ class Checkpoint:
     index_msg_timestamp: int = 0
     commit_log_flushed: int = 0
     logics_flushed: int = 0
+    index: IndexMark | None = None
+    """Where the index stood; None when not recorded (the index is rebuilt after a crash)."""
 
     def encode(self) -> bytes:
+        mark = self.index
         body = CHECKPOINT.pack(
             self.physic_msg_timestamp,
             self.logics_msg_timestamp,
@@ -47,20 +77,34 @@ class Checkpoint:
             0,
             self.commit_log_flushed,
             self.logics_flushed,
+        ) + (
+            INDEX_MARK.pack(mark.file_stamp, *mark.header)
+            if mark is not None
+            else INDEX_MARK.pack(NO_MARK, 0, 0, 0, 0, 0, 0)
         )
         return body + CRC.pack(zlib.crc32(body))
 
     @classmethod
     def decode(cls, data: bytes) -> Checkpoint | None:
         """The checkpoint, or None when the bytes are short or torn (CRC mismatch)."""
-        if len(data) < CHECKPOINT.size + CRC.size:
-            return None
-        body = data[: CHECKPOINT.size]
-        (crc,) = CRC.unpack_from(data, CHECKPOINT.size)
-        if zlib.crc32(body) != crc:
-            return None
-        p, lg, ix, _master, _confirm, cl, lf = CHECKPOINT.unpack(body)
-        return cls(p, lg, ix, cl, lf)
+        if (
+            len(data) >= _BODY + CRC.size
+            and zlib.crc32(data[:_BODY]) == CRC.unpack_from(data, _BODY)[0]
+        ):
+            stamp, *header = INDEX_MARK.unpack_from(data, CHECKPOINT.size)
+            mark = IndexMark(stamp, tuple(header)) if stamp != NO_MARK else None
+            return cls._offsets(data, mark)
+        if (
+            len(data) >= CHECKPOINT.size + CRC.size
+            and zlib.crc32(data[: CHECKPOINT.size]) == CRC.unpack_from(data, CHECKPOINT.size)[0]
+        ):
+            return cls._offsets(data, None)  # the layout before the index fields
+        return None
+
+    @classmethod
+    def _offsets(cls, data: bytes, mark: IndexMark | None) -> Checkpoint:
+        p, lg, ix, _master, _confirm, cl, lf = CHECKPOINT.unpack_from(data, 0)
+        return cls(p, lg, ix, cl, lf, mark)
 
 
 class CheckpointFile:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rmqkit.common.properties import KEY_SEPARATOR, split_keys
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
+from rmqkit.server.store.checkpoint import IndexMark
 from rmqkit.server.store.dispatch import DispatchRequest
 from rmqkit.server.store.index_file import IndexFile
 
@@ -44,26 +45,60 @@ class IndexService:
                 self.files.append(f)
         for f in self.files[:-1]:
             f.sealed = True
-        if self.files and self.files[-1].count:
-            self.indexed_until = self.files[-1].end_phy_offset + 1
 
-    def recover(self, redispatch_from: int) -> None:
-        """Forget what was indexed at or past `redispatch_from`; it will be indexed again.
+    def mark(self) -> IndexMark:
+        """Where the index stands now, for the checkpoint (see `recover`)."""
+        if not self.files:
+            return IndexMark(0)
+        f = self.files[-1]
+        return IndexMark(int(f.path.name), f.header)
 
-        Whole files that begin there are deleted; the file that straddles it is sealed, so its
-        stale entries stay behind a file boundary (queries check every hit against the record).
+    def recover(self, mark: IndexMark | None, redispatch_from: int, *, clean: bool) -> int:
+        """Make the loaded files agree with the checkpoint; returns where indexing must resume.
+
+        After a clean stop every file is whole and the checkpoint points at the end. After a
+        crash only what `mark` recorded is trusted: files started later are deleted, and the
+        file it names goes back to the entries it counted then (`IndexFile.restore`); every
+        record from `redispatch_from` on is indexed again. Without a mark (no checkpoint, or
+        one written before marks existed) nothing is trusted: every file is deleted and the
+        whole CommitLog is indexed again (the returned 0 means from its first record).
         """
-        while (
-            self.files
-            and self.files[-1].count
-            and self.files[-1].begin_phy_offset >= redispatch_from
-        ):
-            f = self.files.pop()
-            log.warning("recovery: deleting index file %s", f.path)
-            f.destroy()
-        if self.files and self.files[-1].end_phy_offset >= redispatch_from:
-            self.files[-1].sealed = True
-        self.indexed_until = min(self.indexed_until, redispatch_from)
+        if clean:
+            self.indexed_until = redispatch_from
+            return redispatch_from
+        if mark is not None:
+            while self.files and int(self.files[-1].path.name) > mark.file_stamp:
+                f = self.files.pop()
+                log.warning(
+                    "recovery: deleting index file %s, started after the checkpoint", f.path
+                )
+                f.destroy()
+            if self.files and int(self.files[-1].path.name) == mark.file_stamp:
+                f = self.files[-1]
+                try:
+                    dropped = f.restore(mark.header)
+                except ValueError as exc:
+                    log.error("recovery: %s", exc)
+                    mark = None
+                else:
+                    if dropped:
+                        log.warning(
+                            "recovery: index file %s back to its %d checkpointed entries "
+                            "(%d dropped)",
+                            f.path.name,
+                            f.count,
+                            dropped,
+                        )
+        if mark is None:
+            if self.files:
+                log.warning("recovery: no usable index position in the checkpoint: rebuilding")
+            for f in self.files:
+                f.destroy()
+            self.files = []
+            self.indexed_until = 0
+            return 0
+        self.indexed_until = redispatch_from
+        return redispatch_from
 
     def _writable(self, now_ms: int) -> IndexFile:
         if self.files and not self.files[-1].full:

@@ -25,7 +25,7 @@ from rmqkit.protocol.record import (
     decode_record,
     record_size,
 )
-from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile
+from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
 from rmqkit.server.store.delay import deliver_at, route_delayed
@@ -193,16 +193,26 @@ class FileMessageStore:
         cp = self.checkpoint_file.read()
         self.commit_log.queue.load()
         self._load_consume_queues()
-        if s.message_index_enable:
-            self.index.load()
         report = plan_recovery(self.commit_log.queue, cp, crashed)
         for cq in self._all_cqs():
             cq.recover(report.redispatch_from)
             cq.correct_min_offset(self.commit_log.min_offset)
-        self.index.recover(report.redispatch_from)
+        index_from = report.redispatch_from
+        if s.message_index_enable:
+            self.index.load()
+            index_from = self.index.recover(
+                cp.index if cp else None,
+                report.redispatch_from,
+                clean=cp is not None and not crashed,
+            )
         self.commit_log.queue_offsets = {
             (cq.topic, cq.queue_id): cq.max_offset for cq in self._all_cqs() if cq.max_offset
         }
+        if index_from < report.redispatch_from:
+            # The index alone goes back further; the reput below skips what this indexes.
+            start = max(index_from, self.commit_log.min_offset)
+            n = ReputService(self.commit_log, [self.index.dispatch], start).drain()
+            log.warning("index rebuilt from CommitLog offset %d: %d records", start, n)
         self.reput = ReputService(self.commit_log, self._dispatchers(), report.redispatch_from)
         redispatched = self.reput.drain()
         self._refresh_queue_offsets()
@@ -219,7 +229,15 @@ class FileMessageStore:
             )
         s.abort_path.parent.mkdir(parents=True, exist_ok=True)
         s.abort_path.touch()
-        await asyncio.to_thread(self._write_checkpoint_sync, self.commit_log.max_offset)
+        # What recovery kept or rebuilt reaches the disk before the checkpoint says so: the
+        # CommitLog from where re-dispatch began (a crashed ASYNC_FLUSH writer may have left
+        # it in the page cache only), and every ConsumeQueue and index file it wrote.
+        end = self.commit_log.max_offset
+        files = [mf for mf in self.commit_log.queue.files if mf.end > report.redispatch_from]
+        files += [mf for mf, _ in self._dirty_logic_files()]
+        await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
+        for mf in files:
+            mf.flushed_pos = max(mf.flushed_pos, mf.write_pos)
         self.running = True
         await self.reput.start()
         self._waits = s.sync_flush or self.transfer is not None
@@ -254,35 +272,48 @@ class FileMessageStore:
         files: list[MappedFile] = list(self.commit_log.queue.files)
         for cq in self._all_cqs():
             files.extend(cq.files.files)
-        await asyncio.to_thread(self._sync_and_checkpoint, files, end)
+        await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
         self.commit_log.close()
         for cq in self._all_cqs():
             cq.close()
         self.index.close()
         self.settings.abort_path.unlink(missing_ok=True)
 
-    def _sync_and_checkpoint(self, files: list[MappedFile], end: int) -> None:
+    def _index_mark(self) -> IndexMark | None:
+        """The index position for the checkpoint; None when no index is kept."""
+        return self.index.mark() if self.settings.message_index_enable else None
+
+    def _sync_and_checkpoint(
+        self, files: list[MappedFile], end: int, mark: IndexMark | None
+    ) -> None:
         for mf in files:
             mf.sync()
         for f in self.index.files:
             f.sync()
-        self._write_checkpoint_sync(end, end)
+        self._write_checkpoint_sync(end, end, mark)
 
-    def _write_checkpoint_sync(self, cl_flushed: int, logics: int | None = None) -> None:
+    def _write_checkpoint_sync(self, cl_flushed: int, logics: int, mark: IndexMark | None) -> None:
         now = self.clock_ms()
-        self.checkpoint_file.write(
-            Checkpoint(now, now, now, cl_flushed, cl_flushed if logics is None else logics)
-        )
+        self.checkpoint_file.write(Checkpoint(now, now, now, cl_flushed, logics, mark))
+
+    def _dirty_logic_files(self) -> list[tuple[MappedFile, int]]:
+        """ConsumeQueue files written since their last sync, each with how far it is written."""
+        dirty = self._dirty_cqs
+        self._dirty_cqs = set()
+        return [(mf, mf.write_pos) for cq in dirty for mf in cq.files.dirty_files()]
 
     async def flush_logics(self) -> None:
-        """Sync dirty ConsumeQueue and index files, then record progress in the checkpoint."""
+        """Sync dirty ConsumeQueue and index files, then record progress in the checkpoint.
+
+        The reput position, the index mark and the files to sync are taken together, between
+        two dispatches: every entry for a record before that position is in those files.
+        """
         if self.reput is None:
             return
         reput_at = self.reput.reput_offset
         cl_flushed = self.commit_log.queue.flushed_offset
-        dirty = self._dirty_cqs
-        self._dirty_cqs = set()
-        targets = [(mf, mf.write_pos) for cq in dirty for mf in cq.files.dirty_files()]
+        mark = self._index_mark()
+        targets = self._dirty_logic_files()
         index_files = self.index.dirty()
 
         def work() -> None:
@@ -290,7 +321,7 @@ class FileMessageStore:
                 mf.sync()
             for f in index_files:
                 f.sync()
-            self._write_checkpoint_sync(cl_flushed, min(reput_at, cl_flushed))
+            self._write_checkpoint_sync(cl_flushed, min(reput_at, cl_flushed), mark)
 
         await asyncio.to_thread(work)
         for mf, pos in targets:
