@@ -17,6 +17,7 @@ from typing import Any
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.errors import ConfigurationError
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.starter.consistency import describe, differences
 from rmqkit.starter.container import app_resources, init_resources, shutdown_resources
 from rmqkit.starter.embedded import EmbeddedCluster
@@ -90,6 +91,7 @@ class RocketApp(AsyncLifecycle):
         self.producer: ProducerPort | None = None
         self.groups: dict[str, ListenerGroup] = {}
         self.consumers: dict[str, ConsumerPort] = {}
+        self._credentials: dict[str, SessionCredentials | None] = {}
         self._template: RocketTemplate | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -130,7 +132,8 @@ class RocketApp(AsyncLifecycle):
         out: dict[tuple[str, str], int] = {}
         for g, lg in self.groups.items():
             if group is None or g == group:
-                for topic, n in (await self.transport.consumer_lag(g, lg.routes)).items():
+                lag = await self.transport.consumer_lag(g, lg.routes, self._credentials.get(g))
+                for topic, n in lag.items():
                     out[(g, topic)] = n
         return out
 
@@ -309,14 +312,38 @@ class RocketApp(AsyncLifecycle):
                 container=self.container,
             )  # fmt: skip
             by_group.setdefault(spec.group, []).append(inv)
-        return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
+        groups = {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
+        self._credentials = {g: self._group_credentials(lg) for g, lg in groups.items()}
+        return groups
+
+    def _group_credentials(self, lg: ListenerGroup) -> SessionCredentials | None:
+        """The keys the group's consumer signs with: its listeners' own, else the consumer's.
+
+        One consumer signs every request with one key, so its listeners must agree.
+        """
+        default = self.settings.consumer.credentials()
+        by_topic = {
+            topic: self.settings.listener_override(lg.group, topic).credentials() or default
+            for topic in lg.routes
+        }
+        if len(set(by_topic.values())) > 1:
+            shown = ", ".join(
+                f"{t}: {c.access_key if c else 'unsigned'}" for t, c in sorted(by_topic.items())
+            )
+            raise ConfigurationError(
+                f"listeners of group {lg.group!r} sign with different ACL keys or secrets "
+                f"({shown}); they share one consumer, which signs every request with one key: "
+                f"give them the same access-key and secret-key under "
+                f"rocketmq.consumer.listeners.{lg.group}.<topic>, or separate groups"
+            )
+        return next(iter(by_topic.values()))
 
     async def _check_running_members(self, transport: Transport, lg: ListenerGroup) -> None:
         """Compare the group's subscription with its running members' (see `consistency`)."""
         mode = self.settings.consumer.subscription_check
         if mode == "off":
             return
-        running = await transport.group_view(lg.group)
+        running = await transport.group_view(lg.group, self._credentials.get(lg.group))
         if running is None:
             return
         diffs = differences(lg.subscriptions(), lg.options["message_model"], running)
@@ -332,6 +359,7 @@ class RocketApp(AsyncLifecycle):
         first = lg.invokers[0].spec
         consumer = transport.consumer(
             lg.group,
+            credentials=self._credentials.get(lg.group),
             message_model=o["message_model"],
             consume_mode=o["consume_mode"],
             consume_concurrency=o["consume_concurrency"],

@@ -82,7 +82,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _ClientCredentials(_Section):
+class _KeyPair(_Section):
     access_key: str | None = Field(
         None, description="ACL access key: every request is signed with it and secret-key"
         " (RocketMQ's AclClientRPCHook), for brokers with aclEnable=true. None: unsigned.",
@@ -91,10 +91,6 @@ class _ClientCredentials(_Section):
         None, description="ACL secret key (set with access-key); masked by explain().",
         validate_default=True,
     )  # fmt: skip
-    instance_name: str = Field(
-        "DEFAULT", description="Client instance name; clients sharing it share connections.",
-    )  # fmt: skip
-    namespace: str = Field("", description="Prefix isolating topics and groups ('' = none).")
 
     @field_validator("access_key", "secret_key", mode="before")
     @classmethod
@@ -116,6 +112,13 @@ class _ClientCredentials(_Section):
         if self.access_key is None or self.secret_key is None:
             return None
         return SessionCredentials(self.access_key, self.secret_key.get_secret_value())
+
+
+class _ClientCredentials(_KeyPair):
+    instance_name: str = Field(
+        "DEFAULT", description="Client instance name; clients sharing it share connections.",
+    )  # fmt: skip
+    namespace: str = Field("", description="Prefix isolating topics and groups ('' = none).")
 
 
 class ProducerSettings(_ClientCredentials):
@@ -154,11 +157,13 @@ class ProducerSettings(_ClientCredentials):
         return v
 
 
-class ListenerOverride(_Section):
+class ListenerOverride(_KeyPair):
     """`rocketmq.consumer.listeners.<group>.<topic>`: one listener's switch and overrides.
 
     None keeps the value given to the `@rocket_listener` decorator. A bare boolean (Spring's
-    `rocketmq.consumer.listeners.g1.orders=false`) sets `enabled`.
+    `rocketmq.consumer.listeners.g1.orders=false`) sets `enabled`. `access-key` and
+    `secret-key` sign this listener's consumer instead of `rocketmq.consumer.*`'s (every
+    listener of one group must then sign with the same key: they share one consumer).
     """
 
     enabled: bool = Field(True, description="False: the listener is registered, never started.")

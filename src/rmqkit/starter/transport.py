@@ -81,8 +81,12 @@ class Transport(Protocol):
         self, group: str, checker: Checker, **options: Any
     ) -> TransactionProducerPort: ...
     def consumer(self, group: str, **options: Any) -> ConsumerPort: ...
-    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]: ...
-    async def group_view(self, group: str) -> GroupView | None: ...
+    async def consumer_lag(
+        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+    ) -> dict[str, int]: ...
+    async def group_view(
+        self, group: str, credentials: SessionCredentials | None = None
+    ) -> GroupView | None: ...
     async def close(self) -> None: ...
 
 
@@ -94,8 +98,9 @@ class RemotingTransport:
         instance_name: the client instance (one per process unless told otherwise).
         offset_store_dir: where BROADCASTING consumers keep their offsets.
         namespace: the consumers' namespace (for `consumer_lag`; RocketMQ's `ns%group`).
-        credentials: ACL credentials of the consumers (and of `consumer_lag`'s admin calls);
-            a producer gets its own through its options.
+        credentials: ACL credentials of the consumers and of the admin calls behind
+            `group_view` and `consumer_lag`, unless a call names others (a listener group
+            with keys of its own); a producer gets its own through its options.
     """
 
     def __init__(
@@ -107,7 +112,7 @@ class RemotingTransport:
         self.namesrv_addr = namesrv_addr
         self.instance_name = instance_name
         self.offset_store_dir = offset_store_dir
-        self._admin: AdminClient | None = None
+        self._admins: dict[SessionCredentials | None, AdminClient] = {}
         self.namespace = namespace
 
     def producer(self, group: str, **options: Any) -> ProducerPort:
@@ -128,20 +133,23 @@ class RemotingTransport:
             options.setdefault("credentials", self.credentials)
         return PushConsumer(group, self.namesrv_addr, **options)
 
-    async def _admin_client(self) -> AdminClient:
-        if self._admin is None:
+    async def _admin_client(self, credentials: SessionCredentials | None) -> AdminClient:
+        creds = credentials if credentials is not None else self.credentials
+        admin = self._admins.get(creds)
+        if admin is None:
             name = f"{self.instance_name}-ADMIN"
-            self._admin = AdminClient(
-                self.namesrv_addr, instance_name=name, credentials=self.credentials
-            )
-            await self._admin.__aenter__()
-        return self._admin
+            admin = AdminClient(self.namesrv_addr, instance_name=name, credentials=creds)
+            await admin.__aenter__()
+            self._admins[creds] = admin
+        return admin
 
-    async def group_view(self, group: str) -> GroupView | None:
+    async def group_view(
+        self, group: str, credentials: SessionCredentials | None = None
+    ) -> GroupView | None:
         """The running members of `group` and their subscription, as the brokers know them
         (GET_CONSUMER_CONNECTION_LIST); None when no member is online."""
         ns = self.namespace
-        admin = await self._admin_client()
+        admin = await self._admin_client(credentials)
         try:
             info = await admin.consumer_connections(wrap(ns, group) if ns else group)
         except BrokerResponseError:
@@ -159,11 +167,13 @@ class RemotingTransport:
         ids = tuple(str(c.get("clientId", "?")) for c in info.get("connectionSet") or ())
         return GroupView(ids, str(info.get("messageModel", "CLUSTERING")), subs)
 
-    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+    async def consumer_lag(
+        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+    ) -> dict[str, int]:
         """Messages of each topic the group has not consumed, from the brokers' consume stats
         (GET_CONSUME_STATS: max offset minus the committed offset, which consumers persist every
         few seconds)."""
-        admin = await self._admin_client()
+        admin = await self._admin_client(credentials)
         ns = self.namespace
         lag = dict.fromkeys(topics, 0)
         for p in await admin.consumer_progress(wrap(ns, group) if ns else group):
@@ -173,6 +183,6 @@ class RemotingTransport:
         return lag
 
     async def close(self) -> None:
-        admin, self._admin = self._admin, None
-        if admin is not None:
+        admins, self._admins = self._admins, {}
+        for admin in admins.values():
             await admin.__aexit__(None, None, None)

@@ -356,3 +356,23 @@ def test_acl_credentials_from_the_key_pair(clean_env: Path) -> None:
     assert creds is not None
     assert (creds.access_key, creds.secret_key) == ("app-key-1", "app-secret-1")
     assert s.consumer.credentials() is None
+
+
+def test_a_listener_signs_with_its_own_keys(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROCKETMQ_CONSUMER__LISTENERS__billing__order__ACCESS_KEY", "bill-key")
+    monkeypatch.setenv("ROCKETMQ_CONSUMER__LISTENERS__billing__order__SECRET_KEY", "bill-secret")
+    s = RocketSettings()
+    creds = s.listener_override("billing", "order").credentials()
+    assert creds is not None and (creds.access_key, creds.secret_key) == ("bill-key", "bill-secret")
+    assert s.listener_override("billing", "refund").credentials() is None
+    rows = {key: value for key, value, _ in s.explain()}
+    assert rows["rocketmq.consumer.listeners.billing.order.secret-key"] == "******"
+    assert not any("bill-secret" in v for v in rows.values())
+
+
+def test_a_listener_key_needs_its_secret(clean_env: Path) -> None:
+    with pytest.raises(ConfigurationError, match="ACL needs both") as err:
+        RocketSettings(consumer={"listeners": {"billing": {"order": {"secret_key": "s3cr3t"}}}})
+    assert "s3cr3t" not in str(err.value)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rmqkit.client.transaction import Checker
+from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.starter.consistency import GroupView
 from rmqkit.testing.memory.broker import MemoryBroker
 from rmqkit.testing.memory.consumer import MemoryConsumer
@@ -41,12 +42,16 @@ class MemoryTransport:
         """A push consumer of `group` (`PushConsumer`'s options)."""
         return MemoryConsumer(self.broker, group, **options)
 
-    async def group_view(self, group: str) -> GroupView | None:
+    async def group_view(
+        self, group: str, credentials: SessionCredentials | None = None
+    ) -> GroupView | None:
         """None: every member of an in-memory group lives in this process (the app checks
         those against each other already)."""
         return None
 
-    async def consumer_lag(self, group: str, topics: Iterable[str]) -> dict[str, int]:
+    async def consumer_lag(
+        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+    ) -> dict[str, int]:
         """Messages of each topic the group has not consumed yet."""
         return {t: self.broker.lag(group, t) for t in topics}
 
