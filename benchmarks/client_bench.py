@@ -41,13 +41,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from broker_bench import profiled
 from broker_load import QUEUES, SendFrames
 from broker_load import Consumer as RawConsumer
 from broker_load import Pipeline as RawPipeline
@@ -255,27 +256,6 @@ class Meter:
                       (cpu_seconds(self.pid) - self.s0) / wall, errors)  # fmt: skip
 
 
-@contextlib.contextmanager
-def profiled(profile_dir: Path | None, name: str) -> Iterator[None]:
-    """py-spy this process while the block runs (collapsed stacks, `--profile`)."""
-    if profile_dir is None:
-        yield
-        return
-    py_spy = Path(sys.executable).with_name("py-spy")
-    out = profile_dir / f"client-{name}.txt"
-    proc = subprocess.Popen(
-        [str(py_spy), "record", "--pid", str(os.getpid()), "--format", "raw", "--rate", "250",
-         "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.5)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
-
-
 # -- phases -----------------------------------------------------------------------------------
 
 
@@ -339,7 +319,7 @@ async def producer_sends(ns: str, plan: Plan, pid: int, profile: Path | None, na
             launch()
         await asyncio.sleep(plan.warmup_s)
         meter = Meter(pid, lambda: acked)
-        with profiled(profile, name):
+        with profiled(profile, os.getpid(), f"client-{name}"):
             await asyncio.sleep(plan.seconds)
         fig = meter.figure()
         await drained.wait()
@@ -366,7 +346,7 @@ async def consumer_reads(ns: str, plan: Plan, pid: int, profile: Path | None, na
                 await asyncio.sleep(0.01)
             await asyncio.sleep(plan.warmup_s)
             meter = Meter(pid, lambda: count)
-            with profiled(profile, name):
+            with profiled(profile, os.getpid(), f"client-{name}"):
                 await asyncio.sleep(plan.seconds)
             return meter.figure()
         while count == 0:  # noqa: ASYNC110

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,21 @@ class Cluster:
         assert r.code == 0, r.remark
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def running_cluster(root: Path, **settings: Any) -> AsyncIterator[Cluster]:
+    """A NameServer, a broker (`broker_settings(root / "store", ..., **settings)`) and a client."""
     async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        broker = Broker(broker_settings(tmp_path / "store", f"127.0.0.1:{ns.port}"))
+        broker = Broker(broker_settings(root / "store", f"127.0.0.1:{ns.port}", **settings))
         await broker.start()
         client = RemotingClient()
         try:
-            yield Cluster(ns, broker, client, tmp_path)
+            yield Cluster(ns, broker, client, root)
         finally:
             await client.close()
             await broker.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(tmp_path) as c:
+        yield c

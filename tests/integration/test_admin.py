@@ -18,28 +18,19 @@ from rmqkit.protocol.codes import RequestCode as RC
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.protocol.route import decode_kv_table
-from rmqkit.remoting.client import RemotingClient
-from rmqkit.server.broker.broker import Broker
-from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        store = {"message_delay_level": " ".join(["100ms"] * 18)}
-        broker = Broker(broker_settings(tmp_path / "s", f"127.0.0.1:{ns.port}", store=store))
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(
+        tmp_path, store={"message_delay_level": " ".join(["100ms"] * 18)}
+    ) as c:
+        yield c
 
 
 def consumer(c: Cluster, group: str, topic: str, handler) -> PushConsumer:  # type: ignore[no-untyped-def]

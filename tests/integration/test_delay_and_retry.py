@@ -15,10 +15,9 @@ from rmqkit.protocol.codes import RequestCode as RC
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.record import StoredMessage, decode_records
 from rmqkit.server.broker.broker import Broker
-from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +26,8 @@ LEVELS = "300ms 600ms 100ms 100ms 100ms 100ms 1s"
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    from rmqkit.remoting.client import RemotingClient
-
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        settings = broker_settings(
-            tmp_path / "store", f"127.0.0.1:{ns.port}", store={"message_delay_level": LEVELS}
-        )
-        broker = Broker(settings)
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(tmp_path, store={"message_delay_level": LEVELS}) as c:
+        yield c
 
 
 def arrived(c: Cluster, topic: str, queue_id: int = 0) -> list[StoredMessage]:

@@ -22,12 +22,10 @@ from rmqkit.protocol.heartbeat import HeartbeatData
 from rmqkit.protocol.record import StoredMessage, decode_records
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.remoting.connection import Connection
-from rmqkit.server.broker.broker import Broker
-from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.properties import settings_from_properties
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 _names = itertools.count()
@@ -37,18 +35,8 @@ REPLY_TOPIC = reply_topic("DefaultCluster")
 @pytest.fixture
 async def unstored(tmp_path: Path) -> AsyncIterator[Cluster]:
     """A cluster whose broker does not store replies (storeReplyMessageEnable=false)."""
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        settings = broker_settings(
-            tmp_path / "store", f"127.0.0.1:{ns.port}", store_reply_message_enable=False
-        )
-        broker = Broker(settings)
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(tmp_path, store_reply_message_enable=False) as c:
+        yield c
 
 
 def producer(c: Cluster, group: str = "REQ") -> Producer:

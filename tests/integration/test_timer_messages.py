@@ -24,7 +24,7 @@ from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.store.timer import TIMER_TOPIC
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, broker_settings, running_cluster
 
 pytestmark = pytest.mark.integration
 _names = itertools.count()
@@ -57,18 +57,10 @@ def stored(c: Cluster, topic: str, queue_id: int = 0) -> list[StoredMessage]:
 @pytest.fixture
 async def fast(tmp_path: Path) -> AsyncIterator[Cluster]:
     """A broker with 100 ms timer slots and a one-hour longest delay."""
-    from rmqkit.remoting.client import RemotingClient
-
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        store = {"timer_precision_ms": 100, "timer_max_delay_sec": 3600}
-        broker = Broker(broker_settings(tmp_path / "store", f"127.0.0.1:{ns.port}", store=store))
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(
+        tmp_path, store={"timer_precision_ms": 100, "timer_max_delay_sec": 3600}
+    ) as c:
+        yield c
 
 
 async def test_each_way_of_asking_is_delivered_not_before_its_time(cluster: Cluster) -> None:

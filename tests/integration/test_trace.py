@@ -28,12 +28,11 @@ from rmqkit.client.trace import (
 )
 from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.record import StoredMessage, decode_records
-from rmqkit.remoting.client import RemotingClient
 from rmqkit.server.broker.broker import Broker
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, broker_settings, running_cluster
 
 LEVELS = "100ms 100ms 100ms"
 """Retries use level 3 + reconsume times, clamped to the last: 100 ms each."""
@@ -108,19 +107,10 @@ async def test_a_full_queue_drops_and_counts_and_never_waits() -> None:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        settings = broker_settings(
-            tmp_path / "store", f"127.0.0.1:{ns.port}", trace_topic_enable=True,
-            store={"message_delay_level": LEVELS},
-        )  # fmt: skip
-        broker = Broker(settings)
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(
+        tmp_path, trace_topic_enable=True, store={"message_delay_level": LEVELS}
+    ) as c:
+        yield c
 
 
 def consumer(c: Cluster, group: str, fail_times: int, seen: list[StoredMessage],

@@ -13,31 +13,23 @@ from rmqkit.common.names import TRANS_HALF_TOPIC
 from rmqkit.protocol.codes import RequestCode as RC
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.record import StoredMessage, decode_records
-from rmqkit.remoting.client import RemotingClient
 from rmqkit.server.broker.broker import Broker
-from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, broker_settings
+from .conftest import Cluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        settings = broker_settings(
-            tmp_path / "store", f"127.0.0.1:{ns.port}", transaction_timeout_ms=150,
-            transaction_check_interval_ms=150, transaction_check_max=3,
-        )  # fmt: skip
-        broker = Broker(settings)
-        await broker.start()
-        client = RemotingClient()
-        try:
-            yield Cluster(ns, broker, client, tmp_path)
-        finally:
-            await client.close()
-            await broker.stop()
+    async with running_cluster(
+        tmp_path,
+        transaction_timeout_ms=150,
+        transaction_check_interval_ms=150,
+        transaction_check_max=3,
+    ) as c:
+        yield c
 
 
 def visible(c: Cluster | Broker, topic: str) -> list[StoredMessage]:

@@ -202,6 +202,7 @@ class RocketApp(AsyncLifecycle):
         )  # fmt: skip
         idem = await self._idempotency(stack, specs)
         self.groups = self._groups(specs, idem)
+        self._credentials = {g: self._group_credentials(lg) for g, lg in self.groups.items()}
         for group, lg in self.groups.items():
             await self._check_running_members(transport, lg)
             consumer = self._make_consumer(transport, lg)
@@ -312,9 +313,7 @@ class RocketApp(AsyncLifecycle):
                 container=self.container,
             )  # fmt: skip
             by_group.setdefault(spec.group, []).append(inv)
-        groups = {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
-        self._credentials = {g: self._group_credentials(lg) for g, lg in groups.items()}
-        return groups
+        return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
 
     def _group_credentials(self, lg: ListenerGroup) -> SessionCredentials | None:
         """The keys the group's consumer signs with: its listeners' own, else the consumer's.
