@@ -12,6 +12,13 @@ from rmqkit.cli.bench import bench_group
 from rmqkit.cli.config import config_group
 from rmqkit.cli.run import run_command
 
+_TLS_CONFIG = click.option(
+    "--tls-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A RocketMQ tls.properties file (tls.server.mode, tls.server.certPath, ...).",
+)
+
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
@@ -61,24 +68,36 @@ def demo(data_dir: Path | None, messages: int) -> None:
     show_default=True,
     help="Port of the embedded NameServer (no --config).",
 )
-def serve(config: Path | None, data_dir: Path, port: int | None, namesrv_port: int) -> None:
+@_TLS_CONFIG
+def serve(
+    config: Path | None,
+    data_dir: Path,
+    port: int | None,
+    namesrv_port: int,
+    tls_config: Path | None,
+) -> None:
     """Run a broker until SIGTERM/SIGINT (then finish requests, flush, checkpoint, exit)."""
     from rmqkit.cli.serve import run_broker
     from rmqkit.errors import ConfigurationError
 
     try:
-        asyncio.run(run_broker(config, data_dir, port, namesrv_port))
+        asyncio.run(run_broker(config, data_dir, port, namesrv_port, tls_config))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
 @click.option("--port", type=int, default=9876, show_default=True, help="Listen port.")
-def namesrv(port: int) -> None:
+@_TLS_CONFIG
+def namesrv(port: int, tls_config: Path | None) -> None:
     """Run a NameServer until SIGTERM/SIGINT."""
     from rmqkit.cli.serve import run_namesrv
+    from rmqkit.errors import ConfigurationError
 
-    asyncio.run(run_namesrv(port))
+    try:
+        asyncio.run(run_namesrv(port, tls_config))
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 cli.add_command(run_command)

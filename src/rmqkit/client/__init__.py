@@ -6,10 +6,12 @@ from rmqkit.client.producer import Producer
 from rmqkit.client.pull_consumer import LitePullConsumer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
 from rmqkit.protocol.acl import SessionCredentials
+from rmqkit.remoting.tls import ClientTls
 
 __all__ = [
     "ClientConfig",
     "ClientInstance",
+    "ClientTls",
     "ConsumeContext",
     "ConsumeResult",
     "LitePullConsumer",

@@ -40,6 +40,7 @@ from rmqkit.protocol.route import (
     decode_cluster_info,
     decode_kv_table,
 )
+from rmqkit.remoting.tls import ClientTls
 
 
 def read_addr(bd: BrokerData) -> str | None:
@@ -66,7 +67,8 @@ class AdminClient:
     """Admin operations over the remoting protocol, against rmqkit or Apache RocketMQ.
 
     With `credentials`, every request is signed (brokers with `aclEnable=true`); creating and
-    deleting topics and groups then needs an account with `admin: true`.
+    deleting topics and groups then needs an account with `admin: true`. With `tls`, it
+    connects over TLS (see `rmqkit.remoting.tls.ClientTls`).
     """
 
     def __init__(
@@ -75,9 +77,10 @@ class AdminClient:
         *,
         instance_name: str = "ADMIN",
         credentials: SessionCredentials | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.instance = ClientInstance.shared(
-            ClientConfig(namesrv_addr, instance_name, credentials=credentials)
+            ClientConfig(namesrv_addr, instance_name, credentials=credentials, tls=tls)
         )
 
     async def __aenter__(self) -> AdminClient:

@@ -32,6 +32,7 @@ from rmqkit.protocol.record import StoredMessage, decode_record
 from rmqkit.protocol.route import MASTER_ID, BrokerId, TopicRouteData, decode_topic_route
 from rmqkit.remoting.client import RemotingClient
 from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.remoting.tls import ClientTls
 
 log = logging.getLogger("rmqkit.client")
 
@@ -44,6 +45,10 @@ class FoundBroker(NamedTuple):
     addr: BrokerAddr
     is_slave: bool
     broker_id: BrokerId
+
+
+InstanceKey = tuple[str, str, SessionCredentials | None, ClientTls | None]
+"""NameServers, instance name, credentials, TLS: what makes two clients share an instance."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,8 @@ class ClientConfig:
     credentials: SessionCredentials | None = None
     """ACL access key and secret: every request is signed with them (RocketMQ's
     `AclClientRPCHook`). None: requests go unsigned, as to a broker without `aclEnable`."""
+    tls: ClientTls | None = None
+    """Connect to NameServers and brokers over TLS (RocketMQ's `useTLS`); None: plain."""
     route_refresh_on_error_min_interval_ms: int = 2_000
     """A failed broker call refreshes the topic's route at once (see `refresh_route_soon`), at
     most this often per topic, instead of waiting up to `poll_name_server_interval_ms`."""
@@ -70,10 +77,10 @@ class ClientConfig:
         return [a.strip() for a in self.namesrv_addr.split(";") if a.strip()]
 
     @property
-    def instance_key(self) -> tuple[str, str, SessionCredentials | None]:
+    def instance_key(self) -> InstanceKey:
         """Clients with equal keys share one `ClientInstance` (its connections sign with one
-        set of credentials, so different credentials never share one)."""
-        return (self.namesrv_addr, self.instance_name, self.credentials)
+        set of credentials and use one TLS setting, so different ones never share one)."""
+        return (self.namesrv_addr, self.instance_name, self.credentials, self.tls)
 
     def with_namespace(self, resource: str) -> str:
         """`resource` as the cluster knows it (`ns%resource`)."""
@@ -87,7 +94,7 @@ class ClientConfig:
 class ClientInstance:
     """Connections, routes and heartbeats for every producer and consumer of a process."""
 
-    _shared: ClassVar[dict[tuple[str, str, SessionCredentials | None], ClientInstance]] = {}
+    _shared: ClassVar[dict[InstanceKey, ClientInstance]] = {}
 
     def __init__(self, config: ClientConfig) -> None:
         if not config.namesrv_addrs:
@@ -100,6 +107,7 @@ class ClientInstance:
         self.remoting = RemotingClient(
             handler=self._on_server_request,
             before_request=creds.sign if creds is not None else None,
+            tls=config.tls,
         )
         self.routes: dict[TopicName, TopicRouteData] = {}
         """Topic -> its route, oldest fetch first (a refetched route moves to the end)."""

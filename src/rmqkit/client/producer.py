@@ -40,6 +40,7 @@ from rmqkit.protocol.codes import COMPRESSION_ZLIB, RequestCode, ResponseCode, S
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.remoting.connection import Connection
+from rmqkit.remoting.tls import ClientTls
 
 log = logging.getLogger("rmqkit.producer")
 
@@ -92,6 +93,8 @@ class Producer(AsyncLifecycle):
             `rmqkit.client.trace`).
         credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
             every request is signed, for brokers with `aclEnable=true`.
+        tls: connect over TLS (`rmqkit.remoting.tls.ClientTls`; RocketMQ's `useTLS`), for
+            servers with `tls.server.mode` permissive or enforcing. None: plain connections.
     """
 
     def __init__(
@@ -111,9 +114,10 @@ class Producer(AsyncLifecycle):
         namespace: str = "",
         enable_msg_trace: bool = False,
         credentials: SessionCredentials | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.config = ClientConfig(
-            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials, tls=tls
         )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)

@@ -52,6 +52,7 @@ from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.remoting.tls import ClientTls
 
 log = logging.getLogger("rmqkit.consumer.lite_pull")
 
@@ -99,6 +100,8 @@ class LitePullConsumer(AsyncLifecycle):
         offset_store_dir: where BROADCASTING offsets are kept (default ~/.rmqkit_offsets).
         credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
             every request is signed, for brokers with `aclEnable=true`.
+        tls: connect over TLS (`rmqkit.remoting.tls.ClientTls`; RocketMQ's `useTLS`), for
+            servers with `tls.server.mode` permissive or enforcing. None: plain connections.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class LitePullConsumer(AsyncLifecycle):
         offset_store_dir: Path | None = None,
         instance_name: str = "DEFAULT",
         credentials: SessionCredentials | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         if pull_batch_size <= 0:
             raise ConfigurationError(f"pull_batch_size must be positive, not {pull_batch_size}")
@@ -130,7 +134,7 @@ class LitePullConsumer(AsyncLifecycle):
         if auto_commit_interval_ms < 1_000:
             raise ConfigurationError("auto_commit_interval_ms must be at least 1000")
         self.config = ClientConfig(
-            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials, tls=tls
         )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)

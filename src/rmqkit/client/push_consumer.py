@@ -56,6 +56,7 @@ from rmqkit.protocol.heartbeat import ConsumerEntry
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.protocol.route import MASTER_ID
 from rmqkit.remoting.eager import Suspended
+from rmqkit.remoting.tls import ClientTls
 
 log = logging.getLogger("rmqkit.consumer")
 
@@ -134,6 +135,8 @@ class PushConsumer(AsyncLifecycle):
             `rmqkit.client.trace`).
         credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
             every request is signed, for brokers with `aclEnable=true`.
+        tls: connect over TLS (`rmqkit.remoting.tls.ClientTls`; RocketMQ's `useTLS`), for
+            servers with `tls.server.mode` permissive or enforcing. None: plain connections.
     """
 
     def __init__(
@@ -163,9 +166,10 @@ class PushConsumer(AsyncLifecycle):
         namespace: str = "",
         enable_msg_trace: bool = False,
         credentials: SessionCredentials | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.config = ClientConfig(
-            namesrv_addr, instance_name, namespace=namespace, credentials=credentials
+            namesrv_addr, instance_name, namespace=namespace, credentials=credentials, tls=tls
         )
         self.namespace = namespace
         self.group = self.config.with_namespace(group)

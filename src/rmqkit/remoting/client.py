@@ -2,18 +2,20 @@
 
 Requests the server sends to the client (CHECK_TRANSACTION_STATE, NOTIFY_CONSUMER_IDS_CHANGED)
 go to the handler given at construction; `before_request` sees every request going out (the ACL
-signature is added there).
+signature is added there). With `tls`, every connection is a TLS connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 
 from rmqkit.errors import RemotingConnectError
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, RequestHandler
+from rmqkit.remoting.tls import ClientTls
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -33,8 +35,11 @@ class RemotingClient:
         connect_timeout_s: float = 3.0,
         *,
         before_request: Callable[[RemotingCommand], None] | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.handler = handler
+        self.tls = tls
+        """None: plain connections (RocketMQ's `useTLS=false`)."""
         self.before_request = before_request
         """Given to every connection (see `Connection.before_request`): ACL signing."""
         self.connect_timeout_s = connect_timeout_s
@@ -62,6 +67,7 @@ class RemotingClient:
                 return conn
             host, port = split_addr(addr)
             loop = asyncio.get_running_loop()
+            tls = self.tls.context() if self.tls is not None else None
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that arrives as the connection completes (and leave the socket open).
@@ -70,9 +76,18 @@ class RemotingClient:
                         lambda: Connection(self.handler, before_request=self.before_request),
                         host,
                         port,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                        ssl_handshake_timeout=self.connect_timeout_s if tls is not None else None,
                     )
+            except ssl.SSLError as exc:
+                raise RemotingConnectError(f"cannot connect to {addr}: TLS: {exc}") from exc
             except (OSError, TimeoutError) as exc:
-                raise RemotingConnectError(f"cannot connect to {addr}: {exc}") from exc
+                hint = ""
+                if tls is not None and isinstance(exc, ConnectionError):
+                    hint = " (does the server accept TLS? tls.server.mode must not be disabled)"
+                reason = str(exc) or type(exc).__name__
+                raise RemotingConnectError(f"cannot connect to {addr}: {reason}{hint}") from exc
             opened.peer = addr
             self._conns[addr] = opened
             return opened

@@ -108,7 +108,10 @@ class Connection(asyncio.Protocol):
         try:
             commands = self.decoder.feed(data)
         except FrameError as exc:
-            log.warning("closing connection from %s: %s", self.peer, exc)
+            reason: object = exc
+            if data[:2] == b"\x16\x03":  # a TLS record, not a remoting frame
+                reason = "a TLS handshake, and this server does not accept TLS"
+            log.warning("closing connection from %s: %s", self.peer, reason)
             self.close()
             return
         self._reading = True

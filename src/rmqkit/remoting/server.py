@@ -3,13 +3,15 @@
 RocketMQ's `NettyRemotingServer` with its code -> processor table. An unknown code is answered
 REQUEST_CODE_NOT_SUPPORTED with Java's remark; a processor that raises is answered SYSTEM_ERROR;
 a connection silent for longer than `idle_timeout_s` is closed. A `guard` (the broker's ACL)
-sees each request first and may answer it instead of the processor.
+sees each request first and may answer it instead of the processor. With `tls` in permissive or
+enforcing mode, every accepted connection first passes a `TlsGate` (see `tls_session`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 
@@ -18,6 +20,8 @@ from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.frame import DEFAULT_MAX_FRAME_BYTES
 from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.remoting.tls import ServerTls, TlsMode
+from rmqkit.remoting.tls_session import TlsGate
 
 log = logging.getLogger("rmqkit.remoting.server")
 
@@ -36,8 +40,11 @@ class RemotingServer(AsyncLifecycle):
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         idle_timeout_s: float = 120.0,
+        tls: ServerTls | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
+        """None or mode DISABLED: plain connections only."""
         self.port = port
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
@@ -47,6 +54,8 @@ class RemotingServer(AsyncLifecycle):
         self.guard: Guard | None = None
         self._server: asyncio.Server | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._gates: set[TlsGate] = set()
+        """Accepted connections that have not sent their first byte yet (TLS or not?)."""
 
     def register(self, code: int, processor: Processor) -> None:
         """Route requests with `code` to `processor`."""
@@ -86,11 +95,35 @@ class RemotingServer(AsyncLifecycle):
         """
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._new_connection, self.host, self.port, start_serving=serving
+            self._protocol_factory(), self.host, self.port, start_serving=serving
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._idle_timer = loop.call_later(self.idle_timeout_s / 4, self._close_idle)
         log.info("remoting server listening on %s:%d", self.host, self.port)
+
+    def _protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        tls = self.tls
+        if tls is None or tls.mode is TlsMode.DISABLED:
+            return self._new_connection
+        if tls.cert_path is not None:
+            context = tls.context()  # a configured certificate is checked before serving
+            provider: Callable[[], ssl.SSLContext] = lambda: context  # noqa: E731
+        else:
+            provider = tls.context  # self-signed, made when the first TLS client comes
+        mode = tls.mode
+
+        def gate() -> TlsGate:
+            g = TlsGate(
+                self._new_connection,
+                mode,
+                provider,
+                first_byte_timeout_s=self.idle_timeout_s,
+                on_done=self._gates.discard,
+            )
+            self._gates.add(g)
+            return g
+
+        return gate
 
     async def serve(self) -> None:
         """Start accepting connections after `start(serving=False)`."""
@@ -119,5 +152,7 @@ class RemotingServer(AsyncLifecycle):
             await asyncio.wait(pending, timeout=grace_s)
         for conn in list(self.connections):
             conn.close()
+        for gate in list(self._gates):
+            gate.close()
         await self._server.wait_closed()
         self._server = None

@@ -39,9 +39,9 @@ from pydantic_settings import (
 )
 
 from rmqkit.client.push_consumer import ConsumeFrom, ConsumeMode, MessageModel
+from rmqkit.common.java_properties import parse_properties
 from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.acl import SessionCredentials
-from rmqkit.server.properties import parse_properties
 
 log = logging.getLogger("rmqkit.starter.settings")
 

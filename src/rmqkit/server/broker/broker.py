@@ -22,6 +22,7 @@ from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.codes import RequestCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.server import RemotingServer
+from rmqkit.remoting.tls_config import TlsSettings
 from rmqkit.server.acl import AccessValidator, AclFiles, acl_folder
 from rmqkit.server.broker.clients import ClientRegistry, ConsumerGroupInfo
 from rmqkit.server.broker.groups import SubscriptionGroupTable
@@ -92,9 +93,14 @@ class Broker(AsyncLifecycle):
     slave hears from its master (always True on a master).
     """
 
-    def __init__(self, settings: BrokerSettings) -> None:
+    def __init__(self, settings: BrokerSettings, *, tls: TlsSettings | None = None) -> None:
         self.settings = settings
-        self.server = RemotingServer(settings.listen_host, settings.listen_port)
+        self.tls = tls if tls is not None else TlsSettings()
+        """What the client port accepts, and whether the broker's own connections to
+        NameServers and to its master use TLS (`tls.client`)."""
+        self.server = RemotingServer(
+            settings.listen_host, settings.listen_port, tls=self.tls.server
+        )
         config_dir = settings.store.store_path_root_dir / "config"
         self.topics = TopicTable(
             config_dir / "topics.json",

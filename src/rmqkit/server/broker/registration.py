@@ -31,7 +31,7 @@ class Registration(Service):
     def __init__(self, broker: Broker) -> None:
         super().__init__(broker.settings.register_name_server_period_ms / 1000)
         self.broker = broker
-        self.client = RemotingClient()
+        self.client = RemotingClient(tls=broker.tls.client)
         self.failing: set[str] = set()
         self.registered: dict[str, int] = {}
         """NameServer address -> successful registrations (tests and status pages read it)."""

@@ -67,7 +67,7 @@ class SlaveSync(Service):
         super().__init__(interval_s)
         self.broker = broker
         self._own_client = client is None
-        self.client = client if client is not None else RemotingClient()
+        self.client = client if client is not None else RemotingClient(tls=broker.tls.client)
         self.rounds = 0
         """Rounds in which all four tables were fetched and applied (tests poll it)."""
         self._reported: set[str] = set()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.remoting.connection import Connection
 from rmqkit.remoting.server import RemotingServer
+from rmqkit.remoting.tls import ServerTls
 from rmqkit.server.namesrv.kv_config import KVConfig
 from rmqkit.server.namesrv.processor import NameServerProcessor
 from rmqkit.server.namesrv.route_table import RouteTable
@@ -58,8 +59,12 @@ class BrokerExpiryService(Service):
 class NameServer(AsyncLifecycle):
     """One NameServer; `async with NameServer(settings) as ns:`, then give out `ns.addr`."""
 
-    def __init__(self, settings: NameServerSettings | None = None) -> None:
+    def __init__(
+        self, settings: NameServerSettings | None = None, *, tls: ServerTls | None = None
+    ) -> None:
         self.settings = settings or NameServerSettings()
+        self.tls = tls if tls is not None else ServerTls()
+        """Which connections it accepts (RocketMQ's default: plain and TLS)."""
         self.routes = RouteTable(default_timeout_ms=self.settings.broker_expire_ms)
         self.kv = KVConfig(self.settings.kv_config_path)
         self.processor = NameServerProcessor(self.routes, self.kv)
@@ -88,7 +93,7 @@ class NameServer(AsyncLifecycle):
         if self._server is not None:
             return
         self.kv.load()
-        server = RemotingServer(self.settings.host, self.settings.listen_port)
+        server = RemotingServer(self.settings.host, self.settings.listen_port, tls=self.tls)
         self.processor.register_with(server)
         server.on_disconnect.append(self._connection_closed)
         await server.start()
