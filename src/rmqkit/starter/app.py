@@ -17,7 +17,6 @@ from typing import Any
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.errors import ConfigurationError
-from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.starter.consistency import describe, differences
 from rmqkit.starter.container import app_resources, init_resources, shutdown_resources
 from rmqkit.starter.embedded import EmbeddedCluster
@@ -31,7 +30,13 @@ from rmqkit.starter.observability import (
     StarterMetrics,
     name_server_check,
 )
-from rmqkit.starter.plumbing import Instances, dead_letterer, producer_options, replier
+from rmqkit.starter.plumbing import (
+    Instances,
+    dead_letterer,
+    group_endpoint,
+    producer_options,
+    replier,
+)
 from rmqkit.starter.settings import RocketSettings
 from rmqkit.starter.template import RocketTemplate
 from rmqkit.starter.transactional import (
@@ -41,7 +46,13 @@ from rmqkit.starter.transactional import (
     TransactionFlows,
     default_flows,
 )
-from rmqkit.starter.transport import ConsumerPort, ProducerPort, RemotingTransport, Transport
+from rmqkit.starter.transport import (
+    ConsumerPort,
+    Endpoint,
+    ProducerPort,
+    RemotingTransport,
+    Transport,
+)
 
 log = logging.getLogger("rmqkit.app")
 Hook = Callable[[], Awaitable[None] | None]
@@ -91,7 +102,8 @@ class RocketApp(AsyncLifecycle):
         self.producer: ProducerPort | None = None
         self.groups: dict[str, ListenerGroup] = {}
         self.consumers: dict[str, ConsumerPort] = {}
-        self._credentials: dict[str, SessionCredentials | None] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+        """Listener group -> where its consumer connects and as whom (`group_endpoint`)."""
         self._template: RocketTemplate | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -132,7 +144,7 @@ class RocketApp(AsyncLifecycle):
         out: dict[tuple[str, str], int] = {}
         for g, lg in self.groups.items():
             if group is None or g == group:
-                lag = await self.transport.consumer_lag(g, lg.routes, self._credentials.get(g))
+                lag = await self.transport.consumer_lag(g, lg.routes, self._endpoints.get(g))
                 for topic, n in lag.items():
                     out[(g, topic)] = n
         return out
@@ -202,7 +214,9 @@ class RocketApp(AsyncLifecycle):
         )  # fmt: skip
         idem = await self._idempotency(stack, specs)
         self.groups = self._groups(specs, idem)
-        self._credentials = {g: self._group_credentials(lg) for g, lg in self.groups.items()}
+        self._endpoints = {
+            g: group_endpoint(self.settings, g, lg.routes) for g, lg in self.groups.items()
+        }
         for group, lg in self.groups.items():
             await self._check_running_members(transport, lg)
             consumer = self._make_consumer(transport, lg)
@@ -223,9 +237,7 @@ class RocketApp(AsyncLifecycle):
     async def _default_transport(self, stack: AsyncExitStack) -> Transport:
         s = self.settings
         if s.name_server:
-            return RemotingTransport(s.name_server, instance_name=s.consumer.instance_name,
-                                     namespace=s.consumer.namespace,
-                                     credentials=s.consumer.credentials())  # fmt: skip
+            return RemotingTransport(s.name_server, **self._consumer_defaults())
         e = s.embedded
         self.embedded = EmbeddedCluster(
             e.data_dir, namesrv_port=e.namesrv_port, broker_port=e.broker_port,
@@ -236,10 +248,13 @@ class RocketApp(AsyncLifecycle):
         stack.push_async_callback(self.embedded.stop)
         log.info("no name server configured: started an embedded cluster at %s",
                  self.embedded.name_server)  # fmt: skip
-        return RemotingTransport(self.embedded.name_server,
-                                 instance_name=s.consumer.instance_name,
-                                 namespace=s.consumer.namespace,
-                                 credentials=s.consumer.credentials())  # fmt: skip
+        return RemotingTransport(self.embedded.name_server, **self._consumer_defaults())
+
+    def _consumer_defaults(self) -> dict[str, Any]:
+        c = self.settings.consumer
+        tls = self.settings.tls.client_tls() if c.tls_enable else None
+        return {"instance_name": c.instance_name, "namespace": c.namespace,
+                "credentials": c.credentials(), "tls": tls}  # fmt: skip
 
     async def _start_container(self, stack: AsyncExitStack, specs: list[ListenerSpec]) -> None:
         c = self.container
@@ -278,7 +293,7 @@ class RocketApp(AsyncLifecycle):
 
     def _make_producer(self, transport: Transport, flows: TransactionFlows | None) -> ProducerPort:
         group = self.settings.producer.group or DEFAULT_PRODUCER_GROUP
-        opts = producer_options(self.settings.producer)
+        opts = producer_options(self.settings.producer, self.settings.tls)
         if flows is None:
             return transport.producer(group, **opts)
         producer = transport.transaction_producer(group, flows.check, **opts)
@@ -315,34 +330,12 @@ class RocketApp(AsyncLifecycle):
             by_group.setdefault(spec.group, []).append(inv)
         return {g: ListenerGroup(g, invs) for g, invs in by_group.items()}
 
-    def _group_credentials(self, lg: ListenerGroup) -> SessionCredentials | None:
-        """The keys the group's consumer signs with: its listeners' own, else the consumer's.
-
-        One consumer signs every request with one key, so its listeners must agree.
-        """
-        default = self.settings.consumer.credentials()
-        by_topic = {
-            topic: self.settings.listener_override(lg.group, topic).credentials() or default
-            for topic in lg.routes
-        }
-        if len(set(by_topic.values())) > 1:
-            shown = ", ".join(
-                f"{t}: {c.access_key if c else 'unsigned'}" for t, c in sorted(by_topic.items())
-            )
-            raise ConfigurationError(
-                f"listeners of group {lg.group!r} sign with different ACL keys or secrets "
-                f"({shown}); they share one consumer, which signs every request with one key: "
-                f"give them the same access-key and secret-key under "
-                f"rocketmq.consumer.listeners.{lg.group}.<topic>, or separate groups"
-            )
-        return next(iter(by_topic.values()))
-
     async def _check_running_members(self, transport: Transport, lg: ListenerGroup) -> None:
         """Compare the group's subscription with its running members' (see `consistency`)."""
         mode = self.settings.consumer.subscription_check
         if mode == "off":
             return
-        running = await transport.group_view(lg.group, self._credentials.get(lg.group))
+        running = await transport.group_view(lg.group, self._endpoints.get(lg.group))
         if running is None:
             return
         diffs = differences(lg.subscriptions(), lg.options["message_model"], running)
@@ -358,7 +351,7 @@ class RocketApp(AsyncLifecycle):
         first = lg.invokers[0].spec
         consumer = transport.consumer(
             lg.group,
-            credentials=self._credentials.get(lg.group),
+            endpoint=self._endpoints.get(lg.group),
             message_model=o["message_model"],
             consume_mode=o["consume_mode"],
             consume_concurrency=o["consume_concurrency"],
@@ -368,7 +361,6 @@ class RocketApp(AsyncLifecycle):
             consume_timeout_s=o["consume_timeout_s"],
             consume_from_where=o["consume_from_where"],
             await_termination_ms=self.settings.consumer.await_termination_ms,
-            namespace=self.settings.consumer.namespace,
         )
         for topic, (expr, etype) in lg.subscriptions().items():
             consumer.subscribe(topic, expr, etype)

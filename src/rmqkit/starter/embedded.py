@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import DEFAULT_TOPIC
+from rmqkit.remoting.tls_config import TlsSettings
 from rmqkit.server.broker.broker import Broker
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
 from rmqkit.server.settings import BrokerSettings
@@ -28,6 +29,8 @@ class EmbeddedCluster(AsyncLifecycle):
         namesrv_port / broker_port: 0 picks free ports.
         flush_disk_type: ASYNC_FLUSH (fast) or SYNC_FLUSH (a send returns once on disk).
         broker_name / cluster_name: as in broker.properties.
+        tls: what the NameServer and the broker accept (`tls.server`) and how the broker
+            registers (`tls.client`); default RocketMQ's: plain and TLS, self-signed.
         **broker_options: any other `BrokerSettings` field (e.g. enable_property_filter).
     """
 
@@ -41,8 +44,10 @@ class EmbeddedCluster(AsyncLifecycle):
         broker_name: str = "broker-a",
         cluster_name: str = "DefaultCluster",
         store_options: dict[str, Any] | None = None,
+        tls: TlsSettings | None = None,
         **broker_options: Any,
     ) -> None:
+        self.tls = tls if tls is not None else TlsSettings()
         self._given_dir = data_dir
         self._tmp: Path | None = None
         self.namesrv_port = namesrv_port
@@ -72,8 +77,10 @@ class EmbeddedCluster(AsyncLifecycle):
     async def start(self) -> None:
         if self._given_dir is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="rmqkit-embedded-"))
-        self.namesrv = NameServer(NameServerSettings(host="127.0.0.1",
-                                                     listen_port=self.namesrv_port))  # fmt: skip
+        self.namesrv = NameServer(
+            NameServerSettings(host="127.0.0.1", listen_port=self.namesrv_port),
+            tls=self.tls.server,
+        )
         await self.namesrv.start()
         store = StoreSettings(
             store_path_root_dir=self.data_dir / "store",
@@ -89,7 +96,7 @@ class EmbeddedCluster(AsyncLifecycle):
             store=store,
             **self.broker_options,
         )
-        self.broker = Broker(settings)
+        self.broker = Broker(settings, tls=self.tls)
         try:
             await self.broker.start()
             await self._registered()

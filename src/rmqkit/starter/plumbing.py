@@ -1,6 +1,7 @@
 """Small parts the app wires together: where listener methods' instances come from, how settings
-become producer options, how a listener's return value becomes a reply, and how the starter writes
-a message to a dead-letter queue itself (with the reason in a property)."""
+become producer options and a listener group's endpoint, how a listener's return value becomes a
+reply, and how the starter writes a message to a dead-letter queue itself (with the reason in a
+property)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from rmqkit.protocol.record import StoredMessage
 from rmqkit.starter.listener import ListenerSpec
 from rmqkit.starter.meta import ERROR_PROPERTY
 from rmqkit.starter.payload import PayloadError, encode_payload
-from rmqkit.starter.settings import ProducerSettings
-from rmqkit.starter.transport import ProducerPort
+from rmqkit.starter.settings import ProducerSettings, RocketSettings, TlsClientSettings
+from rmqkit.starter.transport import Endpoint, ProducerPort
 
 log = logging.getLogger("rmqkit.app")
 MAX_REASON = 1_000
@@ -83,11 +84,13 @@ class Instances:
         return self.get(owner)
 
 
-def producer_options(p: ProducerSettings) -> dict[str, Any]:
-    """`Producer` keyword arguments from the `rocketmq.producer.*` settings."""
+def producer_options(p: ProducerSettings, tls: TlsClientSettings | None = None) -> dict[str, Any]:
+    """`Producer` keyword arguments from the `rocketmq.producer.*` settings (and, with
+    `tls-enable`, `rocketmq.tls.*`)."""
     credentials = p.credentials()
     return {
         **({"credentials": credentials} if credentials is not None else {}),
+        **({"tls": (tls or TlsClientSettings()).client_tls()} if p.tls_enable else {}),
         "instance_name": p.instance_name,
         "send_timeout_ms": p.send_message_timeout_ms,
         "retry_times_when_send_failed": p.retry_times_when_send_failed,
@@ -140,3 +143,64 @@ def dead_letterer(
         return dead_letter
 
     return for_group
+
+
+def group_endpoint(settings: RocketSettings, group: str, topics: Iterable[str]) -> Endpoint:
+    """Where a listener group's consumer connects and as whom: each listener's own
+    `rocketmq.consumer.listeners.<group>.<topic>.*` keys, else `rocketmq.consumer.*`.
+
+    Raises:
+        ConfigurationError: the group's listeners disagree (they share one consumer); the
+            message names each listener's value of every setting that differs.
+    """
+    c = settings.consumer
+    by_topic: dict[str, Endpoint] = {}
+    for topic in topics:
+        o = settings.listener_override(group, topic)
+        tls_on = o.tls_enable if o.tls_enable is not None else c.tls_enable
+        by_topic[topic] = Endpoint(
+            name_server=o.name_server,
+            namespace=o.namespace if o.namespace is not None else c.namespace,
+            instance_name=o.instance_name or c.instance_name,
+            credentials=o.credentials() or c.credentials(),
+            tls=settings.tls.client_tls() if tls_on else None,
+        )
+    if len(set(by_topic.values())) <= 1:
+        return next(iter(by_topic.values()), Endpoint())
+    if len({e.credentials for e in by_topic.values()}) > 1:
+        shown = ", ".join(
+            f"{t}: {e.credentials.access_key if e.credentials else 'unsigned'}"
+            for t, e in sorted(by_topic.items())
+        )
+        raise ConfigurationError(
+            f"listeners of group {group!r} sign with different ACL keys or secrets ({shown}); "
+            "they share one consumer, which signs every request with one key: give them the "
+            f"same access-key and secret-key under rocketmq.consumer.listeners.{group}.<topic>, "
+            "or separate groups"
+        )
+    differ = [
+        (key, attr) for key, attr in _ENDPOINT_KEYS
+        if len({getattr(e, attr) for e in by_topic.values()}) > 1
+    ]  # fmt: skip
+    shown = "; ".join(
+        f"{key}: "
+        + ", ".join(f"{t}={_shown(getattr(e, attr))}" for t, e in sorted(by_topic.items()))
+        for key, attr in differ
+    )
+    raise ConfigurationError(
+        f"listeners of group {group!r} connect differently ({shown}); they share one consumer:"
+        f" give them the same values under rocketmq.consumer.listeners.{group}.<topic>, or"
+        " separate groups"
+    )
+
+
+_ENDPOINT_KEYS = (
+    ("name-server", "name_server"), ("namespace", "namespace"),
+    ("instance-name", "instance_name"), ("tls-enable", "tls"),
+)  # fmt: skip
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "default"
+    return "on" if not isinstance(value, str) else repr(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +26,26 @@ from rmqkit.client.transaction import (
 from rmqkit.errors import BrokerResponseError, RemotingError
 from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.record import StoredMessage
+from rmqkit.remoting.tls import ClientTls
 from rmqkit.starter.consistency import GroupView
 
 log = logging.getLogger("rmqkit.app")
 
 ConsumerHandler = Callable[[list[StoredMessage], ConsumeContext], Awaitable[ConsumeResult | None]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a consumer connects and as whom: its cluster, namespace, client instance, ACL keys
+    and TLS. A listener group may have its own (`rocketmq.consumer.listeners.<g>.<t>.*`); the
+    admin calls about a group (`group_view`, `consumer_lag`) use the group's."""
+
+    name_server: str | None = None
+    """None: the transport's own (rocketmq.name-server, or the embedded cluster)."""
+    namespace: str = ""
+    instance_name: str = "DEFAULT"
+    credentials: SessionCredentials | None = None
+    tls: ClientTls | None = None
 
 
 class ProducerPort(Protocol):
@@ -80,12 +96,14 @@ class Transport(Protocol):
     def transaction_producer(
         self, group: str, checker: Checker, **options: Any
     ) -> TransactionProducerPort: ...
-    def consumer(self, group: str, **options: Any) -> ConsumerPort: ...
+    def consumer(
+        self, group: str, *, endpoint: Endpoint | None = None, **options: Any
+    ) -> ConsumerPort: ...
     async def consumer_lag(
-        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+        self, group: str, topics: Iterable[str], endpoint: Endpoint | None = None
     ) -> dict[str, int]: ...
     async def group_view(
-        self, group: str, credentials: SessionCredentials | None = None
+        self, group: str, endpoint: Endpoint | None = None
     ) -> GroupView | None: ...
     async def close(self) -> None: ...
 
@@ -97,23 +115,26 @@ class RemotingTransport:
         namesrv_addr: `host:port;host:port`.
         instance_name: the client instance (one per process unless told otherwise).
         offset_store_dir: where BROADCASTING consumers keep their offsets.
-        namespace: the consumers' namespace (for `consumer_lag`; RocketMQ's `ns%group`).
-        credentials: ACL credentials of the consumers and of the admin calls behind
-            `group_view` and `consumer_lag`, unless a call names others (a listener group
-            with keys of its own); a producer gets its own through its options.
+        namespace: the consumers' namespace (RocketMQ's `ns%group`).
+        credentials: ACL credentials of the consumers.
+        tls: TLS settings of the consumers; None: plain connections.
+
+    These make the default `endpoint`: consumers and the admin calls behind `group_view` and
+    `consumer_lag` use it unless a call names another (a listener group with a cluster, keys or
+    TLS of its own). A producer gets its own settings through its options.
     """
 
     def __init__(
         self, namesrv_addr: str, *, instance_name: str = "DEFAULT",
         offset_store_dir: Path | None = None, namespace: str = "",
-        credentials: SessionCredentials | None = None,
+        credentials: SessionCredentials | None = None, tls: ClientTls | None = None,
     ) -> None:  # fmt: skip
-        self.credentials = credentials
+        self.endpoint = Endpoint(namesrv_addr, namespace, instance_name, credentials, tls)
+        """Consumers' and admin calls' settings when the caller gives none."""
         self.namesrv_addr = namesrv_addr
         self.instance_name = instance_name
         self.offset_store_dir = offset_store_dir
-        self._admins: dict[SessionCredentials | None, AdminClient] = {}
-        self.namespace = namespace
+        self._admins: dict[Endpoint, AdminClient] = {}
 
     def producer(self, group: str, **options: Any) -> ProducerPort:
         options.setdefault("instance_name", self.instance_name)
@@ -125,31 +146,37 @@ class RemotingTransport:
         options.setdefault("instance_name", self.instance_name)
         return TransactionProducer(group, self.namesrv_addr, checker=checker, **options)
 
-    def consumer(self, group: str, **options: Any) -> ConsumerPort:
-        options.setdefault("instance_name", self.instance_name)
+    def consumer(
+        self, group: str, *, endpoint: Endpoint | None = None, **options: Any
+    ) -> ConsumerPort:
+        e = endpoint or self.endpoint
         if self.offset_store_dir is not None:
             options.setdefault("offset_store_dir", self.offset_store_dir)
-        if self.credentials is not None:
-            options.setdefault("credentials", self.credentials)
-        return PushConsumer(group, self.namesrv_addr, **options)
+        return PushConsumer(
+            group, e.name_server or self.namesrv_addr, instance_name=e.instance_name,
+            namespace=e.namespace,
+            credentials=e.credentials, tls=e.tls, **options,
+        )  # fmt: skip
 
-    async def _admin_client(self, credentials: SessionCredentials | None) -> AdminClient:
-        creds = credentials if credentials is not None else self.credentials
-        admin = self._admins.get(creds)
+    async def _admin_client(self, endpoint: Endpoint | None) -> AdminClient:
+        # Admin calls read no namespace: one admin client serves every namespace of a cluster.
+        e = endpoint or self.endpoint
+        key = replace(e, name_server=e.name_server or self.namesrv_addr, namespace="")
+        admin = self._admins.get(key)
         if admin is None:
-            name = f"{self.instance_name}-ADMIN"
-            admin = AdminClient(self.namesrv_addr, instance_name=name, credentials=creds)
+            admin = AdminClient(
+                key.name_server or self.namesrv_addr, instance_name=f"{key.instance_name}-ADMIN",
+                credentials=key.credentials, tls=key.tls,
+            )  # fmt: skip
             await admin.__aenter__()
-            self._admins[creds] = admin
+            self._admins[key] = admin
         return admin
 
-    async def group_view(
-        self, group: str, credentials: SessionCredentials | None = None
-    ) -> GroupView | None:
+    async def group_view(self, group: str, endpoint: Endpoint | None = None) -> GroupView | None:
         """The running members of `group` and their subscription, as the brokers know them
         (GET_CONSUMER_CONNECTION_LIST); None when no member is online."""
-        ns = self.namespace
-        admin = await self._admin_client(credentials)
+        ns = (endpoint or self.endpoint).namespace
+        admin = await self._admin_client(endpoint)
         try:
             info = await admin.consumer_connections(wrap(ns, group) if ns else group)
         except BrokerResponseError:
@@ -168,13 +195,13 @@ class RemotingTransport:
         return GroupView(ids, str(info.get("messageModel", "CLUSTERING")), subs)
 
     async def consumer_lag(
-        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+        self, group: str, topics: Iterable[str], endpoint: Endpoint | None = None
     ) -> dict[str, int]:
         """Messages of each topic the group has not consumed, from the brokers' consume stats
         (GET_CONSUME_STATS: max offset minus the committed offset, which consumers persist every
         few seconds)."""
-        admin = await self._admin_client(credentials)
-        ns = self.namespace
+        admin = await self._admin_client(endpoint)
+        ns = (endpoint or self.endpoint).namespace
         lag = dict.fromkeys(topics, 0)
         for p in await admin.consumer_progress(wrap(ns, group) if ns else group):
             topic = unwrap(p.queue.topic, ns) if ns else p.queue.topic

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rmqkit.errors import ConfigurationError
+from rmqkit.remoting.tls import ClientTls
 from rmqkit.starter.settings import ListenerOverride, RocketSettings
 
 LOGGER = "rmqkit.starter.settings"
@@ -376,3 +377,68 @@ def test_a_listener_key_needs_its_secret(clean_env: Path) -> None:
     with pytest.raises(ConfigurationError, match="ACL needs both") as err:
         RocketSettings(consumer={"listeners": {"billing": {"order": {"secret_key": "s3cr3t"}}}})
     assert "s3cr3t" not in str(err.value)
+
+
+# -- TLS and per-listener clusters ---------------------------------------------------------------
+
+
+def test_tls_keys_from_a_spring_properties_file(
+    clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(
+        clean_env / "application.properties",
+        "rocketmq.producer.tls-enable=true\nrocketmq.consumer.tlsEnable=true\n"
+        "rocketmq.tls.client-auth-server=true\nrocketmq.tls.trust-cert-path=/etc/ca.pem\n"
+        "rocketmq.tls.cert-path=/etc/me.pem\nrocketmq.tls.key-path=/etc/me.key\n"
+        "rocketmq.tls.key-password=k3y-pass\n",
+    )
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        s = RocketSettings.from_file(path)
+    assert caplog.text == ""  # tls-enable is applied now, not warned about
+    assert s.producer.tls_enable and s.consumer.tls_enable
+    assert s.tls.client_tls() == ClientTls(
+        verify=True, trust_cert_path=Path("/etc/ca.pem"), cert_path=Path("/etc/me.pem"),
+        key_path=Path("/etc/me.key"), key_password="k3y-pass",
+    )  # fmt: skip
+    rows = {key: value for key, value, _ in s.explain()}
+    assert rows["rocketmq.tls.key-password"] == "******"
+    assert rows["rocketmq.tls.verify-server"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("tls", "fragment"),
+    [
+        ({"cert_path": "/etc/me.pem"}, "cert-path and key-path go together"),
+        ({"trust_cert_path": "/etc/ca.pem"}, "need verify-server=true"),
+        ({"check_hostname": True}, "need verify-server=true"),
+    ],
+)
+def test_tls_settings_that_cannot_work_are_refused(tls: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        RocketSettings(tls=tls)
+
+
+def test_a_listener_may_consume_from_another_cluster_and_namespace(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = "ROCKETMQ_CONSUMER__LISTENERS__audit__order__"
+    monkeypatch.setenv(prefix + "NAME_SERVER", "10.0.0.9:9876;10.0.0.10:9876")
+    monkeypatch.setenv(prefix + "NAMESPACE", "audit-ns")
+    monkeypatch.setenv(prefix + "INSTANCE_NAME", "audit-1")
+    monkeypatch.setenv(prefix + "TLS_ENABLE", "true")
+    o = RocketSettings().listener_override("audit", "order")
+    assert (o.name_server, o.namespace, o.instance_name, o.tls_enable) == (
+        "10.0.0.9:9876;10.0.0.10:9876", "audit-ns", "audit-1", True,
+    )  # fmt: skip
+    assert RocketSettings().listener_override("audit", "refund").name_server is None
+
+
+def test_a_bad_listener_name_server_is_named(clean_env: Path) -> None:
+    path = write(
+        clean_env / "app.properties", "rocketmq.consumer.listeners.audit.order.name-server=nope\n"
+    )
+    with pytest.raises(ConfigurationError) as err:
+        RocketSettings.from_file(path)
+    text = str(err.value)
+    assert "rocketmq.consumer.listeners.audit.order.name-server='nope'" in text
+    assert "expected host:port" in text

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from rmqkit.client.transaction import Checker
-from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.starter.consistency import GroupView
+from rmqkit.starter.transport import Endpoint
 from rmqkit.testing.memory.broker import MemoryBroker
 from rmqkit.testing.memory.consumer import MemoryConsumer
 from rmqkit.testing.memory.producer import MemoryProducer, MemoryTransactionProducer
@@ -38,19 +38,22 @@ class MemoryTransport:
         """A transaction producer of `group`; `checker` answers the broker's check-backs."""
         return MemoryTransactionProducer(self.broker, group, checker=checker, **options)
 
-    def consumer(self, group: str, **options: Any) -> MemoryConsumer:
-        """A push consumer of `group` (`PushConsumer`'s options)."""
+    def consumer(
+        self, group: str, *, endpoint: Endpoint | None = None, **options: Any
+    ) -> MemoryConsumer:
+        """A push consumer of `group` (`PushConsumer`'s options). The one broker serves every
+        endpoint: a listener's own name server, keys or TLS change nothing in memory."""
+        if endpoint is not None:
+            options.setdefault("instance_name", endpoint.instance_name)
         return MemoryConsumer(self.broker, group, **options)
 
-    async def group_view(
-        self, group: str, credentials: SessionCredentials | None = None
-    ) -> GroupView | None:
+    async def group_view(self, group: str, endpoint: Endpoint | None = None) -> GroupView | None:
         """None: every member of an in-memory group lives in this process (the app checks
         those against each other already)."""
         return None
 
     async def consumer_lag(
-        self, group: str, topics: Iterable[str], credentials: SessionCredentials | None = None
+        self, group: str, topics: Iterable[str], endpoint: Endpoint | None = None
     ) -> dict[str, int]:
         """Messages of each topic the group has not consumed yet."""
         return {t: self.broker.lag(group, t) for t in topics}
