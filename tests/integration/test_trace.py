@@ -228,3 +228,58 @@ async def test_traces_queued_when_the_host_stops_are_not_sent_later(cluster: Clu
     # Sent before the stop, dropped after it, or cut short by it: never sent on a new connection.
     assert trace.messages_sent + trace.discarded + trace.send_failures == 1
     assert not trace.queue
+
+
+@pytest.mark.integration
+async def test_cloud_access_channel_traces_to_the_brokers_region_topic(tmp_path: Path) -> None:
+    async with running_cluster(tmp_path, region_id="HZ-1", trace_on=True) as c:
+        await c.create_topic("Regional", 1)
+        region_topic = "rmq_sys_TRACE_DATA_HZ-1"
+        seen: list[StoredMessage] = []
+        async with Producer("CloudPG", c.ns, instance_name="cloud-p", enable_msg_trace=True,
+                            access_channel="CLOUD") as p:  # fmt: skip
+            sent = await p.send(Message("Regional", b"order-9", keys=["order-9"]))
+            assert sent.region_id == "HZ-1"
+            assert p.trace is not None
+            await p.trace.flush()
+        pc = PushConsumer("CloudCG", c.ns, instance_name="cloud-c", enable_msg_trace=True,
+                          access_channel="CLOUD", consume_from_where="CONSUME_FROM_FIRST_OFFSET",
+                          rebalance_interval_ms=300)  # fmt: skip
+        pc.subscribe("Regional")
+
+        async def handle(msgs: list[StoredMessage], ctx: ConsumeContext) -> ConsumeResult:
+            seen.extend(msgs)
+            return ConsumeResult.SUCCESS
+
+        pc.register(handle)
+        async with pc, AdminClient(c.ns, instance_name="cloud-admin") as admin:
+            await check_for(lambda: seen, timeout=10)
+            # what the broker stamped on the stored message, as Java's broker does
+            assert seen[0].properties["MSG_REGION"] == "HZ-1"
+            assert seen[0].properties["TRACE_ON"] == "true"
+            assert pc.trace is not None
+            await pc.trace.flush()
+
+            async def complete() -> bool:
+                t = await admin.query_trace(sent.msg_id, trace_topic=region_topic)
+                return bool(t.sends) and len(t.consumes) == 1 and t.consumes[0].success is True
+
+            await check_for(complete, timeout=10)
+            trace = await admin.query_trace(sent.msg_id, trace_topic=region_topic)
+        assert trace.sends[0].group == "CloudPG" and trace.groups == ["CloudCG"]
+        assert c.broker.store.get_max_offset(TRACE_TOPIC, 0) <= 0  # nothing in the local topic
+
+
+@pytest.mark.integration
+async def test_cloud_records_without_a_region_are_dropped_as_java_drops_them() -> None:
+    class Instance:  # never reached: nothing is sent
+        pass
+
+    d = TraceDispatcher(Instance(), access_channel="CLOUD")  # type: ignore[arg-type]
+    bean = TraceBean("T", "ID", "OFF", None, None)
+    assert d.trace_topic_of(TraceContext(TraceType.SubBefore, region_id="", beans=[bean])) is None
+    assert d.trace_topic_of(TraceContext(TraceType.Pub, region_id="SH", beans=[bean])) == (
+        "rmq_sys_TRACE_DATA_SH"
+    )
+    await d._send_batch([TraceContext(TraceType.SubBefore, region_id="", beans=[bean])])
+    assert d.discarded == 1 and d.messages_sent == 0

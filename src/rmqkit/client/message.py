@@ -114,3 +114,6 @@ class SendResult:
     queue: MessageQueue
     queue_offset: int
     broker_addr: str = ""
+    region_id: str = ""
+    """The broker's region (`regionId`, RocketMQ's `SendResult.regionId`): where an
+    `access_channel="CLOUD"` client sends the message's trace."""

@@ -21,7 +21,7 @@ from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.namespace import unwrap, wrap, wrap_queue
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.request import is_reply, new_correlation_id
-from rmqkit.client.trace import TraceDispatcher
+from rmqkit.client.trace import TRACE_TOPIC, AccessChannel, TraceDispatcher
 from rmqkit.client.uniq_id import new_uniq_id
 from rmqkit.common.hashing import java_string_hash
 from rmqkit.common.lifecycle import AsyncLifecycle
@@ -91,6 +91,9 @@ class Producer(AsyncLifecycle):
             `rmqkit.client.namespace`); results name the topic without it.
         enable_msg_trace: record where each sent message went in RocketMQ's trace topic (see
             `rmqkit.client.trace`).
+        trace_topic: the trace topic (Spring's `customizedTraceTopic`); None: RMQ_SYS_TRACE_TOPIC.
+        access_channel: "CLOUD" sends traces to the broker region's topic,
+            `rmq_sys_TRACE_DATA_<regionId>`, as clients of Alibaba Cloud's RocketMQ do.
         credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
             every request is signed, for brokers with `aclEnable=true`.
         tls: connect over TLS (`rmqkit.remoting.tls.ClientTls`; RocketMQ's `useTLS`), for
@@ -113,6 +116,8 @@ class Producer(AsyncLifecycle):
         create_topic_key: str = DEFAULT_TOPIC,
         namespace: str = "",
         enable_msg_trace: bool = False,
+        trace_topic: str | None = None,
+        access_channel: AccessChannel = "LOCAL",
         credentials: SessionCredentials | None = None,
         tls: ClientTls | None = None,
     ) -> None:
@@ -123,7 +128,14 @@ class Producer(AsyncLifecycle):
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)
         self.trace = (
-            TraceDispatcher(self.instance, lambda: self._started) if enable_msg_trace else None
+            TraceDispatcher(
+                self.instance,
+                lambda: self._started,
+                trace_topic=trace_topic or TRACE_TOPIC,
+                access_channel=access_channel,
+            )
+            if enable_msg_trace
+            else None
         )
         self.send_timeout_ms = send_timeout_ms
         self.retries = retry_times_when_send_failed
@@ -534,8 +546,9 @@ class Producer(AsyncLifecycle):
         else:
             queue = q if qid == q.queue_id else MessageQueue(q.topic, q.broker_name, qid)
         return SendResult(
-            status, uniq, ext.get("msgId", ""), queue, int(ext.get("queueOffset", "-1")), addr
-        )
+            status, uniq, ext.get("msgId", ""), queue, int(ext.get("queueOffset", "-1")), addr,
+            ext.get("MSG_REGION", ""),
+        )  # fmt: skip
 
     async def send_batch(self, msgs: list[Message], *, timeout_ms: int | None = None) -> SendResult:
         """Send several messages of one topic in one request; they land together on one queue."""

@@ -43,7 +43,7 @@ from rmqkit.client.rebalance import (
     start_offset,
     unregister,
 )
-from rmqkit.client.trace import TraceDispatcher
+from rmqkit.client.trace import TRACE_TOPIC, AccessChannel, TraceDispatcher
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
@@ -133,6 +133,9 @@ class PushConsumer(AsyncLifecycle):
             `rmqkit.client.namespace`); the handler sees topics and queues without it.
         enable_msg_trace: record each consumption in RocketMQ's trace topic (see
             `rmqkit.client.trace`).
+        trace_topic: the trace topic (Spring's `customizedTraceTopic`); None: RMQ_SYS_TRACE_TOPIC.
+        access_channel: "CLOUD" sends traces to the message's region's topic,
+            `rmq_sys_TRACE_DATA_<MSG_REGION>`, as clients of Alibaba Cloud's RocketMQ do.
         credentials: ACL access key and secret (`rmqkit.protocol.acl.SessionCredentials`):
             every request is signed, for brokers with `aclEnable=true`.
         tls: connect over TLS (`rmqkit.remoting.tls.ClientTls`; RocketMQ's `useTLS`), for
@@ -165,6 +168,8 @@ class PushConsumer(AsyncLifecycle):
         instance_name: str = "DEFAULT",
         namespace: str = "",
         enable_msg_trace: bool = False,
+        trace_topic: str | None = None,
+        access_channel: AccessChannel = "LOCAL",
         credentials: SessionCredentials | None = None,
         tls: ClientTls | None = None,
     ) -> None:
@@ -175,7 +180,14 @@ class PushConsumer(AsyncLifecycle):
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)
         self.trace = (
-            TraceDispatcher(self.instance, lambda: self.running) if enable_msg_trace else None
+            TraceDispatcher(
+                self.instance,
+                lambda: self.running,
+                trace_topic=trace_topic or TRACE_TOPIC,
+                access_channel=access_channel,
+            )
+            if enable_msg_trace
+            else None
         )
         self.message_model = message_model
         self.orderly = (

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.uniq_id import local_ip, new_uniq_id
@@ -50,6 +50,10 @@ log = logging.getLogger("rmqkit.trace")
 
 TRACE_TOPIC = "RMQ_SYS_TRACE_TOPIC"
 """RocketMQ's `TopicValidator.RMQ_SYS_TRACE_TOPIC`: where traces go unless told otherwise."""
+CLOUD_TRACE_TOPIC_PREFIX = "rmq_sys_TRACE_DATA_"
+"""With `access_channel="CLOUD"`, traces go to this prefix + the region of the broker that
+stored the message (`TraceConstants.TRACE_TOPIC_PREFIX`), as on Alibaba Cloud."""
+AccessChannel = Literal["LOCAL", "CLOUD"]
 TRACE_GROUP = "_INNER_TRACE_PRODUCER"
 CONTENT_SPLITOR = "\x01"
 FIELD_SPLITOR = "\x02"
@@ -226,6 +230,9 @@ class TraceDispatcher:
         alive: whether the host is still started; once it is not, what is queued is dropped
             (its connections are closed: a late send would open one nobody closes).
         trace_topic: where traces go.
+        access_channel: "CLOUD" sends each trace to `rmq_sys_TRACE_DATA_<region>` instead, the
+            region being the one the broker stamped on the message (`MSG_REGION`); a record
+            without a region is dropped, as Java's dispatcher drops it.
     """
 
     def __init__(
@@ -234,17 +241,20 @@ class TraceDispatcher:
         alive: Callable[[], bool] = lambda: True,
         *,
         trace_topic: str = TRACE_TOPIC,
+        access_channel: AccessChannel = "LOCAL",
     ) -> None:
         self.instance = instance
         self.alive = alive
         self.trace_topic = trace_topic
+        self.access_channel = access_channel
         self.client_host = local_ip()
         self.queue: deque[TraceContext] = deque()
         self.discarded = 0
         self.messages_sent = 0
         self.send_failures = 0
         self._task: asyncio.Task[None] | None = None
-        self._publish: PublishInfo | None = None
+        self._publish: dict[str, PublishInfo] = {}
+        """Trace topic -> where to send it (one topic, or one per region with CLOUD)."""
         self._faults = FaultTracker()
 
     # -- recording ----------------------------------------------------------------------------
@@ -277,7 +287,7 @@ class TraceDispatcher:
             KEY_SEPARATOR.join(msg.keys) or None, result.broker_addr, self.client_host,
             len(msg.body), msg_type=mtype,
         )  # fmt: skip
-        self.append(TraceContext(TraceType.Pub, born or now, "DefaultRegion",
+        self.append(TraceContext(TraceType.Pub, born or now, result.region_id or "DefaultRegion",
                                  cfg.without_namespace(producer.group), max(0, now - born),
                                  beans=[bean]))  # fmt: skip
         return result
@@ -348,12 +358,22 @@ class TraceDispatcher:
                 self.send_failures += 1
                 log.debug("trace data not sent (%s); %d records dropped", exc, len(batch))
 
+    def trace_topic_of(self, ctx: TraceContext) -> str | None:
+        """Where `ctx` goes: the trace topic, or with CLOUD its region's (None: no region)."""
+        if self.access_channel != "CLOUD":
+            return self.trace_topic
+        return CLOUD_TRACE_TOPIC_PREFIX + ctx.region_id if ctx.region_id else None
+
     async def _send_batch(self, batch: list[TraceContext]) -> None:
-        by_topic: dict[str, list[tuple[str, list[str]]]] = {}
+        by_topic: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
         for ctx in batch:
-            if ctx.beans:
-                by_topic.setdefault(ctx.beans[0].topic, []).append(encode_context(ctx))
-        for encoded in by_topic.values():
+            trace_topic = self.trace_topic_of(ctx)
+            if ctx.beans and trace_topic is not None:
+                key = (trace_topic, ctx.beans[0].topic)
+                by_topic.setdefault(key, []).append(encode_context(ctx))
+            elif ctx.beans:
+                self.discarded += 1
+        for (trace_topic, _), encoded in by_topic.items():
             data: list[str] = []
             keys: dict[str, None] = {}
             size = 0
@@ -362,19 +382,19 @@ class TraceDispatcher:
                 keys.update(dict.fromkeys(k))
                 size += len(text)
                 if size >= MAX_MSG_SIZE:
-                    await self._send("".join(data), list(keys))
+                    await self._send(trace_topic, "".join(data), list(keys))
                     data, keys, size = [], {}, 0
             if data:
-                await self._send("".join(data), list(keys))
+                await self._send(trace_topic, "".join(data), list(keys))
 
-    async def _send(self, data: str, keys: list[str]) -> None:
-        info = await self._publish_info()
+    async def _send(self, trace_topic: str, data: str, keys: list[str]) -> None:
+        info = await self._publish_info(trace_topic)
         q = info.select(self._faults)
         addr = info.master_addrs[q.broker_name]
         props = encode_properties({Prop.KEYS: KEY_SEPARATOR.join(keys),
                                    Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: new_uniq_id()})  # fmt: skip
         cmd = RemotingCommand(RequestCode.SEND_MESSAGE_V2, ext_fields={
-            "a": TRACE_GROUP, "b": self.trace_topic, "c": DEFAULT_TOPIC, "d": "1",
+            "a": TRACE_GROUP, "b": trace_topic, "c": DEFAULT_TOPIC, "d": "1",
             "e": str(q.queue_id), "f": "0", "g": str(int(time.time() * 1000)),
             "h": "0", "i": props, "j": "0", "k": "false", "m": "false", "n": q.broker_name,
         }, body=data.encode())  # fmt: skip
@@ -384,29 +404,30 @@ class TraceDispatcher:
             resp = await self.instance.invoke(addr, cmd, 5_000)
         except RemotingError:
             self._faults.failed(q.broker_name)
-            self._publish = None
+            self._publish.pop(trace_topic, None)
             raise
         if resp.code != ResponseCode.SUCCESS:
-            self._publish = None
+            self._publish.pop(trace_topic, None)
             raise error_for_code(resp.code)(resp.remark or "", addr=addr, request="send trace")
         self.messages_sent += 1
 
-    async def _publish_info(self) -> PublishInfo:
-        if self._publish is None:
-            route = await self.instance.route(self.trace_topic)
+    async def _publish_info(self, trace_topic: str) -> PublishInfo:
+        info = self._publish.get(trace_topic)
+        if info is None:
+            route = await self.instance.route(trace_topic)
             if route is not None:
-                info = PublishInfo.from_route(self.trace_topic, route)
+                info = PublishInfo.from_route(trace_topic, route)
             else:  # not created by traceTopicEnable: created by the first send, as Java's
                 template = await self.instance.route(DEFAULT_TOPIC)
                 if template is None:
-                    raise TopicNotExistError(f"no route for {self.trace_topic} nor {DEFAULT_TOPIC}",
+                    raise TopicNotExistError(f"no route for {trace_topic} nor {DEFAULT_TOPIC}",
                                              request="send trace")  # fmt: skip
-                info = PublishInfo.from_route(self.trace_topic, template, 1)
+                info = PublishInfo.from_route(trace_topic, template, 1)
             if not info.queues:
-                raise TopicNotExistError(f"{self.trace_topic} has no writable queue",
+                raise TopicNotExistError(f"{trace_topic} has no writable queue",
                                          request="send trace")  # fmt: skip
-            self._publish = info
-        return self._publish
+            self._publish[trace_topic] = info
+        return info
 
 
 # -- reading traces back (RocketMQ's `TraceView`, mqadmin queryMsgTraceById) ---------------------

@@ -74,6 +74,16 @@ class BrokerSettings(BaseSettings):
         " longer in the master's memory (accessMessageInMemoryMaxRatio).",
         json_schema_extra=_key("slaveReadEnable"),
     )  # fmt: skip
+    region_id: str = Field(
+        "DefaultRegion", description="Region stamped on every stored message (MSG_REGION) and"
+        " send reply; clients with accessChannel=CLOUD trace to rmq_sys_TRACE_DATA_<region>.",
+        json_schema_extra=_key("regionId"),
+    )  # fmt: skip
+    trace_on: bool = Field(
+        True, description="Stamped on every stored message (TRACE_ON): false asks clients not"
+        " to trace its consumption.",
+        json_schema_extra=_key("traceOn"),
+    )  # fmt: skip
     broker_permission: int = Field(
         PERM_RW, ge=0, le=7, description="6 read+write, 4 read only, 2 write only.",
         json_schema_extra=_key("brokerPermission"),

@@ -36,6 +36,7 @@ from rmqkit.starter.plumbing import (
     group_endpoint,
     producer_options,
     replier,
+    trace_options,
 )
 from rmqkit.starter.settings import RocketSettings
 from rmqkit.starter.template import RocketTemplate
@@ -293,7 +294,8 @@ class RocketApp(AsyncLifecycle):
 
     def _make_producer(self, transport: Transport, flows: TransactionFlows | None) -> ProducerPort:
         group = self.settings.producer.group or DEFAULT_PRODUCER_GROUP
-        opts = producer_options(self.settings.producer, self.settings.tls)
+        s = self.settings
+        opts = producer_options(s.producer, s.tls, s.access_channel)
         if flows is None:
             return transport.producer(group, **opts)
         producer = transport.transaction_producer(group, flows.check, **opts)
@@ -349,6 +351,7 @@ class RocketApp(AsyncLifecycle):
     def _make_consumer(self, transport: Transport, lg: ListenerGroup) -> ConsumerPort:
         o = lg.options
         first = lg.invokers[0].spec
+        s, c = self.settings, self.settings.consumer
         consumer = transport.consumer(
             lg.group,
             endpoint=self._endpoints.get(lg.group),
@@ -361,6 +364,7 @@ class RocketApp(AsyncLifecycle):
             consume_timeout_s=o["consume_timeout_s"],
             consume_from_where=o["consume_from_where"],
             await_termination_ms=self.settings.consumer.await_termination_ms,
+            **trace_options(c.enable_msg_trace, c.customized_trace_topic, s.access_channel),
         )
         for topic, (expr, etype) in lg.subscriptions().items():
             consumer.subscribe(topic, expr, etype)

@@ -84,11 +84,14 @@ class Instances:
         return self.get(owner)
 
 
-def producer_options(p: ProducerSettings, tls: TlsClientSettings | None = None) -> dict[str, Any]:
+def producer_options(
+    p: ProducerSettings, tls: TlsClientSettings | None = None, access_channel: str = "LOCAL"
+) -> dict[str, Any]:
     """`Producer` keyword arguments from the `rocketmq.producer.*` settings (and, with
-    `tls-enable`, `rocketmq.tls.*`)."""
+    `tls-enable`, `rocketmq.tls.*`; with `enable-msg-trace`, `rocketmq.access-channel`)."""
     credentials = p.credentials()
     return {
+        **trace_options(p.enable_msg_trace, p.customized_trace_topic, access_channel),
         **({"credentials": credentials} if credentials is not None else {}),
         **({"tls": (tls or TlsClientSettings()).client_tls()} if p.tls_enable else {}),
         "instance_name": p.instance_name,
@@ -143,6 +146,13 @@ def dead_letterer(
         return dead_letter
 
     return for_group
+
+
+def trace_options(enabled: bool, topic: str, access_channel: str) -> dict[str, Any]:
+    """A producer's or consumer's RocketMQ message trace options (none when it is off)."""
+    if not enabled:
+        return {}
+    return {"enable_msg_trace": True, "trace_topic": topic, "access_channel": access_channel}
 
 
 def group_endpoint(settings: RocketSettings, group: str, topics: Iterable[str]) -> Endpoint:

@@ -100,6 +100,14 @@ class _ClientCredentials(_KeyPair):
         False, description="Connect to NameServers and brokers over TLS; rocketmq.tls.* says"
         " how far to trust them.",
     )  # fmt: skip
+    enable_msg_trace: bool = Field(
+        False, description="Also record RocketMQ's own message trace (what rocketmq-dashboard and"
+        " mqadmin queryMsgTraceById show), next to OpenTelemetry's.",
+    )  # fmt: skip
+    customized_trace_topic: str = Field(
+        "RMQ_SYS_TRACE_TOPIC", description="The topic of that trace (with access-channel=CLOUD:"
+        " rmq_sys_TRACE_DATA_<region> instead).",
+    )  # fmt: skip
 
 
 class ProducerSettings(_ClientCredentials):

@@ -56,10 +56,7 @@ Source = Literal["default", "env", "file", "init"]
 ENV_PREFIX = "ROCKETMQ_"
 _MASK = "******"
 _URL_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)[^@/]*(?=@)")
-_OTEL = "rmqkit traces with OpenTelemetry instead, see rocketmq.tracing-enabled"
 _UNSUPPORTED = {
-    "enablemsgtrace": _OTEL,
-    "customizedtracetopic": _OTEL,
     "namespacev2": "use namespace",
     "pullconsumer": "rmqkit has no pull-consumer template",
 }
@@ -384,7 +381,8 @@ class RocketSettings(BaseSettings):
         None, description="NameServers `host:port;host:port`; None: start an embedded broker.",
     )  # fmt: skip
     access_channel: Literal["LOCAL", "CLOUD"] = Field(
-        "LOCAL", description="LOCAL (self-hosted) or CLOUD (Alibaba Cloud).",
+        "LOCAL", description="LOCAL (self-hosted) or CLOUD (Alibaba Cloud): with CLOUD,"
+        " enable-msg-trace writes to the region's trace topic, rmq_sys_TRACE_DATA_<region>.",
     )  # fmt: skip
     producer: ProducerSettings = Field(
         default_factory=ProducerSettings, description="The template's producer.",

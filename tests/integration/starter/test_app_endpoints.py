@@ -1,6 +1,7 @@
 """RocketApp's client settings that point somewhere else: TLS (`tls-enable`, `rocketmq.tls.*`)
-against a cluster that accepts TLS only, and a listener that consumes from a cluster, a
-namespace and a client instance of its own (`rocketmq.consumer.listeners.<g>.<t>.*`)."""
+against a cluster that accepts TLS only; a listener that consumes from a cluster, a namespace
+and a client instance of its own (`rocketmq.consumer.listeners.<g>.<t>.*`); RocketMQ's own
+message trace in the region's topic with `access-channel=CLOUD`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from rmqkit.client import Message, Producer
+from rmqkit.client.admin import AdminClient
 from rmqkit.errors import ConfigurationError, SystemError_
 from rmqkit.remoting.tls import ClientTls, ServerTls, TlsMode
 from rmqkit.remoting.tls_config import TlsSettings
@@ -146,3 +148,34 @@ async def test_listeners_of_one_group_must_connect_alike(tmp_path: Path) -> None
             async with RocketApp(settings, listeners=reg):
                 pass
     assert "namespace: order='', refund='refunds'" in str(err.value)
+
+
+async def test_rocketmq_message_trace_in_the_regions_topic_with_access_channel_cloud(
+    tmp_path: Path,
+) -> None:
+    reg = ListenerRegistry()
+    paid: list[OrderPaid] = []
+
+    @rocket_listener(topic="order", group="billing", registry=reg, consume_from_where=FIRST)
+    async def on_paid(order: OrderPaid) -> None:
+        paid.append(order)
+
+    region_topic = "rmq_sys_TRACE_DATA_HZ-1"
+    async with EmbeddedCluster(tmp_path / "data", region_id="HZ-1") as cluster:
+        traced = {"enable_msg_trace": True}
+        settings = RocketSettings(
+            name_server=cluster.name_server, access_channel="cloud",
+            producer={"group": "shop", **traced}, consumer=traced,
+        )  # fmt: skip
+        async with RocketApp(settings, listeners=reg) as app:
+            sent = await app.template.send("order:paid", OrderPaid(order_id="o-7"))
+            await check_for(lambda: paid, timeout=10)
+            async with AdminClient(cluster.name_server, instance_name="trace-reader") as admin:
+
+                async def both() -> bool:
+                    t = await admin.query_trace(sent.msg_id, trace_topic=region_topic)
+                    return bool(t.sends) and any(c.success for c in t.consumes)
+
+                await check_for(both, timeout=15)
+                trace = await admin.query_trace(sent.msg_id, trace_topic=region_topic)
+        assert trace.sends[0].group == "shop" and trace.groups == ["billing"]

@@ -43,6 +43,15 @@ def test_tls_enable_gives_the_producer_the_tls_section_as_client_tls(tmp_path: P
     assert producer_options(ProducerSettings(tls_enable=True))["tls"] == ClientTls()
 
 
+def test_message_trace_keys_reach_the_producer_with_the_access_channel() -> None:
+    assert "enable_msg_trace" not in producer_options(ProducerSettings(), None, "CLOUD")
+    traced = ProducerSettings(enable_msg_trace=True, customized_trace_topic="MyTrace")
+    options = producer_options(traced, None, "CLOUD")
+    assert (options["enable_msg_trace"], options["trace_topic"]) == (True, "MyTrace")
+    assert options["access_channel"] == "CLOUD"
+    assert set(options) <= set(inspect.signature(Producer).parameters)
+
+
 # -- group_endpoint: where a listener group's consumer connects ----------------------------------
 
 

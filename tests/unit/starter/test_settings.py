@@ -212,7 +212,7 @@ def test_unknown_file_keys_warn_and_are_ignored(
 ) -> None:
     path = write(
         clean_env / "application.properties",
-        "rocketmq.producer.gruop=g\nrocketmq.producer.enable-msg-trace=true\n"
+        "rocketmq.producer.gruop=g\nrocketmq.producer.namespace-v2=ns\n"
         "rocketmq.nameServer=h:1\nspring.application.name=app\n",
     )
     with caplog.at_level(logging.WARNING, logger=LOGGER):
@@ -222,8 +222,8 @@ def test_unknown_file_keys_warn_and_are_ignored(
     text = caplog.text
     assert "rocketmq.producer.gruop" in text
     assert "did you mean 'group'?" in text
-    assert "rocketmq.producer.enable-msg-trace" in text
-    assert "OpenTelemetry" in text
+    assert "rocketmq.producer.namespace-v2" in text
+    assert "a Spring starter key rmqkit does not apply (use namespace)" in text
     assert "spring" not in text
 
 

@@ -125,7 +125,8 @@ class ReplyProcessor(SendProcessor):
         props = header.opt_text("properties") or ""
         body = bytes(cmd.body)
         pushed, remark = await self._push(conn, header, props, body)
-        ext = {"MSG_REGION": "DefaultRegion", "TRACE_ON": "true"}
+        s = self.broker.settings
+        ext = {"MSG_REGION": s.region_id, "TRACE_ON": "true" if s.trace_on else "false"}
         if pushed:
             # RocketMQ answers msgId "0" and offset 0 for a reply it does not store.
             ext |= {"msgId": "0", "queueId": str(queue_id), "queueOffset": "0"}

@@ -78,7 +78,9 @@ def _prop(props: str, key: str) -> str | None:
     return find_property(props, key) if key in props else None
 
 
-def put_status_response(cmd: RemotingCommand, r: PutResult) -> RemotingCommand:
+def put_status_response(
+    cmd: RemotingCommand, r: PutResult, region: str = "DefaultRegion", trace_on: str = "true"
+) -> RemotingCommand:
     """The response to a send stored with result `r` (offsets given even on a flush timeout)."""
     status = r.status
     code = _PUT_CODES[status]
@@ -90,8 +92,8 @@ def put_status_response(cmd: RemotingCommand, r: PutResult) -> RemotingCommand:
         "msgId": ",".join(r.msg_ids) if r.message_count > 1 else r.msg_id,
         "queueId": str(fields.get("e", "0") if queue_id is None else queue_id),
         "queueOffset": str(r.queue_offset),
-        "MSG_REGION": "DefaultRegion",
-        "TRACE_ON": "true",
+        "MSG_REGION": region,
+        "TRACE_ON": trace_on,
     }
     return cmd.response(code, None if status is _OK else status.name, ext)
 
@@ -101,6 +103,13 @@ class SendProcessor:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        s = broker.settings
+        self._region, self._trace_on = s.region_id, "true" if s.trace_on else "false"
+        self._stamp = (
+            f"{Prop.CLUSTER}\x01{s.broker_cluster_name}\x02{Prop.MSG_REGION}\x01{self._region}"
+            f"\x02{Prop.TRACE_SWITCH}\x01{self._trace_on}\x02"
+        )
+        """Appended to every stored message's properties, as Java's broker puts them."""
         store = broker.settings.store
         self.timer = TimerPolicy(
             store.timer_wheel_enable, store.timer_max_delay_sec * 1000, store.timer_precision_ms
@@ -147,7 +156,7 @@ class SendProcessor:
         store = self.broker.store
         r = await (store.put_message(msgs[0]) if len(msgs) == 1 else store.put_messages(msgs))
         self.broker.stats.put(len(msgs) if r.status in STORED else 0)
-        return put_status_response(cmd, r)
+        return put_status_response(cmd, r, self._region, self._trace_on)
 
     def _check_broker(self, cmd: RemotingCommand, topic: str) -> RemotingCommand | None:
         s = self.broker.settings
@@ -192,7 +201,7 @@ class SendProcessor:
         born_ts = header.integer("bornTimestamp")
         flag = header.opt_int("flag", 0)
         reconsume = header.opt_int("reconsumeTimes", 0)
-        cluster = f"{Prop.CLUSTER}\x01{self.broker.settings.broker_cluster_name}\x02"
+        cluster = self._stamp
 
         def message(body: bytes, properties: str, msg_flag: int) -> MessageToStore:
             if properties and not properties.endswith(PROPERTY_SEPARATOR):
