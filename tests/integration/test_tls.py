@@ -46,7 +46,7 @@ class TlsCluster:
         return f"127.0.0.1:{self.namesrv.port}"
 
 
-def enforcing(cert: Issued, ca: TestCA) -> ServerTls:
+def enforcing(cert: Issued) -> ServerTls:
     return ServerTls(TlsMode.ENFORCING, cert.cert, cert.key)
 
 
@@ -54,10 +54,10 @@ def enforcing(cert: Issued, ca: TestCA) -> ServerTls:
 async def tls_cluster(tmp_path: Path) -> AsyncIterator[TlsCluster]:
     ca = TestCA(tmp_path / "ca")
     verify = ClientTls(verify=True, trust_cert_path=ca.cert, check_hostname=True)
-    ns_tls = enforcing(ca.issue("namesrv"), ca)
+    ns_tls = enforcing(ca.issue("namesrv"))
     async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0), tls=ns_tls) as ns:
         settings = broker_settings(tmp_path / "store", f"127.0.0.1:{ns.port}")
-        broker = Broker(settings, tls=TlsSettings(enforcing(ca.issue("broker"), ca), verify))
+        broker = Broker(settings, tls=TlsSettings(enforcing(ca.issue("broker")), verify))
         await broker.start()  # its first registration went over TLS, verified by the CA
         try:
             yield TlsCluster(ns, broker, ca, verify)

@@ -21,7 +21,7 @@ from rmqkit.client.message import Message, MessageQueue, SendResult, SendStatus
 from rmqkit.client.namespace import unwrap, wrap, wrap_queue
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.request import is_reply, new_correlation_id
-from rmqkit.client.trace import TRACE_TOPIC, AccessChannel, TraceDispatcher
+from rmqkit.client.trace import AccessChannel, trace_dispatcher
 from rmqkit.client.uniq_id import new_uniq_id
 from rmqkit.common.hashing import java_string_hash
 from rmqkit.common.lifecycle import AsyncLifecycle
@@ -127,15 +127,8 @@ class Producer(AsyncLifecycle):
         self.namespace = namespace
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)
-        self.trace = (
-            TraceDispatcher(
-                self.instance,
-                lambda: self._started,
-                trace_topic=trace_topic or TRACE_TOPIC,
-                access_channel=access_channel,
-            )
-            if enable_msg_trace
-            else None
+        self.trace = trace_dispatcher(
+            enable_msg_trace, self.instance, lambda: self._started, trace_topic, access_channel
         )
         self.send_timeout_ms = send_timeout_ms
         self.retries = retry_times_when_send_failed

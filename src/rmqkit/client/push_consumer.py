@@ -43,7 +43,7 @@ from rmqkit.client.rebalance import (
     start_offset,
     unregister,
 )
-from rmqkit.client.trace import TRACE_TOPIC, AccessChannel, TraceDispatcher
+from rmqkit.client.trace import AccessChannel, trace_dispatcher
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
@@ -179,15 +179,8 @@ class PushConsumer(AsyncLifecycle):
         self.namespace = namespace
         self.group = self.config.with_namespace(group)
         self.instance = ClientInstance.shared(self.config)
-        self.trace = (
-            TraceDispatcher(
-                self.instance,
-                lambda: self.running,
-                trace_topic=trace_topic or TRACE_TOPIC,
-                access_channel=access_channel,
-            )
-            if enable_msg_trace
-            else None
+        self.trace = trace_dispatcher(
+            enable_msg_trace, self.instance, lambda: self.running, trace_topic, access_channel
         )
         self.message_model = message_model
         self.orderly = (

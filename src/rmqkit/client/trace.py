@@ -218,6 +218,21 @@ def _decode_line(line: list[str]) -> TraceContext | None:
     return None
 
 
+def trace_dispatcher(
+    enabled: bool,
+    instance: ClientInstance,
+    alive: Callable[[], bool],
+    trace_topic: str | None,
+    access_channel: AccessChannel,
+) -> TraceDispatcher | None:
+    """A producer's or consumer's dispatcher, or None when it does not trace."""
+    if not enabled:
+        return None
+    return TraceDispatcher(
+        instance, alive, trace_topic=trace_topic or TRACE_TOPIC, access_channel=access_channel
+    )
+
+
 class TraceDispatcher:
     """Queues trace contexts and sends them in batches through the host's `ClientInstance`.
 

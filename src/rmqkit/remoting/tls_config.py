@@ -39,10 +39,6 @@ _BOOL = {"true": True, "false": False}
 _CLIENT_AUTH = ("none", "optional", "require")
 
 
-def _text(v: str) -> str:
-    return v
-
-
 def _bool(v: str) -> bool:
     try:
         return _BOOL[v.strip().lower()]
@@ -69,12 +65,12 @@ KEYS: dict[str, Callable[[str], Any]] = {
     "tls.test.mode.enable": _bool,
     "tls.server.need.client.auth": _client_auth,
     "tls.server.keyPath": Path,
-    "tls.server.keyPassword": _text,
+    "tls.server.keyPassword": str,
     "tls.server.certPath": Path,
     "tls.server.authClient": _bool,
     "tls.server.trustCertPath": Path,
     "tls.client.keyPath": Path,
-    "tls.client.keyPassword": _text,
+    "tls.client.keyPassword": str,
     "tls.client.certPath": Path,
     "tls.client.authServer": _bool,
     "tls.client.trustCertPath": Path,

@@ -4,7 +4,6 @@ large frames through the session, and connections that misbehave."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -227,7 +226,7 @@ async def test_a_stalled_handshake_is_given_up(caplog: pytest.LogCaptureFixture)
         server.close()
 
 
-async def test_stop_closes_connections_that_never_spoke(serve: Serve) -> None:
+async def test_stop_closes_connections_that_never_spoke() -> None:
     server = RemotingServer(tls=ServerTls())
     await server.start()
     reader, writer = await _raw(f"127.0.0.1:{server.port}")
@@ -249,4 +248,3 @@ async def test_the_self_signed_certificate_is_made_once_per_process(serve: Serve
 def test_keys_and_passwords_stay_out_of_reprs(tmp_path: Path) -> None:
     assert "s3cret" not in repr(ServerTls(key_password="s3cret"))
     assert "s3cret" not in repr(ClientTls(key_password="s3cret"))
-    logging.getLogger(__name__).debug("%r", ClientTls())
