@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rmqkit.common.properties import encode_properties
-from rmqkit.protocol import record
 from rmqkit.protocol.record import record_size
 from rmqkit.server.store import (
     FileMessageStore,
@@ -255,27 +254,19 @@ def arm_fault(spec: str) -> None:
 
 
 def arm_tear(left: list[int]) -> None:
-    real = record.encode_record_into
+    real = commit_log._put_record
 
-    def encode_record_into(
-        buf: bytearray | memoryview | mmap.mmap,
-        pos: int,
-        sys_flag: int,
-        topic_b: bytes,
-        props_b: bytes,
-        body: bytes | memoryview,
-        **kwargs: Any,
-    ) -> int:
+    def put_record(*args: Any) -> None:
         left[0] -= 1
         if left[0] == 0:
+            *fields, props_b = args
             half = len(props_b) // 2
-            torn = props_b[:half] + bytes(len(props_b) - half)
-            real(buf, pos, sys_flag, topic_b, torn, body, **kwargs)
+            real(*fields, props_b[:half] + bytes(len(props_b) - half))
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(buf, pos, sys_flag, topic_b, props_b, body, **kwargs)
+        real(*args)
 
-    # The CommitLog's own reference: it imported the function by name.
-    commit_log.encode_record_into = encode_record_into  # type: ignore[attr-defined]
+    # The CommitLog calls it through its module's globals.
+    commit_log._put_record = put_record  # type: ignore[attr-defined]
 
 
 def arm_index_header(left: list[int]) -> None:

@@ -97,19 +97,15 @@ def decode_properties(text: str) -> dict[str, str]:
 
 def find_property(text: str, key: str) -> str | None:
     """One property's value without building a dict (used on the dispatch hot path)."""
-    if not text:
-        return None
     needle = key + NAME_VALUE_SEPARATOR
-    start = 0
-    while True:
-        i = text.find(needle, start)
-        if i < 0:
-            return None
-        if i == 0 or text[i - 1] == PROPERTY_SEPARATOR:
-            j = i + len(needle)
-            end = text.find(PROPERTY_SEPARATOR, j)
-            return text[j:] if end < 0 else text[j:end]
-        start = i + 1
+    i = text.find(needle)
+    while i > 0 and text[i - 1] != PROPERTY_SEPARATOR:  # inside another key or a value
+        i = text.find(needle, i + 1)
+    if i < 0:
+        return None
+    j = i + len(needle)
+    end = text.find(PROPERTY_SEPARATOR, j)
+    return text[j:] if end < 0 else text[j:end]
 
 
 def split_keys(keys: str) -> list[str]:

@@ -26,6 +26,12 @@ def encode_offset_msg_id(store_host: Host, physical_offset: int) -> str:
     return layout.pack(ip, port, physical_offset).hex().upper()
 
 
+def offset_msg_id_prefix(store_host: Host) -> str:
+    """What every offset message id of `store_host` starts with; 16 hex digits of the physical
+    offset follow (`f"{prefix}{offset:016X}"`, the store's per-message shortcut)."""
+    return encode_offset_msg_id(store_host, 0)[:-16]
+
+
 def decode_offset_msg_id(msg_id: str) -> tuple[Host, int]:
     """`(store_host, physical_offset)` from an offset message id; raises on anything else."""
     if len(msg_id) == OFFSET_MSG_ID_V4_LEN:

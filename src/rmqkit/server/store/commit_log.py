@@ -8,9 +8,13 @@ reads by physical offset return views into the mapping, not copies.
 from __future__ import annotations
 
 import logging
+import mmap
 import struct
+from collections import deque
 from dataclasses import dataclass
 
+from rmqkit.common.hashing import tags_code
+from rmqkit.common.properties import Prop, find_property
 from rmqkit.errors import StoreError
 from rmqkit.protocol.codes import (
     BLANK_MAGIC,
@@ -26,12 +30,12 @@ from rmqkit.protocol.record import (
     HEAD_STRUCTS,
     MIN_BLANK_BYTES,
     PREFIX,
+    USHORT,
     Host,
     body_crc,
-    encode_record_into,
     host_v6_flags,
 )
-from rmqkit.server.store.dispatch import ScanKind, scan_record
+from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, scan_record
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 from rmqkit.server.store.message import MessageToStore
 
@@ -58,6 +62,52 @@ class Appended:
 
 
 _NO_QUEUE_OFFSET = (int(SysFlag.TRANSACTION_PREPARED), int(SysFlag.TRANSACTION_ROLLBACK))
+_NOT_V6 = ~HOST_V6_MASK
+_TAGS = Prop.TAGS
+_KEYS = Prop.KEYS
+_UNIQ_KEY = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+FRESH_MAX = 16_384
+"""Dispatch requests kept for the reput service; past this it reads the records back instead."""
+
+
+def _put_record(
+    mm: mmap.mmap,
+    pos: int,
+    head: struct.Struct,
+    size: int,
+    crc: int,
+    m: MessageToStore,
+    queue_offset: int,
+    physical_offset: int,
+    sys_flag: int,
+    store_timestamp: int,
+    store_host: Host,
+    topic_b: bytes,
+    props_b: bytes,
+) -> None:
+    """Pack one V1 record at `pos` (layout in `rmqkit.protocol.record`).
+
+    `size` 0 leaves total_size and magic zero, for the caller to write last. Positional and
+    flat: this runs once per stored message.
+    """
+    body = m.body
+    blen = len(body)
+    born = m.born_host
+    head.pack_into(
+        mm, pos, size, MESSAGE_MAGIC_V1 if size else 0, crc, m.queue_id, m.flag, queue_offset,
+        physical_offset, sys_flag, m.born_timestamp, born[0], born[1], store_timestamp,
+        store_host[0], store_host[1], m.reconsume_times, m.prepared_transaction_offset, blen,
+    )  # fmt: skip
+    p = pos + head.size
+    mm[p : p + blen] = body
+    p += blen
+    tlen = len(topic_b)
+    mm[p] = tlen
+    mm[p + 1 : p + 1 + tlen] = topic_b
+    p += 1 + tlen
+    plen = len(props_b)
+    USHORT.pack_into(mm, p, plen)
+    mm[p + 2 : p + 2 + plen] = props_b
 
 
 def _whole_part(view: memoryview, pos: int, phys: int, room: int) -> tuple[int, int]:
@@ -117,6 +167,11 @@ class CommitLog:
         self.queue_offsets: dict[QueueKey, int] = {}
         """Next logical offset of each (topic, queue id), assigned here by the single writer."""
         self._topic_cache: dict[str, bytes] = {}
+        self._store_v6 = len(store_host[0]) == 16
+        self.fresh: deque[DispatchRequest] = deque()
+        """What dispatch needs of each record appended here, oldest first: the reput service
+        takes these instead of parsing the records back (up to FRESH_MAX; past that, and for
+        replicated or recovered records, it reads the log)."""
 
     @property
     def min_offset(self) -> int:
@@ -158,61 +213,74 @@ class CommitLog:
     def append_batch(
         self, msgs: tuple[MessageToStore, ...] | list[MessageToStore], now_ms: int
     ) -> list[Appended]:
-        """Write several records contiguously in one segment (a batch send lands together)."""
+        """Write several records contiguously in one segment (a batch send lands together).
+
+        Each record is packed straight into the mapping. The first record's total_size and magic
+        go in last: a process killed mid-write (SIGKILL lands inside a memcpy, at a page fault)
+        then leaves zeros there, which recovery reads as the end of the log. Otherwise a record
+        could look whole but for its properties, which no CRC covers, and be served torn. The
+        bytes past write_pos are zeros (new, or zero_from'd), so nothing older shows through.
+        """
         encoded = []
         total = 0
         store_host = self.store_host
+        store_v6 = self._store_v6
         for m in msgs:
             topic_b = self._topic_bytes(m.topic)
             props_b = m.properties.encode("utf-8")
-            sys_flag = host_v6_flags(m.sys_flag, m.born_host, store_host)
+            if store_v6 or len(m.born_host[0]) != 4:
+                sys_flag = host_v6_flags(m.sys_flag, m.born_host, store_host)
+            else:
+                sys_flag = m.sys_flag & _NOT_V6
             head = HEAD_BY_HOST_BITS[(sys_flag & HOST_V6_MASK) >> 4]
             size = head.size + len(m.body) + 1 + len(topic_b) + 2 + len(props_b)
-            encoded.append((m, topic_b, props_b, sys_flag, size))
+            encoded.append((m, topic_b, props_b, sys_flag, head, size))
             total += size
         if total + MIN_BLANK_BYTES > self.file_size:
             raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
         mf = self._writable(total)
+        mm = mf.mm
         first = pos = mf.write_pos
-        staged = bytearray(total)
         out: list[Appended] = []
         offsets = self.queue_offsets
-        for m, topic_b, props_b, sys_flag, size in encoded:
-            key = (m.topic, m.queue_id)
+        fresh = self.fresh if len(self.fresh) < FRESH_MAX else None
+        for m, topic_b, props_b, sys_flag, head, size in encoded:
             if takes_queue_offset(sys_flag):
+                key = (m.topic, m.queue_id)
                 qoff = offsets.get(key, 0)
                 offsets[key] = qoff + 1
             else:
                 qoff = 0
             phys = mf.start + pos
-            encode_record_into(
-                staged,
-                pos - first,
-                sys_flag,
-                topic_b,
-                props_b,
-                m.body,
-                queue_id=m.queue_id,
-                flag=m.flag,
-                queue_offset=qoff,
-                physical_offset=phys,
-                born_timestamp=m.born_timestamp,
-                born_host=m.born_host,
-                store_timestamp=now_ms,
-                store_host=store_host,
-                reconsume_times=m.reconsume_times,
-                prepared_transaction_offset=m.prepared_transaction_offset,
-                crc=m.body_crc if m.body_crc >= 0 else body_crc(m.body),
-            )
+            crc = m.body_crc if m.body_crc >= 0 else body_crc(m.body)
+            _put_record(
+                mm, pos, head, size if pos != first else 0, crc, m, qoff, phys, sys_flag,
+                now_ms, store_host, topic_b, props_b,
+            )  # fmt: skip
             out.append(Appended(phys, size, qoff, now_ms))
+            if fresh is not None:
+                props = m.properties
+                fresh.append(
+                    DispatchRequest(
+                        m.topic,
+                        m.queue_id,
+                        phys,
+                        size,
+                        tags_code(find_property(props, _TAGS)),
+                        now_ms,
+                        qoff,
+                        find_property(props, _KEYS) or "",
+                        find_property(props, _UNIQ_KEY) or "",
+                        sys_flag,
+                        m.prepared_transaction_offset,
+                        props,
+                    )
+                )
             pos += size
-        # The first 8 bytes (total_size, magic) go in last. A process killed mid-copy (SIGKILL
-        # lands inside a memcpy, at a page fault) then leaves zeros there, which recovery reads
-        # as the end of the log; else a record could look whole but for its properties, which
-        # no CRC covers, and be served torn. Zeros lie past write_pos (new or zero_from'd).
-        mf.mm[first + 8 : pos] = memoryview(staged)[8:]
-        mf.mm[first : first + 8] = staged[:8]
-        mf.mark_written(pos)
+        BLANK.pack_into(mm, first, encoded[0][5], MESSAGE_MAGIC_V1)
+        # Not mark_written: its clock read matters only once the segment is full (retention),
+        # and `_writable` marks it then.
+        mf.write_pos = pos
         return out
 
     # -- replication ------------------------------------------------------------------------------

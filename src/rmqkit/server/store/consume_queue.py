@@ -102,7 +102,7 @@ class ConsumeQueue:
             pos = at - last.start
             if pos == last.write_pos and pos + ENTRY_BYTES <= last.size:
                 CQ_ENTRY.pack_into(last.mm, pos, phys, size, tags_code)
-                last.mark_written(pos + ENTRY_BYTES)
+                last.write_pos = pos + ENTRY_BYTES  # no clock read: retention never asks a CQ
                 if phys + size > self.max_physical_end:
                     self.max_physical_end = phys + size
                 return True

@@ -188,12 +188,38 @@ class ReputService(Service):
         return self.commit_log.max_offset - self.reput_offset
 
     def drain(self, limit: int | None = None) -> int:
-        """Dispatch what the log has gained; returns how many records were dispatched."""
+        """Dispatch what the log has gained; returns how many records were dispatched.
+
+        Records this process appended come with their requests ready (`CommitLog.fresh`);
+        the rest (replicated, recovered, or past what `fresh` keeps) are read from the log.
+        """
         n = 0
         cl = self.commit_log
+        fresh = cl.fresh
         dispatchers = self.dispatchers
         record = ScanKind.RECORD
-        while self.reput_offset < cl.max_offset and (limit is None or n < limit):
+        end = cl.max_offset
+        while limit is None or n < limit:
+            if self.reput_offset >= end:
+                end = cl.max_offset  # a dispatcher may have appended
+                if self.reput_offset >= end:
+                    break
+            if fresh:
+                req = fresh[0]
+                at = req.commit_log_offset
+                if at == self.reput_offset:
+                    fresh.popleft()
+                    for d in dispatchers:
+                        d(req)
+                    self.reput_offset = at + req.msg_size
+                    n += 1
+                    continue
+                if at < self.reput_offset:  # read from the log already
+                    fresh.popleft()
+                    continue
+                stop = at
+            else:
+                stop = end
             mf = cl.queue.find(self.reput_offset)
             if mf is None:  # deleted by retention while we lagged: skip to what is left
                 self.reput_offset = max(self.reput_offset, cl.min_offset)
@@ -204,16 +230,16 @@ class ReputService(Service):
             # appends makes it stale; the loop then ends at its end and the outer loop looks again.
             start = mf.start
             view = mf.view(0, mf.write_pos)
-            written = len(view)
+            written = min(len(view), stop - start)
             pos = self.reput_offset - start
             while True:
                 scan = scan_record(view, pos, check_crc=False)
                 if scan.kind is not record:
                     break
-                req = scan.request
-                assert req is not None
+                read = scan.request
+                assert read is not None
                 for d in dispatchers:
-                    d(req)
+                    d(read)
                 pos += scan.size
                 self.reput_offset = start + pos
                 n += 1

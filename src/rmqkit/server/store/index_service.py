@@ -138,11 +138,11 @@ class IndexService:
             f = self.files[-1] if self.files else None
             for k in keys:
                 key = f"{topic}#{k}"
-                if f is None or not f.put(key, phy, ts, header=False):
+                if f is None or not f.put(key, phy, ts, False):
                     f = self._writable(ts)
-                    if not f.put(key, phy, ts, header=False):
+                    if not f.put(key, phy, ts, False):
                         f = self._writable(ts)
-                        f.put(key, phy, ts, header=False)
+                        f.put(key, phy, ts, False)
             assert f is not None
             f.write_header()
         self.indexed_until = phy + 1

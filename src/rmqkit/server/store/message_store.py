@@ -16,7 +16,7 @@ from typing import Protocol
 
 from rmqkit.common.names import SCHEDULE_TOPIC, topic_problem
 from rmqkit.errors import ConfigurationError, StoreClosedError
-from rmqkit.protocol.message_id import encode_offset_msg_id
+from rmqkit.protocol.message_id import offset_msg_id_prefix
 from rmqkit.protocol.record import (
     MAX_PROPERTIES_BYTES,
     MIN_BLANK_BYTES,
@@ -152,6 +152,8 @@ class FileMessageStore:
             )
         self._append_listeners: list[Callable[[], None]] = []
         self.store_host: Host = as_host(store_host)
+        self._msg_id_prefix = offset_msg_id_prefix(self.store_host)
+        self._max_message_size = settings.max_message_size_bytes
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._delay_levels = settings.delay_levels_ms
         self.commit_log = CommitLog(
@@ -392,7 +394,8 @@ class FileMessageStore:
         """Called right after every append, before any flush or dispatch (HA wakes up here)."""
         self._append_listeners.append(listener)
 
-    def _refusal(self, msgs: list[MessageToStore]) -> PutResult | None:
+    def _state_refusal(self) -> PutResult | None:
+        """A refusal of any write while the store is stopped, a slave's, or out of disk."""
         if not self.running:
             return PutResult(
                 PutStatus.SERVICE_NOT_AVAILABLE, remark="the message store is not running"
@@ -409,10 +412,16 @@ class FileMessageStore:
                 remark=f"disk use {self.cleaner.last_ratio:.0%} is past diskMaxUsedSpaceRatio "
                 f"{self.settings.disk_max_used_space_ratio}%",
             )
+        return None
+
+    def _refusal(self, msgs: list[MessageToStore]) -> PutResult | None:
+        refusal = self._state_refusal()
+        if refusal is not None:
+            return refusal
         total = 0
         record_bytes = 0
         for m in msgs:
-            bad = check_message(m, self.settings.max_message_size_bytes, self._valid_topics)
+            bad = check_message(m, self._max_message_size, self._valid_topics)
             if bad is not None:
                 return bad
             total += len(m.body)
@@ -423,21 +432,25 @@ class FileMessageStore:
                 remark=f"the batch needs up to {record_bytes} bytes of CommitLog, more than one "
                 f"segment ({self.commit_log.file_size}) holds; send it in smaller batches",
             )
-        if total > self.settings.max_message_size_bytes:
+        if total > self._max_message_size:
             return PutResult(
                 PutStatus.MESSAGE_ILLEGAL,
-                remark=f"the batch is {total} bytes; maxMessageSize is "
-                f"{self.settings.max_message_size_bytes}",
+                remark=f"the batch is {total} bytes; maxMessageSize is {self._max_message_size}",
             )
         return None
 
     async def put_message(self, msg: MessageToStore) -> PutResult:
         """Append one message; with SYNC_FLUSH, return once it is on disk (or timed out)."""
         routed = route_delayed(msg, self._delay_levels)
-        if isinstance(routed, PutResult):
-            return routed
-        msg = routed
-        refusal = self._refusal([msg])
+        if routed is not msg:
+            if isinstance(routed, PutResult):
+                return routed
+            msg = routed
+        # One message always fits a segment (checked at start-up): `_refusal`'s batch checks
+        # cannot refuse it.
+        refusal = self._state_refusal() or check_message(
+            msg, self._max_message_size, self._valid_topics
+        )
         if refusal is not None:
             return refusal
         a = self.commit_log.append(msg, self.clock_ms())
@@ -447,7 +460,7 @@ class FileMessageStore:
             self.reput.wakeup()
             for listener in self._append_listeners:
                 listener()
-            msg_id = encode_offset_msg_id(self.store_host, a.physical_offset)
+            msg_id = f"{self._msg_id_prefix}{a.physical_offset:016X}"
             return PutResult(
                 PutStatus.OK,
                 a.physical_offset,
@@ -493,7 +506,8 @@ class FileMessageStore:
                 replica_status = await replicated
                 if status is PutStatus.OK:
                     status = replica_status
-        ids = [encode_offset_msg_id(self.store_host, a.physical_offset) for a in appended]
+        prefix = self._msg_id_prefix
+        ids = [f"{prefix}{a.physical_offset:016X}" for a in appended]
         return PutResult(
             status,
             first.physical_offset,
