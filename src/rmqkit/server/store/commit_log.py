@@ -241,6 +241,8 @@ class CommitLog:
         mf = self._writable(total)
         mm = mf.mm
         first = pos = mf.write_pos
+        if pos + total > mf.prefaulted:
+            mf.prefault(pos)
         out: list[Appended] = []
         offsets = self.queue_offsets
         fresh = self.fresh if len(self.fresh) < FRESH_MAX else None

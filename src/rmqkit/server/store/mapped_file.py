@@ -7,6 +7,7 @@ offset is found by arithmetic. Files are created sparse (`ftruncate`) and mapped
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -19,6 +20,14 @@ log = logging.getLogger("rmqkit.store")
 
 NAME_DIGITS = 20
 PAGE = mmap.PAGESIZE
+_LINUX_MADV_POPULATE_WRITE = 23
+_MADV_POPULATE_WRITE: int = getattr(
+    mmap, "MADV_POPULATE_WRITE", _LINUX_MADV_POPULATE_WRITE if os.uname().sysname == "Linux" else 0
+)
+"""Linux 5.14+: fault pages in writable, many per call (Python 3.11 lacks the constant)."""
+PREFAULT_BYTES = 256 * 1024
+"""How far ahead of the writer `prefault` maps pages in."""
+_prefault_ok = [_MADV_POPULATE_WRITE != 0]
 
 
 def file_name(offset: int) -> str:
@@ -29,7 +38,17 @@ def file_name(offset: int) -> str:
 class MappedFile:
     """One file mapped whole; `write_pos` is how far it is filled, `flushed_pos` how far synced."""
 
-    __slots__ = ("fd", "flushed_pos", "last_write_s", "mm", "path", "size", "start", "write_pos")
+    __slots__ = (
+        "fd",
+        "flushed_pos",
+        "last_write_s",
+        "mm",
+        "path",
+        "prefaulted",
+        "size",
+        "start",
+        "write_pos",
+    )
 
     def __init__(self, path: Path, start: int, size: int, *, create: bool) -> None:
         self.path = path
@@ -53,6 +72,7 @@ class MappedFile:
             raise
         self.write_pos = 0
         self.flushed_pos = 0
+        self.prefaulted = 0
         self.last_write_s = os.fstat(self.fd).st_mtime
 
     @property
@@ -67,6 +87,30 @@ class MappedFile:
     def view(self, pos: int, length: int) -> memoryview:
         """`length` bytes at in-file position `pos`, without copying."""
         return memoryview(self.mm)[pos : pos + length]
+
+    def prefault(self, pos: int) -> None:
+        """Map in the pages from `pos` to PREFAULT_BYTES past it, writable, in one call.
+
+        A writer that touches a new page of a shared file mapping takes a page fault for it
+        (about 3 us on a VM, a third of a 1 KiB record's append); `MADV_POPULATE_WRITE` does
+        the same work for a window of pages in one call, for about a quarter of that. Where the
+        kernel does not have it, the writer takes its faults as before.
+        """
+        if not _prefault_ok[0]:
+            self.prefaulted = self.size
+            return
+        start = pos - pos % PAGE
+        end = min(self.size, start + PREFAULT_BYTES)
+        self.prefaulted = end
+        if end > start:
+            try:
+                self.mm.madvise(_MADV_POPULATE_WRITE, start, end - start)
+            except OSError as exc:
+                # EINVAL: a kernel before 5.14. Anything else (no memory, no disk space) shows
+                # again, with its own error, when the writer touches the page.
+                if exc.errno == errno.EINVAL:
+                    _prefault_ok[0] = False
+                log.debug("%s: prefault at %d: %s", self.path, start, exc)
 
     def mark_written(self, pos: int) -> None:
         self.write_pos = pos
