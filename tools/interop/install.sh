@@ -116,13 +116,15 @@ elif [ ! -f "$REDIS_STAMP" ] || [ ! -x "$DIR/bin/redis-server" ]; then
     binary="$DIR/redis/root/usr/bin/redis-check-rdb"  # redis-server is a symlink to it
     # Shared libraries ldd cannot find: fetch the library packages redis-tools depends on that
     # the machine lacks (on Debian 12: liblzf1 and libjemalloc2).
-    if ldd "$binary" | grep -q "not found"; then
+    # Not `ldd | grep -q`: under pipefail, grep's early exit can kill ldd with SIGPIPE and make
+    # the test false while libraries are missing.
+    if [[ "$(ldd "$binary" 2>&1)" == *"not found"* ]]; then
         missing=()
         deps=$(dpkg-deb -f "$DIR"/redis/debs/redis-tools_*.deb Depends | tr ',' '\n')
         while read -r dep; do
             pkg=${dep%%[ |(]*}  # the first alternative, without its version
             case "$pkg" in lib*) ;; *) continue ;; esac
-            if ! dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+            if [[ "$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" != *"ok installed"* ]]; then
                 missing+=("$pkg")
             fi
         done <<<"$deps"
