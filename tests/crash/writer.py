@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rmqkit.common.properties import encode_properties
+from rmqkit.protocol import record
 from rmqkit.protocol.record import record_size
 from rmqkit.server.store import (
     FileMessageStore,
@@ -254,19 +255,20 @@ def arm_fault(spec: str) -> None:
 
 
 def arm_tear(left: list[int]) -> None:
-    real = commit_log._put_record
+    real = record.encode_record_into
 
-    def put_record(*args: Any) -> None:
+    def encode_record_into(*args: Any) -> int:
         left[0] -= 1
         if left[0] == 0:
-            *fields, props_b = args
+            props_b = args[4]
             half = len(props_b) // 2
-            real(*fields, props_b[:half] + bytes(len(props_b) - half))
+            torn = props_b[:half] + bytes(len(props_b) - half)
+            real(*args[:4], torn, *args[5:])
             os.kill(os.getpid(), signal.SIGKILL)
-        real(*args)
+        return real(*args)
 
-    # The CommitLog calls it through its module's globals.
-    commit_log._put_record = put_record  # type: ignore[attr-defined]
+    # The CommitLog's own reference: it imported the function by name.
+    commit_log.encode_record_into = encode_record_into  # type: ignore[attr-defined]
 
 
 def arm_index_header(left: list[int]) -> None:

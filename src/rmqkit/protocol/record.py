@@ -190,7 +190,6 @@ def encode_record_into(
     topic_b: bytes,
     props_b: bytes,
     body: bytes | memoryview,
-    *,
     queue_id: int,
     flag: int,
     queue_offset: int,
@@ -202,8 +201,14 @@ def encode_record_into(
     reconsume_times: int,
     prepared_transaction_offset: int,
     crc: int,
+    whole: bool = True,
 ) -> int:
-    """Write one V1 record at `pos`; returns its size. `sys_flag` must already carry the V6 bits."""
+    """Write one V1 record at `pos`; returns its size. `sys_flag` must already carry the V6 bits.
+
+    With `whole=False` total_size and magic stay zero, for the caller to write last (the
+    CommitLog does, so that a record cut short by a crash never looks whole). Every argument
+    may be passed by position: the store calls this once per message.
+    """
     head = HEAD_BY_HOST_BITS[(int(sys_flag) & HOST_V6_MASK) >> 4]
     blen = len(body)
     tlen = len(topic_b)
@@ -212,8 +217,8 @@ def encode_record_into(
     head.pack_into(
         buf,
         pos,
-        size,
-        MESSAGE_MAGIC_V1,
+        size if whole else 0,
+        MESSAGE_MAGIC_V1 if whole else 0,
         crc,
         queue_id,
         flag,

@@ -8,13 +8,10 @@ reads by physical offset return views into the mapping, not copies.
 from __future__ import annotations
 
 import logging
-import mmap
 import struct
 from collections import deque
 from dataclasses import dataclass
 
-from rmqkit.common.hashing import tags_code
-from rmqkit.common.properties import Prop, find_property
 from rmqkit.errors import StoreError
 from rmqkit.protocol.codes import (
     BLANK_MAGIC,
@@ -30,12 +27,12 @@ from rmqkit.protocol.record import (
     HEAD_STRUCTS,
     MIN_BLANK_BYTES,
     PREFIX,
-    USHORT,
     Host,
     body_crc,
+    encode_record_into,
     host_v6_flags,
 )
-from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, scan_record
+from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, dispatch_request, scan_record
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 from rmqkit.server.store.message import MessageToStore
 
@@ -63,51 +60,8 @@ class Appended:
 
 _NO_QUEUE_OFFSET = (int(SysFlag.TRANSACTION_PREPARED), int(SysFlag.TRANSACTION_ROLLBACK))
 _NOT_V6 = ~HOST_V6_MASK
-_TAGS = Prop.TAGS
-_KEYS = Prop.KEYS
-_UNIQ_KEY = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 FRESH_MAX = 16_384
 """Dispatch requests kept for the reput service; past this it reads the records back instead."""
-
-
-def _put_record(
-    mm: mmap.mmap,
-    pos: int,
-    head: struct.Struct,
-    size: int,
-    crc: int,
-    m: MessageToStore,
-    queue_offset: int,
-    physical_offset: int,
-    sys_flag: int,
-    store_timestamp: int,
-    store_host: Host,
-    topic_b: bytes,
-    props_b: bytes,
-) -> None:
-    """Pack one V1 record at `pos` (layout in `rmqkit.protocol.record`).
-
-    `size` 0 leaves total_size and magic zero, for the caller to write last. Positional and
-    flat: this runs once per stored message.
-    """
-    body = m.body
-    blen = len(body)
-    born = m.born_host
-    head.pack_into(
-        mm, pos, size, MESSAGE_MAGIC_V1 if size else 0, crc, m.queue_id, m.flag, queue_offset,
-        physical_offset, sys_flag, m.born_timestamp, born[0], born[1], store_timestamp,
-        store_host[0], store_host[1], m.reconsume_times, m.prepared_transaction_offset, blen,
-    )  # fmt: skip
-    p = pos + head.size
-    mm[p : p + blen] = body
-    p += blen
-    tlen = len(topic_b)
-    mm[p] = tlen
-    mm[p + 1 : p + 1 + tlen] = topic_b
-    p += 1 + tlen
-    plen = len(props_b)
-    USHORT.pack_into(mm, p, plen)
-    mm[p + 2 : p + 2 + plen] = props_b
 
 
 def _whole_part(view: memoryview, pos: int, phys: int, room: int) -> tuple[int, int]:
@@ -234,7 +188,7 @@ class CommitLog:
                 sys_flag = m.sys_flag & _NOT_V6
             head = HEAD_BY_HOST_BITS[(sys_flag & HOST_V6_MASK) >> 4]
             size = head.size + len(m.body) + 1 + len(topic_b) + 2 + len(props_b)
-            encoded.append((m, topic_b, props_b, sys_flag, head, size))
+            encoded.append((m, topic_b, props_b, sys_flag, size))
             total += size
         if total + MIN_BLANK_BYTES > self.file_size:
             raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
@@ -246,7 +200,7 @@ class CommitLog:
         out: list[Appended] = []
         offsets = self.queue_offsets
         fresh = self.fresh if len(self.fresh) < FRESH_MAX else None
-        for m, topic_b, props_b, sys_flag, head, size in encoded:
+        for m, topic_b, props_b, sys_flag, size in encoded:
             if takes_queue_offset(sys_flag):
                 key = (m.topic, m.queue_id)
                 qoff = offsets.get(key, 0)
@@ -255,31 +209,20 @@ class CommitLog:
                 qoff = 0
             phys = mf.start + pos
             crc = m.body_crc if m.body_crc >= 0 else body_crc(m.body)
-            _put_record(
-                mm, pos, head, size if pos != first else 0, crc, m, qoff, phys, sys_flag,
-                now_ms, store_host, topic_b, props_b,
+            encode_record_into(
+                mm, pos, sys_flag, topic_b, props_b, m.body, m.queue_id, m.flag, qoff, phys,
+                m.born_timestamp, m.born_host, now_ms, store_host, m.reconsume_times,
+                m.prepared_transaction_offset, crc, pos != first,
             )  # fmt: skip
             out.append(Appended(phys, size, qoff, now_ms))
             if fresh is not None:
-                props = m.properties
-                fresh.append(
-                    DispatchRequest(
-                        m.topic,
-                        m.queue_id,
-                        phys,
-                        size,
-                        tags_code(find_property(props, _TAGS)),
-                        now_ms,
-                        qoff,
-                        find_property(props, _KEYS) or "",
-                        find_property(props, _UNIQ_KEY) or "",
-                        sys_flag,
-                        m.prepared_transaction_offset,
-                        props,
-                    )
-                )
+                req = dispatch_request(
+                    m.topic, m.queue_id, phys, size, now_ms, qoff, sys_flag,
+                    m.prepared_transaction_offset, m.properties,
+                )  # fmt: skip
+                fresh.append(req)
             pos += size
-        BLANK.pack_into(mm, first, encoded[0][5], MESSAGE_MAGIC_V1)
+        BLANK.pack_into(mm, first, encoded[0][4], MESSAGE_MAGIC_V1)
         # Not mark_written: its clock read matters only once the segment is full (retention),
         # and `_writable` marks it then.
         mf.write_pos = pos

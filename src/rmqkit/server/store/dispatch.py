@@ -71,6 +71,39 @@ class DispatchRequest:
         return self.sys_flag & 0xC
 
 
+def dispatch_request(
+    topic: str,
+    queue_id: int,
+    commit_log_offset: int,
+    size: int,
+    store_timestamp: int,
+    consume_queue_offset: int,
+    sys_flag: int,
+    prepared_transaction_offset: int,
+    props: str,
+) -> DispatchRequest:
+    """The request for one record, its tag code and keys looked up in `props`.
+
+    Both the reading of the log (`scan_record`) and the writer (`CommitLog.fresh`) build
+    requests here, so the two always agree.
+    """
+    # Positional: keyword arguments cost a measurable share of the reput loop.
+    return DispatchRequest(
+        topic,
+        queue_id,
+        commit_log_offset,
+        size,
+        tags_code(find_property(props, _TAGS)),
+        store_timestamp,
+        consume_queue_offset,
+        find_property(props, _KEYS) or "",
+        find_property(props, _UNIQ_KEY) or "",
+        sys_flag,
+        prepared_transaction_offset,
+        props,
+    )
+
+
 @dataclass(slots=True)
 class ScanResult:
     kind: ScanKind
@@ -133,17 +166,13 @@ def scan_record(view: memoryview, pos: int, *, check_crc: bool) -> ScanResult:
         props = str(view[p:end], "utf-8")
     except UnicodeDecodeError as exc:
         return ScanResult(ScanKind.CORRUPT, reason=f"undecodable text: {exc}")
-    # Positional: keyword arguments cost a measurable share of the reput loop.
-    req = DispatchRequest(
+    req = dispatch_request(
         topic,
         f[3],  # queue_id
         f[5],  # commit_log_offset
         size,
-        tags_code(find_property(props, _TAGS)),
         f[7],  # store_timestamp
         f[4],  # consume_queue_offset
-        find_property(props, _KEYS) or "",
-        find_property(props, _UNIQ_KEY) or "",
         sys_flag,
         f[8],  # prepared_transaction_offset
         props,

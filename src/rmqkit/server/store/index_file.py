@@ -41,9 +41,6 @@ _SLOT_BYTES = SLOT.size
 _ENTRY_BYTES = ENTRY.size
 
 
-_crc32 = zlib.crc32
-
-
 def key_hash(key: str) -> int:
     """The 31-bit hash an index entry stores for `key`."""
     return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
@@ -131,7 +128,7 @@ class IndexFile:
         if self.sealed or n >= self.max_entries:
             return False
         mm = self.file.mm
-        h = _crc32(key.encode("utf-8")) & 0x7FFFFFFF  # key_hash, inline: twice per message
+        h = key_hash(key)
         slot_at = _SLOTS_AT + (h % self.slots) * _SLOT_BYTES
         (prev,) = SLOT.unpack_from(mm, slot_at)
         if prev <= 0 or prev >= n:

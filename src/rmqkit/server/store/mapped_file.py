@@ -13,6 +13,7 @@ import mmap
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from rmqkit.errors import StoreError
 
@@ -27,7 +28,6 @@ _MADV_POPULATE_WRITE: int = getattr(
 """Linux 5.14+: fault pages in writable, many per call (Python 3.11 lacks the constant)."""
 PREFAULT_BYTES = 256 * 1024
 """How far ahead of the writer `prefault` maps pages in."""
-_prefault_ok = [_MADV_POPULATE_WRITE != 0]
 
 
 def file_name(offset: int) -> str:
@@ -37,6 +37,9 @@ def file_name(offset: int) -> str:
 
 class MappedFile:
     """One file mapped whole; `write_pos` is how far it is filled, `flushed_pos` how far synced."""
+
+    can_prefault: ClassVar[bool] = _MADV_POPULATE_WRITE != 0
+    """False once the kernel has refused MADV_POPULATE_WRITE (before Linux 5.14)."""
 
     __slots__ = (
         "fd",
@@ -96,7 +99,7 @@ class MappedFile:
         the same work for a window of pages in one call, for about a quarter of that. Where the
         kernel does not have it, the writer takes its faults as before.
         """
-        if not _prefault_ok[0]:
+        if not MappedFile.can_prefault:
             self.prefaulted = self.size
             return
         start = pos - pos % PAGE
@@ -109,7 +112,7 @@ class MappedFile:
                 # EINVAL: a kernel before 5.14. Anything else (no memory, no disk space) shows
                 # again, with its own error, when the writer touches the page.
                 if exc.errno == errno.EINVAL:
-                    _prefault_ok[0] = False
+                    MappedFile.can_prefault = False
                 log.debug("%s: prefault at %d: %s", self.path, start, exc)
 
     def mark_written(self, pos: int) -> None:

@@ -114,7 +114,7 @@ def test_prefault_keeps_what_is_written(
     mf.prefault(mf.size - 10)
     assert mf.prefaulted == mf.size
     # Where the kernel cannot, the writer takes its page faults itself and never asks again.
-    monkeypatch.setattr(mapped_file, "_prefault_ok", [False])
+    monkeypatch.setattr(mapped_file.MappedFile, "can_prefault", False)
     mf.prefaulted = 0
     mf.prefault(0)
     assert mf.prefaulted == mf.size
