@@ -109,7 +109,7 @@ async def test_query_by_key_and_view_by_offset(store: MessageStore) -> None:
 
 async def test_dispatch_listeners_see_every_consumable_message(store: MessageStore) -> None:
     seen: list[DispatchRequest] = []
-    store.add_dispatch_listener(seen.append)
+    store.add_dispatch_listener(seen.extend)
     await store.put_message(m(queue_id=3, TAGS="x"))
     settle(store)
     assert [(d.topic, d.queue_id, d.consume_queue_offset, d.tags_code) for d in seen] == [

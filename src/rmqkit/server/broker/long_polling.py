@@ -47,8 +47,13 @@ class PullHoldService:
         holds.append(Hold(offset, codes, fut, loop.call_later(max(0.0, timeout_s), expire)))
         return fut
 
-    def notify(self, req: DispatchRequest) -> None:
-        """Wake the pulls waiting on this record's queue (store dispatch listener)."""
+    def notify(self, run: list[DispatchRequest]) -> None:
+        """Wake the pulls waiting on the queues of these records (store dispatch listener)."""
+        if self.holds:
+            for req in run:
+                self._wake(req)
+
+    def _wake(self, req: DispatchRequest) -> None:
         holds = self.holds.get((req.topic, req.queue_id))
         if not holds:
             return

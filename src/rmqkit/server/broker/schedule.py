@@ -67,13 +67,13 @@ class ScheduleService(Service):
         self.offsets = dict(offsets)
         self._save()
 
-    def on_dispatch(self, req: DispatchRequest) -> None:
+    def on_dispatch(self, run: list[DispatchRequest]) -> None:
         """Store listener: a new delayed message may be due before the current sleep ends.
 
         Only a running service (a master's) listens: a slave stores replicated delayed messages
         and leaves their delivery to its master.
         """
-        if req.topic == SCHEDULE_TOPIC and self.running:
+        if self.running and any(req.topic == SCHEDULE_TOPIC for req in run):
             self.wakeup()
 
     async def _run_once(self) -> None:

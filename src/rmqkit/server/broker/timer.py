@@ -131,12 +131,12 @@ class TimerService(Service):
             log.info("timer: %d pending messages, reading on from offset %d", self.pending,
                      self.wheel.next_offset)  # fmt: skip
 
-    def on_dispatch(self, req: DispatchRequest) -> None:
+    def on_dispatch(self, run: list[DispatchRequest]) -> None:
         """Store listener: a new timer message may fall due before the current sleep ends.
 
         Only a running service (a master's) listens: a slave leaves delivery to its master.
         """
-        if req.topic == TIMER_TOPIC and self.running:
+        if self.running and any(req.topic == TIMER_TOPIC for req in run):
             self.wakeup()
 
     # -- the loop -------------------------------------------------------------------------------

@@ -180,21 +180,27 @@ def scan_record(view: memoryview, pos: int, *, check_crc: bool) -> ScanResult:
     return ScanResult(ScanKind.RECORD, size, req)
 
 
-Dispatcher = Callable[[DispatchRequest], None]
+Dispatcher = Callable[[list[DispatchRequest]], None]
+"""Called with a run of consecutive records, oldest first: one call per run, not per record
+(a dispatch listener with nothing to do for a run returns at once)."""
 
 
 class ReputService(Service):
     """Tails the CommitLog from `reput_offset` and feeds every record to the dispatchers.
 
     Appends call `wakeup()`, which schedules one drain on the event loop (not a task per message);
-    the periodic loop is only a safety net.
+    the periodic loop is only a safety net. Each dispatcher gets the records of a drain in runs
+    (a list per call, in log order): every dispatcher has seen a run before the next one starts,
+    and `reput_offset` passes a run once they all have.
     """
 
     name = "reput"
     YIELD_EVERY = 4096
     """During a long catch-up, give the event loop a turn this often (records)."""
 
-    def __init__(self, commit_log: CommitLog, dispatchers: list[Dispatcher], reput_offset: int):
+    def __init__(
+        self, commit_log: CommitLog, dispatchers: list[Dispatcher], reput_offset: int
+    ):
         super().__init__(interval_s=1.0)
         self.commit_log = commit_log
         self.dispatchers = dispatchers
@@ -216,6 +222,11 @@ class ReputService(Service):
     def behind_bytes(self) -> int:
         return self.commit_log.max_offset - self.reput_offset
 
+    def _dispatch(self, run: list[DispatchRequest], end: int) -> None:
+        for d in self.dispatchers:
+            d(run)
+        self.reput_offset = end
+
     def drain(self, limit: int | None = None) -> int:
         """Dispatch what the log has gained; returns how many records were dispatched.
 
@@ -225,7 +236,6 @@ class ReputService(Service):
         n = 0
         cl = self.commit_log
         fresh = cl.fresh
-        dispatchers = self.dispatchers
         record = ScanKind.RECORD
         end = cl.max_offset
         while limit is None or n < limit:
@@ -233,20 +243,27 @@ class ReputService(Service):
                 end = cl.max_offset  # a dispatcher may have appended
                 if self.reput_offset >= end:
                     break
-            if fresh:
+            room = len(fresh) if limit is None else min(len(fresh), limit - n)
+            if room:
+                at = self.reput_offset
                 req = fresh[0]
-                at = req.commit_log_offset
-                if at == self.reput_offset:
-                    fresh.popleft()
-                    for d in dispatchers:
-                        d(req)
-                    self.reput_offset = at + req.msg_size
-                    n += 1
-                    continue
-                if at < self.reput_offset:  # read from the log already
+                if req.commit_log_offset < at:  # read from the log already
                     fresh.popleft()
                     continue
-                stop = at
+                if req.commit_log_offset == at:
+                    # The run of requests that follow each other from here.
+                    run = []
+                    take = fresh.popleft
+                    while room and req.commit_log_offset == at:
+                        run.append(take())
+                        at += req.msg_size
+                        room -= 1
+                        if room:
+                            req = fresh[0]
+                    self._dispatch(run, at)
+                    n += len(run)
+                    continue
+                stop = req.commit_log_offset
             else:
                 stop = end
             mf = cl.queue.find(self.reput_offset)
@@ -261,19 +278,19 @@ class ReputService(Service):
             view = mf.view(0, mf.write_pos)
             written = min(len(view), stop - start)
             pos = self.reput_offset - start
+            read: list[DispatchRequest] = []
             while True:
                 scan = scan_record(view, pos, check_crc=False)
                 if scan.kind is not record:
                     break
-                read = scan.request
-                assert read is not None
-                for d in dispatchers:
-                    d(read)
+                assert scan.request is not None
+                read.append(scan.request)
                 pos += scan.size
-                self.reput_offset = start + pos
-                n += 1
-                if pos >= written or (limit is not None and n >= limit):
+                if pos >= written or (limit is not None and n + len(read) >= limit):
                     break
+            if read:
+                self._dispatch(read, start + pos)
+                n += len(read)
             if scan.kind is record:
                 continue
             if scan.kind is ScanKind.BLANK or (scan.kind is ScanKind.END and mf.full):

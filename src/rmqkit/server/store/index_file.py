@@ -81,7 +81,7 @@ class IndexFile:
 
     @property
     def header(self) -> IndexHeader:
-        """The header fields as they stand in memory (the file may lag until `write_header`)."""
+        """The header fields as they stand in memory (and in the file, after each record)."""
         return (
             self.begin_timestamp,
             self.end_timestamp,
@@ -101,10 +101,6 @@ class IndexFile:
             self.index_count,
         ) = header
 
-    def write_header(self) -> None:
-        """Copy the header fields into the file (`put(..., header=False)` leaves that to later)."""
-        self._write_header()
-
     def _write_header(self) -> None:
         # Once per indexed record: the fields are passed one by one, not through `header`.
         HEADER.pack_into(
@@ -118,21 +114,21 @@ class IndexFile:
             self.index_count,
         )
 
-    def put(self, key: str, phy_offset: int, store_timestamp: int, header: bool = True) -> bool:
-        """Add one key; False when the file is full.
+    def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
+        """Add one key; False when the file is full."""
+        return self.put_keys([key], phy_offset, store_timestamp) == 1
 
-        `header=False` leaves the file's header behind the in-memory fields until the caller's
-        `write_header()` (the index service writes it once per record, not once per key).
+    def put_keys(self, keys: list[str], phy_offset: int, store_timestamp: int) -> int:
+        """Add the keys of one record, in order; returns how many fit (0 when full).
+
+        Each key's entry is written before its hash slot, and the header once, after the last.
         """
         n = self.index_count
-        if self.sealed or n >= self.max_entries:
-            return False
-        mm = self.file.mm
-        h = key_hash(key)
-        slot_at = _SLOTS_AT + (h % self.slots) * _SLOT_BYTES
-        (prev,) = SLOT.unpack_from(mm, slot_at)
-        if prev <= 0 or prev >= n:
-            prev = 0
+        room = self.max_entries - n
+        if self.sealed or room <= 0:
+            return 0
+        if len(keys) > room:
+            keys = keys[:room]
         if n == 1:
             self.begin_timestamp = store_timestamp
             self.begin_phy_offset = phy_offset
@@ -141,16 +137,28 @@ class IndexFile:
             diff = 0
         elif diff > 0x7FFFFFFF:
             diff = 0x7FFFFFFF
-        ENTRY.pack_into(mm, self.entries_at + (n - 1) * _ENTRY_BYTES, h, phy_offset, diff, prev)
-        SLOT.pack_into(mm, slot_at, n)
-        if prev == 0:
-            self.hash_slot_count += 1
-        self.index_count = n + 1
+        mm = self.file.mm
+        slots = self.slots
+        entry_at = self.entries_at + (n - 1) * _ENTRY_BYTES
+        unpack_slot, pack_slot, pack_entry = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
+        new_slots = 0
+        for key in keys:
+            h = key_hash(key)
+            slot_at = _SLOTS_AT + (h % slots) * _SLOT_BYTES
+            (prev,) = unpack_slot(mm, slot_at)
+            if prev <= 0 or prev >= n:
+                prev = 0
+                new_slots += 1
+            pack_entry(mm, entry_at, h, phy_offset, diff, prev)
+            pack_slot(mm, slot_at, n)
+            entry_at += _ENTRY_BYTES
+            n += 1
+        self.hash_slot_count += new_slots
+        self.index_count = n
         self.end_phy_offset = phy_offset
         self.end_timestamp = store_timestamp
-        if header:
-            self._write_header()
-        return True
+        self._write_header()
+        return len(keys)
 
     def lookup(self, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets of entries with `key`'s hash stored within [begin_ms, end_ms]."""

@@ -104,7 +104,6 @@ class IndexService:
         if self.files and not self.files[-1].full:
             return self.files[-1]
         if self.files:
-            self.files[-1].write_header()  # `dispatch` may have left it behind its last key
             self.files[-1].sealed = True
         name = _stamp(now_ms)
         while (self.dir / name).exists() or (self.files and name <= self.files[-1].path.name):
@@ -116,36 +115,44 @@ class IndexService:
 
     def dispatch(self, req: DispatchRequest) -> None:
         """Index one record's UNIQ_KEY and KEYS (rolled-back half messages are left out)."""
-        phy = req.commit_log_offset
-        if phy < self.indexed_until:
-            return
-        if req.sys_flag & TRANSACTION_TYPE_MASK == _ROLLBACK:
-            return
-        keys: list[str] = [req.uniq_key] if req.uniq_key else []
-        if req.keys:
-            if KEY_SEPARATOR in req.keys:
-                keys.extend(split_keys(req.keys))
-            else:
-                keys.append(req.keys)
-        if keys:
-            topic = req.topic
-            ts = req.store_timestamp
-            # Each key goes to the last file while it takes it; `put` refuses only when the file
-            # is full, and then `_writable` starts the next one (twice, as before, if even a new
-            # file refuses). The header is written once for the record, after its last key (and
-            # by `_writable` for a file that fills up on the way), so the files read the same
-            # after every record as when each key wrote it.
-            f = self.files[-1] if self.files else None
-            for k in keys:
-                key = f"{topic}#{k}"
-                if f is None or not f.put(key, phy, ts, False):
-                    f = self._writable(ts)
-                    if not f.put(key, phy, ts, False):
-                        f = self._writable(ts)
-                        f.put(key, phy, ts, False)
-            assert f is not None
-            f.write_header()
-        self.indexed_until = phy + 1
+        self.dispatch_run([req])
+
+    def dispatch_run(self, run: list[DispatchRequest]) -> None:
+        """Index each record of `run` (the reput service's batch form of `dispatch`)."""
+        f = self.files[-1] if self.files else None
+        for req in run:
+            phy = req.commit_log_offset
+            if phy < self.indexed_until:
+                continue
+            if req.sys_flag & TRANSACTION_TYPE_MASK != _ROLLBACK:
+                keys = [f"{req.topic}#{req.uniq_key}"] if req.uniq_key else []
+                if req.keys:
+                    if KEY_SEPARATOR in req.keys:
+                        keys.extend(f"{req.topic}#{k}" for k in split_keys(req.keys))
+                    else:
+                        keys.append(f"{req.topic}#{req.keys}")
+                if keys:
+                    done = f.put_keys(keys, phy, req.store_timestamp) if f is not None else 0
+                    if done < len(keys):
+                        f = self._put_rest(keys[done:], phy, req.store_timestamp)
+            self.indexed_until = phy + 1
+
+    def _put_rest(self, keys: list[str], phy: int, ts: int) -> IndexFile:
+        """Put what did not fit the last file into new ones; returns the last file."""
+        while True:
+            # `_writable` seals the full file and starts the next; a new file that still takes
+            # nothing (a configuration that allows no entries) gets one more try, as RocketMQ's.
+            f = self._writable(ts)
+            done = f.put_keys(keys, phy, ts)
+            if not done:
+                f = self._writable(ts)
+                done = f.put_keys(keys, phy, ts)
+                if not done:
+                    log.error("index: %d keys of the record at %d did not fit", len(keys), phy)
+                    return f
+            keys = keys[done:]
+            if not keys:
+                return f
 
     def lookup(self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets for `topic#key`, newest files first, without duplicates."""

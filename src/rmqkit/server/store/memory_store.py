@@ -139,7 +139,7 @@ class MemoryMessageStore:
             m.prepared_transaction_offset, m.properties,
         )  # fmt: skip
         for listener in self._listeners:
-            listener(req)
+            listener([req])
 
     def _record_at(self, phys: int) -> bytes | None:
         i = bisect.bisect_left(self._starts, phys)

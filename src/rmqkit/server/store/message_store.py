@@ -29,7 +29,11 @@ from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
 from rmqkit.server.store.delay import deliver_at, route_delayed
-from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
+from rmqkit.server.store.dispatch import (
+    Dispatcher,
+    DispatchRequest,
+    ReputService,
+)
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.flush import (
     CommitLogFlusher,
@@ -213,7 +217,7 @@ class FileMessageStore:
         if index_from < report.redispatch_from:
             # The index alone goes back further; the reput below skips what this indexes.
             start = max(index_from, self.commit_log.min_offset)
-            n = ReputService(self.commit_log, [self.index.dispatch], start).drain()
+            n = ReputService(self.commit_log, [self.index.dispatch_run], start).drain()
             log.warning("index rebuilt from CommitLog offset %d: %d records", start, n)
         self.reput = ReputService(self.commit_log, self._dispatchers(), report.redispatch_from)
         redispatched = self.reput.drain()
@@ -361,29 +365,36 @@ class FileMessageStore:
             if cq.max_offset > self.commit_log.queue_offsets.get(key, 0):
                 self.commit_log.queue_offsets[key] = cq.max_offset
 
-    def _dispatch_cq(self, req: DispatchRequest) -> None:
-        tt = req.sys_flag & 0xC
-        if tt == 0x4 or tt == 0xC:  # half and rollback records are not consumable
-            return
-        qs = self.consume_queues.get(req.topic)
-        cq = qs.get(req.queue_id) if qs else None
-        if cq is None:
-            cq = self._new_cq(req.topic, req.queue_id)
-        code = req.tags_code
-        if req.topic == SCHEDULE_TOPIC:  # the tag code of a delayed message is when it is due
-            code = deliver_at(req.store_timestamp, req.queue_id, self._delay_levels)
-        cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, code)
-        self._dirty_cqs.add(cq)
+    def _dispatch_cq(self, run: list[DispatchRequest]) -> None:
+        queues = self.consume_queues
+        dirty = self._dirty_cqs
+        for req in run:
+            tt = req.sys_flag & 0xC
+            if tt == 0x4 or tt == 0xC:  # half and rollback records are not consumable
+                continue
+            topic = req.topic
+            qs = queues.get(topic)
+            cq = qs.get(req.queue_id) if qs else None
+            if cq is None:
+                cq = self._new_cq(topic, req.queue_id)
+            code = req.tags_code
+            if topic == SCHEDULE_TOPIC:  # the tag code of a delayed message is when it is due
+                code = deliver_at(req.store_timestamp, req.queue_id, self._delay_levels)
+            cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, code)
+            dirty.add(cq)
 
     def _dispatchers(self) -> list[Dispatcher]:
         ds: list[Dispatcher] = [self._dispatch_cq]
         if self.settings.message_index_enable:
-            ds.append(self.index.dispatch)
+            ds.append(self.index.dispatch_run)
         ds.extend(self._listeners)
         return ds
 
     def add_dispatch_listener(self, listener: Dispatcher) -> None:
-        """Called with every record once its ConsumeQueue entry exists (long polling hooks here)."""
+        """Call `listener` with each run of records once their ConsumeQueue entries exist.
+
+        Long polling, delays and timers hook here; see `Dispatcher`.
+        """
         self._listeners.append(listener)
         if self.reput is not None:
             self.reput.dispatchers = self._dispatchers()

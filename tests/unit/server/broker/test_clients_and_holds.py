@@ -65,9 +65,9 @@ async def test_holds_wake_on_matching_arrival_and_time_out() -> None:
     svc = PullHoldService()
     wanted = svc.hold("T", 0, 5, frozenset({7}), 5.0)
     other_tag = svc.hold("T", 0, 5, frozenset({8}), 0.05)
-    svc.notify(_req(4, 7))  # before the held offset: nothing
+    svc.notify([_req(4, 7)])  # before the held offset: nothing
     assert not wanted.done()
-    svc.notify(_req(5, 7))
+    svc.notify([_req(5, 7)])
     assert wanted.result() is True
     assert await asyncio.wait_for(other_tag, 2) is False  # timed out
     assert svc.count == 0

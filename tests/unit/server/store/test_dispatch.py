@@ -36,14 +36,14 @@ def mixed_messages() -> list[MessageToStore]:
 def record_dispatch(store: FileMessageStore) -> list[DispatchRequest]:
     seen: list[DispatchRequest] = []
     assert store.reput is not None
-    store.reput.dispatchers = [*store.reput.dispatchers, seen.append]
+    store.reput.dispatchers = [*store.reput.dispatchers, seen.extend]
     return seen
 
 
 def read_back(store: FileMessageStore) -> list[DispatchRequest]:
     """Every record's request as parsing the CommitLog gives it (what recovery does)."""
     seen: list[DispatchRequest] = []
-    ReputService(store.commit_log, [seen.append], store.commit_log.min_offset).drain()
+    ReputService(store.commit_log, [seen.extend], store.commit_log.min_offset).drain()
     return seen
 
 
@@ -84,15 +84,16 @@ async def test_a_dispatcher_that_appends_is_dispatched_in_the_same_drain(
     # The schedule and timer services append from inside dispatch; `stop` drains once.
     echoed: list[int] = []
 
-    def echo(req: DispatchRequest) -> None:
-        if req.topic == "T":
-            echoed.append(req.commit_log_offset)
-            store.commit_log.append(msg(topic="Echo"), 0)
+    def echo(run: list[DispatchRequest]) -> None:
+        for req in run:
+            if req.topic == "T":
+                echoed.append(req.commit_log_offset)
+                store.commit_log.append(msg(topic="Echo"), 0)
 
-    assert store.reput is not None
-    store.reput.dispatchers = [*store.reput.dispatchers, echo]
+    store.add_dispatch_listener(echo)
     for _ in range(5):
         assert (await store.put_message(msg())).ok
+    assert store.reput is not None
     assert store.reput.drain() == 10
     assert len(echoed) == 5
     assert store.get_max_offset("Echo", 0) == 5
