@@ -198,9 +198,7 @@ class ReputService(Service):
     YIELD_EVERY = 4096
     """During a long catch-up, give the event loop a turn this often (records)."""
 
-    def __init__(
-        self, commit_log: CommitLog, dispatchers: list[Dispatcher], reput_offset: int
-    ):
+    def __init__(self, commit_log: CommitLog, dispatchers: list[Dispatcher], reput_offset: int):
         super().__init__(interval_s=1.0)
         self.commit_log = commit_log
         self.dispatchers = dispatchers
