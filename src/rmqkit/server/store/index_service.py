@@ -113,12 +113,8 @@ class IndexService:
         self.files.append(f)
         return f
 
-    def dispatch(self, req: DispatchRequest) -> None:
-        """Index one record's UNIQ_KEY and KEYS (rolled-back half messages are left out)."""
-        self.dispatch_run([req])
-
-    def dispatch_run(self, run: list[DispatchRequest]) -> None:
-        """Index each record of `run` (the reput service's batch form of `dispatch`)."""
+    def dispatch(self, run: list[DispatchRequest]) -> None:
+        """Index the UNIQ_KEY and KEYS of each record of `run` (not of rolled-back halves)."""
         f = self.files[-1] if self.files else None
         for req in run:
             phy = req.commit_log_offset
@@ -140,16 +136,11 @@ class IndexService:
     def _put_rest(self, keys: list[str], phy: int, ts: int) -> IndexFile:
         """Put what did not fit the last file into new ones; returns the last file."""
         while True:
-            # `_writable` seals the full file and starts the next; a new file that still takes
-            # nothing (a configuration that allows no entries) gets one more try, as RocketMQ's.
-            f = self._writable(ts)
+            f = self._writable(ts)  # seals the full file and starts the next
             done = f.put_keys(keys, phy, ts)
-            if not done:
-                f = self._writable(ts)
-                done = f.put_keys(keys, phy, ts)
-                if not done:
-                    log.error("index: %d keys of the record at %d did not fit", len(keys), phy)
-                    return f
+            if not done:  # a new file that takes nothing: maxIndexNum allows no entries
+                log.error("index: %d keys of the record at %d did not fit", len(keys), phy)
+                return f
             keys = keys[done:]
             if not keys:
                 return f

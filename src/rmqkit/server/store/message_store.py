@@ -29,11 +29,7 @@ from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
 from rmqkit.server.store.delay import deliver_at, route_delayed
-from rmqkit.server.store.dispatch import (
-    Dispatcher,
-    DispatchRequest,
-    ReputService,
-)
+from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.flush import (
     CommitLogFlusher,
@@ -217,7 +213,7 @@ class FileMessageStore:
         if index_from < report.redispatch_from:
             # The index alone goes back further; the reput below skips what this indexes.
             start = max(index_from, self.commit_log.min_offset)
-            n = ReputService(self.commit_log, [self.index.dispatch_run], start).drain()
+            n = ReputService(self.commit_log, [self.index.dispatch], start).drain()
             log.warning("index rebuilt from CommitLog offset %d: %d records", start, n)
         self.reput = ReputService(self.commit_log, self._dispatchers(), report.redispatch_from)
         redispatched = self.reput.drain()
@@ -386,7 +382,7 @@ class FileMessageStore:
     def _dispatchers(self) -> list[Dispatcher]:
         ds: list[Dispatcher] = [self._dispatch_cq]
         if self.settings.message_index_enable:
-            ds.append(self.index.dispatch_run)
+            ds.append(self.index.dispatch)
         ds.extend(self._listeners)
         return ds
 

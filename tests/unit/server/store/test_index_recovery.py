@@ -104,7 +104,7 @@ def _filled(path: Path, end: int) -> IndexService:
     svc = _service(path)
     svc.recover(IndexMark(0), 0, clean=False)
     for phy in range(0, end, 100):
-        svc.dispatch(_req(phy, f"k{phy}"))
+        svc.dispatch([_req(phy, f"k{phy}")])
     return svc
 
 
@@ -112,7 +112,7 @@ def test_recover_after_a_crash_trusts_only_the_mark(tmp_path: Path) -> None:
     svc = _filled(tmp_path, 1300)  # 13 records: a full file, then 3 in the second
     mark = svc.mark()  # what a checkpoint at reput offset 1300 records
     for phy in range(1300, 2500, 100):  # 12 more: the second file fills, a third starts
-        svc.dispatch(_req(phy, f"k{phy}"))
+        svc.dispatch([_req(phy, f"k{phy}")])
     assert len(svc.files) == 3 and mark.file_stamp == int(svc.files[1].path.name)
     svc.files[1].file.mm[: HEADER.size] = bytes(HEADER.size)  # torn by the crash
     svc.close()
@@ -122,7 +122,7 @@ def test_recover_after_a_crash_trusts_only_the_mark(tmp_path: Path) -> None:
     assert len(svc.files) == 2 and len(list(tmp_path.iterdir())) == 2
     assert svc.files[1].header == mark.header and svc.files[1].count == 6
     for phy in range(1300, 2500, 100):  # the reput re-dispatches from the checkpoint
-        svc.dispatch(_req(phy, f"k{phy}"))
+        svc.dispatch([_req(phy, f"k{phy}")])
     for phy in range(0, 2500, 100):
         assert svc.lookup("T", f"k{phy}", 4, 0, FAR) == [phy], phy
         assert svc.lookup("T", f"U{phy}", 4, 0, FAR) == [phy], phy
