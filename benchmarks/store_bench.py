@@ -82,6 +82,8 @@ class Results:
     raw: dict[str, dict[str, float]] = field(default_factory=dict)
     async_flush: dict[str, float] = field(default_factory=dict)
     async_batch: dict[str, float] = field(default_factory=dict)
+    async_cold: dict[str, float] = field(default_factory=dict)
+    """put_message again with warmMapedFileEnable=false: the writer takes its own page faults."""
     sync_flush: dict[int, dict[str, float]] = field(default_factory=dict)
     read: dict[str, float] = field(default_factory=dict)
     backlog: list[dict[str, int | float]] = field(default_factory=list)
@@ -177,14 +179,15 @@ async def wait_dispatched(store: FileMessageStore) -> None:
 
 
 async def bench_async(
-    work: Path, msgs: list[MessageToStore], batch: int = 1
+    work: Path, msgs: list[MessageToStore], batch: int = 1, *, warm: bool = True
 ) -> tuple[FileMessageStore, dict[str, float]]:
     """ASYNC_FLUSH, one writer: put_message (or put_messages of `batch`) until `msgs` are in.
 
     The clock stops once the reput service has dispatched everything (ConsumeQueue and
     IndexFile entries exist). Returns the running store and the figures.
     """
-    store = FileMessageStore(settings(work / f"async{batch}", "ASYNC_FLUSH"))
+    s = settings(work / f"async{batch}{'' if warm else 'cold'}", "ASYNC_FLUSH")
+    store = FileMessageStore(s.model_copy(update={"warm_mapped_file_enable": warm}))
     await store.start()
     reput = store.reput
     assert reput is not None
@@ -219,7 +222,10 @@ async def bench_async(
     t1, cpu1 = time.perf_counter(), time.process_time()
     reput.drain = drain  # type: ignore[method-assign]
     n, secs = len(msgs), t1 - t0
+    warmer = store._warmer
     return store, {
+        "warmed_mb": warmer.filled_bytes / MB if warmer else 0.0,
+        "writer_waits": warmer.writer_waits if warmer else 0,
         "messages": n,
         "seconds": secs,
         "msgs_s": n / secs,
@@ -429,11 +435,22 @@ def report(
         f"ASYNC_FLUSH, 1 writer, {a['messages']:,.0f} messages, timed until dispatched "
         "(ConsumeQueue + IndexFile)"
     )
-    for name, row in (("put_message", a), (f"put_messages, {BATCH} a call", res.async_batch)):
+    rows = (
+        ("put_message", a),
+        (f"put_messages, {BATCH} a call", res.async_batch),
+        ("put_message, not warmed", res.async_cold),
+    )
+    for name, row in rows:
         if row:
+            warmed = (
+                f"; {row['warmed_mb']:,.0f} MB zero-filled ahead, writer waited "
+                f"{row['writer_waits']:.0f} times"
+                if row["warmed_mb"]
+                else ""
+            )
             out(
                 f"  {name:<28}{_rate(row)}   = {row['mb_s'] / raw_w['mb_s']:.2f} x raw write; "
-                f"CPU {row['cpu_share']:.0%} of wall, dispatch {row['dispatch_share']:.0%}"
+                f"CPU {row['cpu_share']:.0%} of wall, dispatch {row['dispatch_share']:.0%}{warmed}"
             )
     out("")
     out(f"SYNC_FLUSH, put_message awaited per writer, {plan.sync_seconds:g} s each")
@@ -538,6 +555,9 @@ async def run_all(plan: Plan, *, skip_backlog: bool) -> Results:
         store, res.async_batch = await bench_async(work, msgs, BATCH)
         await store.stop()
         shutil.rmtree(work / f"async{BATCH}", ignore_errors=True)
+        store, res.async_cold = await bench_async(work, msgs, warm=False)
+        await store.stop()
+        shutil.rmtree(work / "async1cold", ignore_errors=True)
         for w in plan.sync_writers:
             await bench_sync(work, msgs, w, plan.sync_seconds, res)
         del msgs

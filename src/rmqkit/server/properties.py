@@ -34,7 +34,7 @@ NOT_YET_APPLIED = frozenset(
         "enableDLegerCommitLog", "brokerTopicEnable",
         "clusterTopicEnable", "useReentrantLockWhenPutMessage", "waitTimeMillsInSendQueue",
         "transientStorePoolEnable",
-        "enableAcl", "warmMapedFileEnable", "duplicationEnable", "storeType",
+        "enableAcl", "duplicationEnable", "storeType",
         "enableControllerMode", "fetchNamesrvAddrByAddressServer",
         "enableCalcFilterBitMap", "useServerSideResetOffset",
     }

@@ -146,6 +146,8 @@ class CommitLog:
             return self.queue.create(0)
         free = mf.size - mf.write_pos
         if need + MIN_BLANK_BYTES > free:
+            if mf.warmer is not None:  # no zero-fill in flight where the blank goes
+                mf.warmer.release(mf)
             if free >= BLANK.size:
                 BLANK.pack_into(mf.mm, mf.write_pos, free, BLANK_MAGIC)
             mf.mark_written(mf.size)
@@ -195,8 +197,8 @@ class CommitLog:
         mf = self._writable(total)
         mm = mf.mm
         first = pos = mf.write_pos
-        if pos + total > mf.prefaulted:
-            mf.prefault(pos)
+        if pos + total > mf.ahead:
+            mf.advance(pos, pos + total)
         out: list[Appended] = []
         offsets = self.queue_offsets
         fresh = self.fresh if len(self.fresh) < FRESH_MAX else None

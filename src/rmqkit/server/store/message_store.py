@@ -44,6 +44,7 @@ from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.retention import CleanService, DiskUsage, disk_usage_of
 from rmqkit.server.store.settings import BrokerRole, StoreSettings
+from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
 
@@ -173,6 +174,7 @@ class FileMessageStore:
         self.recovery: RecoveryReport | None = None
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
+        self._warmer: CommitLogWarmer | None = None
         self._group_commit: GroupCommitService | None = None
         self._logics: LogicsFlusher | None = None
         self.cleaner = CleanService(self, disk_usage or disk_usage_of(settings.commit_log_dir))
@@ -254,6 +256,9 @@ class FileMessageStore:
                 s.flush_commit_log_thorough_interval_ms,
             )
             await self._flusher.start()
+            if s.warm_mapped_file_enable and self.role != "SLAVE":
+                self._warmer = CommitLogWarmer(self.commit_log.queue)
+                await self._warmer.start()
         self._logics = LogicsFlusher(s.flush_interval_consume_queue_ms, self.flush_logics)
         await self._logics.start()
         await self.cleaner.start()
@@ -265,7 +270,10 @@ class FileMessageStore:
         self.running = False
         if self.transfer is not None:
             self.transfer.close()
-        for svc in (self.cleaner, self._logics, self._group_commit, self._flusher, self.reput):
+        services = (
+            self.cleaner, self._warmer, self._logics, self._group_commit, self._flusher, self.reput
+        )  # fmt: skip
+        for svc in services:
             if svc is not None:
                 await svc.stop()
         assert self.reput is not None

@@ -104,6 +104,12 @@ class StoreSettings(BaseModel):
         description="ASYNC_FLUSH: flush whatever is dirty at least this often.",
         json_schema_extra=_key("flushCommitLogThoroughInterval"),
     )
+    warm_mapped_file_enable: bool = Field(
+        True,
+        description="ASYNC_FLUSH master: zero-fill the CommitLog ahead of the writer in a worker"
+        " thread, so appends do not take the page faults of new pages.",
+        json_schema_extra=_key("warmMapedFileEnable"),
+    )
     sync_flush_timeout_ms: int = Field(
         5_000,
         ge=1,

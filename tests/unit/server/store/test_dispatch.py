@@ -109,14 +109,16 @@ def test_prefault_keeps_what_is_written(
     s.commit_log.queue.dir.mkdir(parents=True)
     mf = s.commit_log.queue.create(0)
     mf.mm[100:105] = b"hello"
-    mf.prefault(0)
-    assert mf.prefaulted == min(mf.size, mapped_file.PREFAULT_BYTES)
+    mf.prefault(0, mf.size)
+    assert mf.ahead == min(mf.size, mapped_file.PREFAULT_BYTES)
     assert mf.mm[100:105] == b"hello" and mf.mm[105:110] == bytes(5)
-    mf.prefault(mf.size - 10)
-    assert mf.prefaulted == mf.size
+    mf.prefault(mf.size - 10, mf.size)
+    assert mf.ahead == mf.size
+    mf.prefault(0, 5000)  # never past the limit it is given
+    assert mf.ahead == 5000
     # Where the kernel cannot, the writer takes its page faults itself and never asks again.
     monkeypatch.setattr(mapped_file.MappedFile, "can_prefault", False)
-    mf.prefaulted = 0
-    mf.prefault(0)
-    assert mf.prefaulted == mf.size
+    mf.ahead = 0
+    mf.prefault(0, mf.size)
+    assert mf.ahead == mf.size
     mf.close()

@@ -1,0 +1,183 @@
+"""CommitLogWarmer: zero-fills the CommitLog's last file ahead of the writer, on the other core.
+
+RocketMQ's `warmMapedFileEnable` writes zeros into a new CommitLog file before the writer uses
+it, so that the writer's first touch of each page is not a page fault that allocates it. rmqkit
+does the same in steps, from one thread: it keeps up to four chunks past the writer zero-filled,
+a chunk (16 MiB, less in small files) at a time, with `pwrite`, which runs without the
+interpreter lock. The lead grows with what the writer has written in the file, so a quiet
+broker fills next to nothing. On a VM that hands out memory on first touch, a new page costs
+about 12 us, so a 1 KiB record's append costs about 3 us less when its page was filled
+beforehand.
+
+Only an ASYNC_FLUSH master warms. Under SYNC_FLUSH every group commit's fdatasync would also
+write the zeros ahead of the writer, and the waiting sends would wait for those too.
+
+Who may write where. The writer (the event loop's thread) writes below `_warmed` freely; before
+it writes past `ahead` it calls `make_way`, which waits for a fill in flight where it is going
+and then takes over everything up to its end. The thread fills only from `_warmed` on, and moves
+`_warmed` when a fill is done. Both change these under one lock; the thread never touches the
+file's own fields, so the writer reads `ahead` without the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+
+from rmqkit.server.store.mapped_file import PAGE, PREFAULT_BYTES, MappedFile, MappedFileQueue
+
+log = logging.getLogger("rmqkit.store.warm")
+
+WARM_CHUNK_BYTES = 16 << 20
+"""Most bytes per `pwrite`: each costs two hand-overs of the interpreter lock, so not too few."""
+WARM_CHUNKS_AHEAD = 4
+"""How many chunks past the writer the thread keeps the file zero-filled."""
+
+
+def chunk_bytes_for(file_size: int) -> int:
+    """A sixteenth of a file, in whole pages, at most WARM_CHUNK_BYTES (small files in tests)."""
+    return max(PAGE, min(WARM_CHUNK_BYTES, file_size // 16 // PAGE * PAGE))
+
+
+class CommitLogWarmer:
+    """Keeps the CommitLog file being written zero-filled up to four chunks ahead of the writer."""
+
+    def __init__(self, queue: MappedFileQueue) -> None:
+        self.queue = queue
+        self.chunk_bytes = chunk_bytes_for(queue.file_size)
+        self.lead_bytes = WARM_CHUNKS_AHEAD * self.chunk_bytes
+        self._window = min(PREFAULT_BYTES, self.chunk_bytes)
+        self._zeros = memoryview(bytes(self.chunk_bytes))  # untouched zero pages: no memory
+        self._cond = threading.Condition()
+        self._file: MappedFile | None = None
+        self._since = 0
+        """Where the writer was in `_file` when the warmer took it on."""
+        self._warmed = 0
+        """Bytes of `_file` below this are zero-filled, or the writer's."""
+        self._filling_to = 0
+        """Past `_warmed` while a fill is in flight (it covers `_warmed` to here)."""
+        self._failed: MappedFile | None = None
+        """The file a fill failed in (disk full, say): not warmed again."""
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.filled_bytes = 0
+        """Zeros written so far (tests and the benchmark read this)."""
+        self.writer_waits = 0
+        """How often the writer caught up with a fill in flight and waited for it."""
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def start(self) -> None:
+        """Warm the last file (the writer's next append adopts it) and every new one."""
+        self._stopping = False
+        self.queue.warmer = self
+        last = self.queue.last()
+        if last is not None and not last.full:
+            last.warmer = self
+            last.ahead = 0  # its next append calls `make_way`
+        self._thread = threading.Thread(target=self._run, name="warm-commitlog", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop filling; returns once no fill is in flight."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self.queue.warmer = None
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        for mf in self.queue.files:
+            mf.warmer = None
+            mf.ahead = 0
+        self._file = None
+
+    # -- the writer's side (the event loop's thread) --------------------------------------------
+
+    def make_way(self, mf: MappedFile, end: int) -> tuple[int, int]:
+        with self._cond:
+            if self._stopping or mf is self._failed:
+                mf.warmer = None
+                return mf.size, mf.size
+            if self._file is not mf:
+                # A file new to the warmer. The bytes past the writer are zeros (new, or cut
+                # back by recovery); the writer takes the first window itself.
+                self._file = mf
+                self._since = end
+                self._warmed = self._filling_to = min(mf.size, end + self._window)
+            else:
+                while self._filling_to > self._warmed and end > self._warmed:
+                    self.writer_waits += 1
+                    self._cond.wait()
+                if end > self._warmed:
+                    # The writer is ahead of the fills: it takes a window, as without warming.
+                    self._warmed = self._filling_to = min(mf.size, end + self._window)
+            warmed = self._warmed
+            self._cond.notify_all()
+        # Call again halfway to the end of the warm stretch, to top it up in time.
+        room = warmed - end
+        return warmed, (end + room // 2 if room > PAGE else warmed)
+
+    def release(self, mf: MappedFile) -> None:
+        with self._cond:
+            while self._file is mf and self._filling_to > self._warmed:
+                self._cond.wait()
+            if self._file is mf:
+                self._file = None
+        mf.warmer = None
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _next_fill(self) -> tuple[MappedFile, int, int] | None:
+        """Under the lock: the file and range to fill next, claimed; None when far enough."""
+        mf = self._file
+        if mf is None:
+            return None
+        # The lead grows with what the writer has written here, up to `lead_bytes`: a broker
+        # that takes a message now and then has next to nothing zero-filled ahead of it.
+        lead = min(self.lead_bytes, mf.write_pos - self._since)
+        start = self._warmed
+        room = min(mf.size - start, lead - (start - mf.write_pos), self.chunk_bytes)
+        if room < self._window:
+            return None
+        end = start + room // PAGE * PAGE
+        self._filling_to = end
+        return mf, start, end
+
+    def _fill(self, mf: MappedFile, start: int, end: int) -> None:
+        """Write zeros from `start` to `end` of `mf`, through the page cache."""
+        zeros = self._zeros[: end - start]
+        while zeros:
+            n = os.pwrite(mf.fd, zeros, start)
+            start += n
+            zeros = zeros[n:]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                job = None
+                while not self._stopping and (job := self._next_fill()) is None:
+                    self._cond.wait()
+                if job is None:
+                    return
+            mf, start, end = job
+            try:
+                self._fill(mf, start, end)
+            except OSError as exc:
+                log.warning(
+                    "%s: zero-filling at %d failed: %s; not warming it", mf.path, start, exc
+                )
+                with self._cond:
+                    self._filling_to = self._warmed
+                    self._failed = mf
+                    self._file = None
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._warmed = end
+                self.filled_bytes += end - start
+                self._cond.notify_all()
