@@ -222,7 +222,7 @@ async def bench_async(
     t1, cpu1 = time.perf_counter(), time.process_time()
     reput.drain = drain  # type: ignore[method-assign]
     n, secs = len(msgs), t1 - t0
-    warmer = store._warmer
+    warmer = store.warmer
     return store, {
         "warmed_mb": warmer.filled_bytes / MB if warmer else 0.0,
         "writer_waits": warmer.writer_waits if warmer else 0,

@@ -174,7 +174,8 @@ class FileMessageStore:
         self.recovery: RecoveryReport | None = None
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
-        self._warmer: CommitLogWarmer | None = None
+        self.warmer: CommitLogWarmer | None = None
+        """ASYNC_FLUSH master with warmMapedFileEnable: zero-fills the CommitLog ahead."""
         self._group_commit: GroupCommitService | None = None
         self._logics: LogicsFlusher | None = None
         self.cleaner = CleanService(self, disk_usage or disk_usage_of(settings.commit_log_dir))
@@ -257,8 +258,8 @@ class FileMessageStore:
             )
             await self._flusher.start()
             if s.warm_mapped_file_enable and self.role != "SLAVE":
-                self._warmer = CommitLogWarmer(self.commit_log.queue)
-                await self._warmer.start()
+                self.warmer = CommitLogWarmer(self.commit_log.queue)
+                await self.warmer.start()
         self._logics = LogicsFlusher(s.flush_interval_consume_queue_ms, self.flush_logics)
         await self._logics.start()
         await self.cleaner.start()
@@ -271,7 +272,7 @@ class FileMessageStore:
         if self.transfer is not None:
             self.transfer.close()
         services = (
-            self.cleaner, self._warmer, self._logics, self._group_commit, self._flusher, self.reput
+            self.cleaner, self.warmer, self._logics, self._group_commit, self._flusher, self.reput
         )  # fmt: skip
         for svc in services:
             if svc is not None:

@@ -20,7 +20,7 @@ from .conftest import msg
 
 
 def warmer_of(store: FileMessageStore) -> CommitLogWarmer:
-    w = store._warmer
+    w = store.warmer
     assert w is not None
     return w
 
@@ -167,7 +167,7 @@ async def test_no_warmer_unless_asked_and_async(
 ) -> None:
     s = make_store(**overrides)
     await s.start()
-    assert s._warmer is None
+    assert s.warmer is None
     written = await put_bodies(s, 400)
     assert all(mf.warmer is None for mf in s.commit_log.queue.files)
     assert_readable(s, written)
@@ -178,5 +178,5 @@ async def test_a_slave_does_not_warm(make_store: Callable[..., FileMessageStore]
     s = make_store()
     s.role = "SLAVE"
     await s.start()
-    assert s._warmer is None
+    assert s.warmer is None
     await s.stop()
