@@ -124,11 +124,12 @@ async def test_kill_between_writing_index_slots_and_the_index_header(tmp_path: P
     # it. Killed in between, the slot points at an entry the header does not count, and the
     # older keys chained behind it in that slot must still be found.
     seed = crash_seed()
-    nth = random.Random(seed).randint(1200, 1900)
+    # Entries of the first index file (two keys a record; it holds 4,000).
+    entries = random.Random(seed).randint(1200, 1900) * 2
     root = tmp_path / "store"
-    ctx = f"seed={seed} nth={nth}"
+    ctx = f"seed={seed} entries={entries}"
     acked: dict[AckedKey, Ack] = {}
-    out = await run_writer(root, "SYNC_FLUSH", seed, 0, ctx=ctx, die_at=f"index:0:{nth}")
+    out = await run_writer(root, "SYNC_FLUSH", seed, 0, ctx=ctx, die_at=f"index:0:{entries}")
     add_acks(acked, out.acks, ctx)
     cp = CheckpointFile(root / "checkpoint").read()
     # Else recovery would rebuild the first index file whole, and the kill would test nothing.
@@ -142,9 +143,9 @@ async def test_kill_inside_an_index_header_or_slot_write(tmp_path: Path, phase: 
     # hid every older key chained behind it. Recovery must trust only what the checkpoint
     # recorded and rebuild the rest.
     seed = crash_seed()
-    # Writes of the first index file, late enough that a checkpoint has covered many records.
-    # Each record writes its header once and a hash slot per key (two keys).
-    nth = random.Random(seed).randint(1200, 1900) * (1 if phase == "torn-header" else 2)
+    # Late in the first index file, so that a checkpoint has covered many records: the header
+    # write once it counts this many entries, or this many hash slot writes (two keys a record).
+    nth = random.Random(seed).randint(1200, 1900) * 2
     root = tmp_path / "store"
     ctx = f"seed={seed} phase={phase} nth={nth}"
     acked: dict[AckedKey, Ack] = {}

@@ -217,10 +217,11 @@ def arm_fault(spec: str) -> None:
     `shrink:SIZE:N`: at the Nth `zero_from` of a SIZE-byte file, between its shrink and regrow.
     `tear:0:N`: while the Nth record is encoded, once all of it but the second half of its
     properties is written: what a kill in the middle of copying a record leaves behind.
-    `index:0:N`: at the Nth write of an IndexFile header, when the entries and hash slots it
-    would count are already written.
-    `torn-header:0:N`: inside the Nth IndexFile header write, as a kill inside `struct.pack_into`
-    leaves it: the 40 bytes zero-filled and only the first three fields written.
+    `index:0:N`: at the first write of an IndexFile header that counts N entries or more, when
+    the entries and hash slots it would count are already written. (A header is written once
+    per dispatch run, which under load holds many records: counting writes would land late.)
+    `torn-header:0:N`: inside that header write, as a kill inside `struct.pack_into` leaves
+    it: the 40 bytes zero-filled and only the first three fields written.
     `torn-slot:0:N`: inside the Nth hash slot write, the slot zero-filled and not yet written.
     """
     phase, size_s, n_s = spec.split(":")
@@ -229,10 +230,10 @@ def arm_fault(spec: str) -> None:
         arm_tear(left)
         return
     if phase == "index":
-        arm_index_header(left)
+        arm_index_header(left[0])
         return
     if phase == "torn-header":
-        arm_torn_index_header(left)
+        arm_torn_index_header(left[0])
         return
     if phase == "torn-slot":
         arm_torn_index_slot(left)
@@ -271,24 +272,22 @@ def arm_tear(left: list[int]) -> None:
     commit_log.encode_record_into = encode_record_into  # type: ignore[attr-defined]
 
 
-def arm_index_header(left: list[int]) -> None:
+def arm_index_header(entries: int) -> None:
     real = IndexFile._write_header
 
     def write_header(self: IndexFile) -> None:
-        left[0] -= 1
-        if left[0] == 0:
+        if self.count >= entries:
             os.kill(os.getpid(), signal.SIGKILL)
         real(self)
 
     IndexFile._write_header = write_header  # type: ignore[method-assign]
 
 
-def arm_torn_index_header(left: list[int]) -> None:
+def arm_torn_index_header(entries: int) -> None:
     real = IndexFile._write_header
 
     def write_header(self: IndexFile) -> None:
-        left[0] -= 1
-        if left[0] == 0:
+        if self.count >= entries:
             new = index_file.HEADER.pack(*self.header)
             self.file.mm[: len(new)] = bytes(len(new))
             self.file.mm[:24] = new[:24]

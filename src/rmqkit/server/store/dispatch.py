@@ -16,7 +16,12 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from rmqkit.common.hashing import tags_code
-from rmqkit.common.properties import Prop, find_property
+from rmqkit.common.properties import (
+    NAME_VALUE_SEPARATOR,
+    PROPERTY_SEPARATOR,
+    Prop,
+    find_property,
+)
 from rmqkit.protocol.codes import BLANK_MAGIC, HOST_V6_MASK, MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2
 from rmqkit.protocol.record import (
     BLANK,
@@ -38,6 +43,13 @@ log = logging.getLogger("rmqkit.store.dispatch")
 _TAGS = Prop.TAGS
 _KEYS = Prop.KEYS
 _UNIQ_KEY = Prop.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+_SEP = PROPERTY_SEPARATOR
+_TAGS_AT = _TAGS + NAME_VALUE_SEPARATOR
+_KEYS_AT = _KEYS + NAME_VALUE_SEPARATOR
+_UNIQ_AT = _UNIQ_KEY + NAME_VALUE_SEPARATOR
+_TAGS_LEN, _KEYS_LEN, _UNIQ_LEN = len(_TAGS_AT), len(_KEYS_AT), len(_UNIQ_AT)
+_TAG_CODES: dict[str, int] = {}
+"""Tag codes by TAGS value, looked up without `tags_code`'s call (bounded)."""
 
 
 class ScanKind(Enum):
@@ -85,23 +97,62 @@ def dispatch_request(
     """The request for one record, its tag code and keys looked up in `props`.
 
     Both the reading of the log (`scan_record`) and the writer (`CommitLog.fresh`) build
-    requests here, so the two always agree.
+    requests here, so the two always agree. Once per record, so `find_property` is written out
+    three times: a match counts only at the start of the string or after a separator, else
+    (the name inside a value) `find_property` looks on.
     """
+    i = props.find(_TAGS_AT)
+    if i < 0:
+        code = 0
+    else:
+        if i and props[i - 1] != _SEP:
+            tags = find_property(props, _TAGS) or ""
+        else:
+            i += _TAGS_LEN
+            j = props.find(_SEP, i)
+            tags = props[i:j] if j >= 0 else props[i:]
+        known = _TAG_CODES.get(tags)
+        code = known if known is not None else _tag_code(tags)
+    i = props.find(_KEYS_AT)
+    if i < 0:
+        keys = ""
+    elif i and props[i - 1] != _SEP:
+        keys = find_property(props, _KEYS) or ""
+    else:
+        i += _KEYS_LEN
+        j = props.find(_SEP, i)
+        keys = props[i:j] if j >= 0 else props[i:]
+    i = props.find(_UNIQ_AT)
+    if i < 0:
+        uniq = ""
+    elif i and props[i - 1] != _SEP:
+        uniq = find_property(props, _UNIQ_KEY) or ""
+    else:
+        i += _UNIQ_LEN
+        j = props.find(_SEP, i)
+        uniq = props[i:j] if j >= 0 else props[i:]
     # Positional: keyword arguments cost a measurable share of the reput loop.
     return DispatchRequest(
         topic,
         queue_id,
         commit_log_offset,
         size,
-        tags_code(find_property(props, _TAGS)),
+        code,
         store_timestamp,
         consume_queue_offset,
-        find_property(props, _KEYS) or "",
-        find_property(props, _UNIQ_KEY) or "",
+        keys,
+        uniq,
         sys_flag,
         prepared_transaction_offset,
         props,
     )
+
+
+def _tag_code(tags: str) -> int:
+    code = tags_code(tags)
+    if len(_TAG_CODES) < 8192:
+        _TAG_CODES[tags] = code
+    return code
 
 
 @dataclass(slots=True)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import array
 import struct
 import sys
-import zlib
 from pathlib import Path
+
+from zlib_ng.zlib_ng import crc32
 
 from rmqkit.server.store.checkpoint import IndexHeader
 from rmqkit.server.store.mapped_file import MappedFile
@@ -41,9 +42,13 @@ _SLOT_BYTES = SLOT.size
 _ENTRY_BYTES = ENTRY.size
 
 
+Entry = tuple[int, int, int]
+"""What `IndexFile.put_entries` takes of one key: its hash, CommitLog offset and store time."""
+
+
 def key_hash(key: str) -> int:
     """The 31-bit hash an index entry stores for `key`."""
-    return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
+    return crc32(key.encode("utf-8")) & 0x7FFFFFFF
 
 
 class IndexFile:
@@ -102,7 +107,7 @@ class IndexFile:
         ) = header
 
     def _write_header(self) -> None:
-        # Once per indexed record: the fields are passed one by one, not through `header`.
+        # Once per dispatch run: the fields are passed one by one, not through `header`.
         HEADER.pack_into(
             self.file.mm,
             0,
@@ -116,49 +121,50 @@ class IndexFile:
 
     def put(self, key: str, phy_offset: int, store_timestamp: int) -> bool:
         """Add one key; False when the file is full."""
-        return self.put_keys([key], phy_offset, store_timestamp) == 1
+        return self.put_entries([(key_hash(key), phy_offset, store_timestamp)]) == 1
 
-    def put_keys(self, keys: list[str], phy_offset: int, store_timestamp: int) -> int:
-        """Add the keys of one record, in order; returns how many fit (0 when full).
+    def put_entries(self, entries: list[Entry], start: int = 0) -> int:
+        """Add `entries[start:]` in order, as many as fit; returns where the rest begins.
 
-        Each key's entry is written before its hash slot, and the header once, after the last.
+        Each entry is written before its hash slot, and the header once, after the last: a
+        dispatch run of many records costs one header write. The file is full when the
+        result is below `len(entries)`.
         """
         n = self.index_count
         room = self.max_entries - n
-        if self.sealed or room <= 0:
-            return 0
-        if len(keys) > room:
-            keys = keys[:room]
+        if self.sealed or room <= 0 or start >= len(entries):
+            return start
+        stop = min(len(entries), start + room)
         if n == 1:
-            self.begin_timestamp = store_timestamp
-            self.begin_phy_offset = phy_offset
-        diff = (store_timestamp - self.begin_timestamp) // 1000
-        if diff < 0:
-            diff = 0
-        elif diff > 0x7FFFFFFF:
-            diff = 0x7FFFFFFF
+            _, self.begin_phy_offset, self.begin_timestamp = entries[start]
+        begin = self.begin_timestamp
         mm = self.file.mm
         slots = self.slots
         entry_at = self.entries_at + (n - 1) * _ENTRY_BYTES
+        # SLOT is read here, not at import: the crash tests stand in for it.
         unpack_slot, pack_slot, pack_entry = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
         new_slots = 0
-        for key in keys:
-            h = key_hash(key)
+        for i in range(start, stop):
+            h, phy, ts = entries[i]
+            diff = (ts - begin) // 1000
+            if diff < 0:
+                diff = 0
+            elif diff > 0x7FFFFFFF:
+                diff = 0x7FFFFFFF
             slot_at = _SLOTS_AT + (h % slots) * _SLOT_BYTES
             (prev,) = unpack_slot(mm, slot_at)
             if prev <= 0 or prev >= n:
                 prev = 0
                 new_slots += 1
-            pack_entry(mm, entry_at, h, phy_offset, diff, prev)
+            pack_entry(mm, entry_at, h, phy, diff, prev)
             pack_slot(mm, slot_at, n)
             entry_at += _ENTRY_BYTES
             n += 1
         self.hash_slot_count += new_slots
         self.index_count = n
-        self.end_phy_offset = phy_offset
-        self.end_timestamp = store_timestamp
+        _, self.end_phy_offset, self.end_timestamp = entries[stop - 1]
         self._write_header()
-        return len(keys)
+        return stop
 
     def lookup(self, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets of entries with `key`'s hash stored within [begin_ms, end_ms]."""

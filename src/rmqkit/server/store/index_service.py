@@ -10,15 +10,18 @@ import logging
 import time
 from pathlib import Path
 
+from zlib_ng.zlib_ng import crc32
+
 from rmqkit.common.properties import KEY_SEPARATOR, split_keys
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
 from rmqkit.server.store.checkpoint import IndexMark
 from rmqkit.server.store.dispatch import DispatchRequest
-from rmqkit.server.store.index_file import IndexFile
+from rmqkit.server.store.index_file import Entry, IndexFile
 
 log = logging.getLogger("rmqkit.store.index")
 
 _ROLLBACK = int(SysFlag.TRANSACTION_ROLLBACK)
+_HASH_MASK = 0x7FFFFFFF
 
 
 def _stamp(ms: int) -> str:
@@ -36,6 +39,7 @@ class IndexService:
         self.files: list[IndexFile] = []
         self.indexed_until = 0
         """Records at or past this CommitLog offset are not indexed yet."""
+        self._seeds: dict[str, int] = {}
 
     def load(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -115,35 +119,55 @@ class IndexService:
 
     def dispatch(self, run: list[DispatchRequest]) -> None:
         """Index the UNIQ_KEY and KEYS of each record of `run` (not of rolled-back halves)."""
-        f = self.files[-1] if self.files else None
+        until = self.indexed_until
+        entries: list[Entry] = []
+        add = entries.append
+        seeds = self._seeds
+        last = -1
         for req in run:
             phy = req.commit_log_offset
-            if phy < self.indexed_until:
+            if phy < until:
                 continue
-            if req.sys_flag & TRANSACTION_TYPE_MASK != _ROLLBACK:
-                keys = [f"{req.topic}#{req.uniq_key}"] if req.uniq_key else []
-                if req.keys:
-                    if KEY_SEPARATOR in req.keys:
-                        keys.extend(f"{req.topic}#{k}" for k in split_keys(req.keys))
-                    else:
-                        keys.append(f"{req.topic}#{req.keys}")
-                if keys:
-                    done = f.put_keys(keys, phy, req.store_timestamp) if f is not None else 0
-                    if done < len(keys):
-                        f = self._put_rest(keys[done:], phy, req.store_timestamp)
-            self.indexed_until = phy + 1
+            last = phy
+            uniq = req.uniq_key
+            keys = req.keys
+            if not (uniq or keys) or req.sys_flag & TRANSACTION_TYPE_MASK == _ROLLBACK:
+                continue
+            # The CRC of "topic#", carried on over the key: key_hash(f"{topic}#{key}") without
+            # building that string.
+            seed = seeds.get(req.topic)
+            if seed is None:
+                seed = self._seed(req.topic)
+            ts = req.store_timestamp
+            if uniq:
+                add((crc32(uniq.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+            if keys:
+                if KEY_SEPARATOR in keys:
+                    for k in split_keys(keys):
+                        add((crc32(k.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+                else:
+                    add((crc32(keys.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+        if entries:
+            self._put(entries)
+        if last >= 0:
+            self.indexed_until = last + 1
 
-    def _put_rest(self, keys: list[str], phy: int, ts: int) -> IndexFile:
-        """Put what did not fit the last file into new ones; returns the last file."""
-        while True:
-            f = self._writable(ts)  # seals the full file and starts the next
-            done = f.put_keys(keys, phy, ts)
-            if not done:  # a new file that takes nothing: maxIndexNum allows no entries
-                log.error("index: %d keys of the record at %d did not fit", len(keys), phy)
-                return f
-            keys = keys[done:]
-            if not keys:
-                return f
+    def _seed(self, topic: str) -> int:
+        seed = crc32(f"{topic}#".encode())
+        if len(self._seeds) < 100_000:
+            self._seeds[topic] = seed
+        return seed
+
+    def _put(self, entries: list[Entry]) -> None:
+        """Put `entries` into the last file, and what does not fit into new ones."""
+        done = self.files[-1].put_entries(entries) if self.files else 0
+        while done < len(entries):
+            f = self._writable(entries[done][2])  # seals the full file and starts the next
+            got = f.put_entries(entries, done)
+            if got == done:  # a new file that takes nothing: maxIndexNum allows no entries
+                log.error("index: %d keys did not fit an empty index file", len(entries) - done)
+                return
+            done = got
 
     def lookup(self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets for `topic#key`, newest files first, without duplicates."""

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from rmqkit.common.hashing import tags_code
+from rmqkit.common.properties import find_property
 from rmqkit.protocol.codes import SysFlag
 from rmqkit.protocol.record import pack_host
 from rmqkit.server.store import FileMessageStore, MessageToStore
 from rmqkit.server.store import commit_log as commit_log_module
-from rmqkit.server.store.dispatch import DispatchRequest, ReputService
+from rmqkit.server.store.dispatch import DispatchRequest, ReputService, dispatch_request
 
 from .conftest import msg
 
@@ -45,6 +49,19 @@ def read_back(store: FileMessageStore) -> list[DispatchRequest]:
     seen: list[DispatchRequest] = []
     ReputService(store.commit_log, [seen.extend], store.commit_log.min_offset).drain()
     return seen
+
+
+PROPERTY_PIECES = ["TAGS\x01", "KEYS\x01", "UNIQ_KEY\x01", "X", "\x01", "\x02", "a", " ", "é"]
+
+
+@given(st.lists(st.sampled_from(PROPERTY_PIECES), max_size=24).map("".join))
+def test_tags_keys_and_uniq_key_are_what_find_property_finds(props: str) -> None:
+    # dispatch_request writes find_property out for speed; names inside values, repeated
+    # names and missing separators must come out the same.
+    req = dispatch_request("T", 0, 0, 1, 0, 0, 0, 0, props)
+    assert req.tags_code == tags_code(find_property(props, "TAGS"))
+    assert req.keys == (find_property(props, "KEYS") or "")
+    assert req.uniq_key == (find_property(props, "UNIQ_KEY") or "")
 
 
 async def test_the_writers_requests_equal_the_records_read_back(store: FileMessageStore) -> None:

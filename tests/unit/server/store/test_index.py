@@ -39,6 +39,19 @@ def test_index_file_reports_full(tmp_path: Path) -> None:
     assert key_hash("k") == key_hash("k") >= 0
 
 
+def test_put_entries_takes_what_fits_and_counts_it_in_the_header(tmp_path: Path) -> None:
+    f = IndexFile(tmp_path / "x2", slots=4, entries=4, create=True)
+    entries = [(key_hash(f"T#{k}"), 100 * i, 5_000 + 1_000 * i) for i, k in enumerate("abcde")]
+    assert f.put_entries(entries) == 3  # three usable entries of four
+    assert f.full and f.count == 3
+    assert f.put_entries(entries, 3) == 3
+    assert HEADER.unpack_from(f.file.mm, 0) == f.header
+    assert f.header[:4] == (5_000, 7_000, 0, 200)  # first and last entry that fit
+    assert f.lookup("T#c", 4, 0, 10_000) == [200]
+    assert f.lookup("T#d", 4, 0, 10_000) == []
+    f.close()
+
+
 async def test_query_by_key_and_unique_key(store: FileMessageStore) -> None:
     for i in range(30):
         await store.put_message(msg(KEYS=f"order-{i % 10} extra-{i}", UNIQ_KEY=f"U{i:04d}"))
