@@ -162,9 +162,66 @@ class CommitLog:
                 self._topic_cache[topic] = b
         return b
 
+    def _measure(self, m: MessageToStore) -> tuple[bytes, bytes, int, int]:
+        """`(topic, properties, sys_flag, size)` of the record for `m`, as `_write` takes them."""
+        topic_b = self._topic_bytes(m.topic)
+        props_b = m.properties.encode("utf-8")
+        if self._store_v6 or len(m.born_host[0]) != 4:
+            sys_flag = host_v6_flags(m.sys_flag, m.born_host, self.store_host)
+        else:
+            sys_flag = m.sys_flag & _NOT_V6
+        head = HEAD_BY_HOST_BITS[(sys_flag & HOST_V6_MASK) >> 4]
+        return topic_b, props_b, sys_flag, head.size + len(m.body) + 3 + len(topic_b) + len(props_b)
+
+    def _write(
+        self,
+        mf: MappedFile,
+        pos: int,
+        m: MessageToStore,
+        measured: tuple[bytes, bytes, int, int],
+        now_ms: int,
+        whole: bool,
+    ) -> Appended:
+        """Encode `m` at `pos` of `mf`, taking its queue offset; `whole` as `encode_record_into`."""
+        topic_b, props_b, sys_flag, size = measured
+        if takes_queue_offset(sys_flag):
+            key = (m.topic, m.queue_id)
+            offsets = self.queue_offsets
+            qoff = offsets.get(key, 0)
+            offsets[key] = qoff + 1
+        else:
+            qoff = 0
+        phys = mf.start + pos
+        crc = m.body_crc if m.body_crc >= 0 else body_crc(m.body)
+        encode_record_into(
+            mf.mm, pos, sys_flag, topic_b, props_b, m.body, m.queue_id, m.flag, qoff, phys,
+            m.born_timestamp, m.born_host, now_ms, self.store_host, m.reconsume_times,
+            m.prepared_transaction_offset, crc, whole,
+        )  # fmt: skip
+        if len(self.fresh) < FRESH_MAX:
+            req = dispatch_request(
+                m.topic, m.queue_id, phys, size, now_ms, qoff, sys_flag,
+                m.prepared_transaction_offset, m.properties,
+            )  # fmt: skip
+            self.fresh.append(req)
+        return Appended(phys, size, qoff, now_ms)
+
     def append(self, msg: MessageToStore, now_ms: int) -> Appended:
-        """Write one record; the caller has checked size, topic and properties."""
-        return self.append_batch((msg,), now_ms)[0]
+        """Write one record; the caller has checked size, topic and properties.
+
+        `append_batch` of one, without its lists (this is every single send's path). The
+        record's total_size and magic go in last, for the reason given there.
+        """
+        measured = self._measure(msg)
+        size = measured[3]
+        mf = self._writable(size)
+        pos = mf.write_pos
+        if pos + size > mf.ahead:
+            mf.advance(pos, pos + size)
+        a = self._write(mf, pos, msg, measured, now_ms, False)
+        BLANK.pack_into(mf.mm, pos, size, MESSAGE_MAGIC_V1)
+        mf.write_pos = pos + size
+        return a
 
     def append_batch(
         self, msgs: tuple[MessageToStore, ...] | list[MessageToStore], now_ms: int
@@ -177,54 +234,19 @@ class CommitLog:
         could look whole but for its properties, which no CRC covers, and be served torn. The
         bytes past write_pos are zeros (new, or zero_from'd), so nothing older shows through.
         """
-        encoded = []
-        total = 0
-        store_host = self.store_host
-        store_v6 = self._store_v6
-        for m in msgs:
-            topic_b = self._topic_bytes(m.topic)
-            props_b = m.properties.encode("utf-8")
-            if store_v6 or len(m.born_host[0]) != 4:
-                sys_flag = host_v6_flags(m.sys_flag, m.born_host, store_host)
-            else:
-                sys_flag = m.sys_flag & _NOT_V6
-            head = HEAD_BY_HOST_BITS[(sys_flag & HOST_V6_MASK) >> 4]
-            size = head.size + len(m.body) + 1 + len(topic_b) + 2 + len(props_b)
-            encoded.append((m, topic_b, props_b, sys_flag, size))
-            total += size
+        measured = [self._measure(m) for m in msgs]
+        total = sum(x[3] for x in measured)
         if total + MIN_BLANK_BYTES > self.file_size:
             raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
         mf = self._writable(total)
-        mm = mf.mm
         first = pos = mf.write_pos
         if pos + total > mf.ahead:
             mf.advance(pos, pos + total)
         out: list[Appended] = []
-        offsets = self.queue_offsets
-        fresh = self.fresh if len(self.fresh) < FRESH_MAX else None
-        for m, topic_b, props_b, sys_flag, size in encoded:
-            if takes_queue_offset(sys_flag):
-                key = (m.topic, m.queue_id)
-                qoff = offsets.get(key, 0)
-                offsets[key] = qoff + 1
-            else:
-                qoff = 0
-            phys = mf.start + pos
-            crc = m.body_crc if m.body_crc >= 0 else body_crc(m.body)
-            encode_record_into(
-                mm, pos, sys_flag, topic_b, props_b, m.body, m.queue_id, m.flag, qoff, phys,
-                m.born_timestamp, m.born_host, now_ms, store_host, m.reconsume_times,
-                m.prepared_transaction_offset, crc, pos != first,
-            )  # fmt: skip
-            out.append(Appended(phys, size, qoff, now_ms))
-            if fresh is not None:
-                req = dispatch_request(
-                    m.topic, m.queue_id, phys, size, now_ms, qoff, sys_flag,
-                    m.prepared_transaction_offset, m.properties,
-                )  # fmt: skip
-                fresh.append(req)
-            pos += size
-        BLANK.pack_into(mm, first, encoded[0][4], MESSAGE_MAGIC_V1)
+        for m, x in zip(msgs, measured, strict=True):
+            out.append(self._write(mf, pos, m, x, now_ms, pos != first))
+            pos += x[3]
+        BLANK.pack_into(mf.mm, first, measured[0][3], MESSAGE_MAGIC_V1)
         # Not mark_written: its clock read matters only once the segment is full (retention),
         # and `_writable` marks it then.
         mf.write_pos = pos

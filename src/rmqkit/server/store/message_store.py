@@ -155,7 +155,7 @@ class FileMessageStore:
         self.store_host: Host = as_host(store_host)
         self._msg_id_prefix = offset_msg_id_prefix(self.store_host)
         self._max_message_size = settings.max_message_size_bytes
-        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._delay_levels = settings.delay_levels_ms
         self.commit_log = CommitLog(
             MappedFileQueue(settings.commit_log_dir, settings.mapped_file_size_commit_log_bytes),
