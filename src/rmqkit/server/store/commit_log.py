@@ -125,7 +125,11 @@ class CommitLog:
         self.fresh: deque[DispatchRequest] = deque()
         """What dispatch needs of each record appended here, oldest first: the reput service
         takes these instead of parsing the records back (up to FRESH_MAX; past that, and for
-        replicated or recovered records, it reads the log)."""
+        replicated or recovered records, it reads the log). Always one stretch of the log with
+        no gap: a record is added only next to the last one or to an empty deque, so past
+        FRESH_MAX, or at a segment's BLANK end, the writer stops adding until it is taken."""
+        self._fresh_end = 0
+        """Where the last record added to `fresh` ends."""
 
     @property
     def min_offset(self) -> int:
@@ -198,12 +202,14 @@ class CommitLog:
             m.born_timestamp, m.born_host, now_ms, self.store_host, m.reconsume_times,
             m.prepared_transaction_offset, crc, whole,
         )  # fmt: skip
-        if len(self.fresh) < FRESH_MAX:
+        fresh = self.fresh
+        if len(fresh) < FRESH_MAX and (phys == self._fresh_end or not fresh):
             req = dispatch_request(
                 m.topic, m.queue_id, phys, size, now_ms, qoff, sys_flag,
                 m.prepared_transaction_offset, m.properties,
             )  # fmt: skip
-            self.fresh.append(req)
+            fresh.append(req)
+            self._fresh_end = phys + size
         return Appended(phys, size, qoff, now_ms)
 
     def append(self, msg: MessageToStore, now_ms: int) -> Appended:

@@ -300,17 +300,16 @@ class ReputService(Service):
                     fresh.popleft()
                     continue
                 if req.commit_log_offset == at:
-                    # The run of requests that follow each other from here.
-                    run = []
-                    take = fresh.popleft
-                    while room and req.commit_log_offset == at:
-                        run.append(take())
-                        at += req.msg_size
-                        room -= 1
-                        if room:
-                            req = fresh[0]
-                    self._dispatch(run, at)
-                    n += len(run)
+                    # `fresh` is one stretch with no gap (see CommitLog.fresh): take it whole.
+                    if room == len(fresh):
+                        run = list(fresh)
+                        fresh.clear()
+                    else:
+                        take = fresh.popleft
+                        run = [take() for _ in range(room)]
+                    last = run[-1]
+                    self._dispatch(run, last.commit_log_offset + last.msg_size)
+                    n += room
                     continue
                 stop = req.commit_log_offset
             else:

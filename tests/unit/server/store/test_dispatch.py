@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -93,6 +94,27 @@ async def test_records_past_what_the_writer_keeps_are_read_from_the_log(
     assert seen == read_back(store)
     assert [r.keys for r in seen] == [f"k{i}" for i in range(40)]
     assert store.get_max_offset("T", 0) == 20 and store.get_max_offset("T", 1) == 20
+
+
+async def test_the_writers_requests_never_skip_a_record(
+    store: FileMessageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reput service takes the writer's requests as one stretch: the writer must not add a
+    # record after one it left out (past FRESH_MAX) or after a segment's blank end.
+    monkeypatch.setattr(commit_log_module, "FRESH_MAX", 4)
+    seen = record_dispatch(store)
+    assert store.reput is not None
+    for i in range(60):  # 5 KiB records: the 64 KiB segments end every 12 or so
+        assert (await store.put_message(msg(queue_id=i % 2, body=b"b" * 5000, KEYS=f"k{i}"))).ok
+        if i % 6 == 5:
+            store.reput.drain(limit=1 + i % 4)
+        fresh = list(store.commit_log.fresh)
+        for a, b in itertools.pairwise(fresh):
+            assert a.commit_log_offset + a.msg_size == b.commit_log_offset
+    assert len(store.commit_log.queue.files) >= 4
+    store.reput.drain()
+    assert seen == read_back(store)
+    assert [r.keys for r in seen] == [f"k{i}" for i in range(60)]
 
 
 async def test_a_dispatcher_that_appends_is_dispatched_in_the_same_drain(
