@@ -48,8 +48,6 @@ _TAGS_AT = _TAGS + NAME_VALUE_SEPARATOR
 _KEYS_AT = _KEYS + NAME_VALUE_SEPARATOR
 _UNIQ_AT = _UNIQ_KEY + NAME_VALUE_SEPARATOR
 _TAGS_LEN, _KEYS_LEN, _UNIQ_LEN = len(_TAGS_AT), len(_KEYS_AT), len(_UNIQ_AT)
-_TAG_CODES: dict[str, int] = {}
-"""Tag codes by TAGS value, looked up without `tags_code`'s call (bounded)."""
 
 
 class ScanKind(Enum):
@@ -111,8 +109,7 @@ def dispatch_request(
             i += _TAGS_LEN
             j = props.find(_SEP, i)
             tags = props[i:j] if j >= 0 else props[i:]
-        known = _TAG_CODES.get(tags)
-        code = known if known is not None else _tag_code(tags)
+        code = tags_code(tags)
     i = props.find(_KEYS_AT)
     if i < 0:
         keys = ""
@@ -146,13 +143,6 @@ def dispatch_request(
         prepared_transaction_offset,
         props,
     )
-
-
-def _tag_code(tags: str) -> int:
-    code = tags_code(tags)
-    if len(_TAG_CODES) < 8192:
-        _TAG_CODES[tags] = code
-    return code
 
 
 @dataclass(slots=True)
