@@ -119,10 +119,14 @@ class Client:
         return found
 
     def describe(self) -> str:
-        shown = [
-            {k: (v[:40] + "...") if isinstance(v, str) and len(v) > 40 else v for k, v in e.items()}
-            for e in self.events[-30:]
-        ]
+        def cut(key: str, value: object) -> object:
+            # An error's whole message (its first lines) says what failed; other strings are cut.
+            limit = 600 if key == "message" else 40
+            if isinstance(value, str) and len(value) > limit:
+                return value[:limit] + "..."
+            return value
+
+        shown = [{k: cut(k, v) for k, v in e.items()} for e in self.events[-30:]]
         text = f"{self.name}: last events={shown!r}\nstderr tail:\n{tail(self.log)}"
         if self.native_log is not None:
             text += f"\n{self.native_log.name} tail:\n{tail(self.native_log)}"

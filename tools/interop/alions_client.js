@@ -2,8 +2,8 @@
 // ali-ons (npm, pure-JS RocketMQ remoting client) driven by tests/interop: one process = one
 // producer or one push consumer. Usage: node alions_client.js '<json config>'.
 // Prints one JSON object a line on stdout ("event": ready | queues | sent | message | error |
-// closed). A consumer runs until its stdin closes (then closes the consumer cleanly) or until
-// deadlineMs passes (exit 3). Needs NODE_PATH=<dir with ali-ons installed>/node_modules.
+// closeRace | closed). A consumer runs until its stdin closes (then closes the consumer cleanly)
+// or until deadlineMs passes (exit 3). Needs NODE_PATH=<dir with ali-ons installed>/node_modules.
 // Producer messages may carry "delayTimeLevel"; "sent" reports sentAt (Date.now() once the send
 // returned). A consumer may take "maxReconsumeTimes" (ali-ons option, sent with each
 // CONSUMER_SEND_MSG_BACK) and "retry": {bodies?: [...] (default every message), times?: n
@@ -43,9 +43,27 @@ function emit(obj) {
 
 const ON_PURPOSE = 'interop: failing this message on purpose';
 
+// ali-ons' close() clears its queue table while its rebalance timer still runs, so a rebalance
+// can send QUERY_CONSUMER_OFFSET for queues it now thinks are new; when the client then closes
+// its sockets, that request fails with SocketCloseError, reported as an 'error'. An error of that
+// name raised after the client began closing its own sockets is reported as "closeRace": the
+// client's shutdown, not the broker. Any other error, and any before that point, stays "error".
+let closingSockets = false;
+
+function closesSockets(client) {
+  const mqClient = client._mqClient;
+  const close = mqClient.close;
+  mqClient.close = async function(...args) {
+    closingSockets = true;
+    return close.apply(this, args);
+  };
+}
+
 function fail(err) {
   const message = String(err && err.stack || err);
-  emit({ event: message.includes(ON_PURPOSE) ? 'thrown' : 'error', message });
+  let event = message.includes(ON_PURPOSE) ? 'thrown' : 'error';
+  if (closingSockets && err && err.name === 'SocketCloseError') event = 'closeRace';
+  emit({ event, message });
 }
 
 function deadline(ms) {
@@ -75,6 +93,7 @@ async function produce() {
     }
   };
   await producer.ready();
+  closesSockets(producer);
   for (const m of cfg.messages) {
     const msg = new Message(cfg.topic, m.tag || '', m.body);
     if (m.keys) msg.keys = m.keys;
@@ -160,6 +179,7 @@ async function consume() {
     return action === 'retry' ? Consumer.ACTION_RETRY : undefined;
   });
   await consumer.ready();
+  closesSockets(consumer);
   emit({ event: 'ready', clientId: consumer._mqClient.clientId });
 
   // Report the allocated queues whenever a rebalance changes them.
