@@ -6,11 +6,29 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
 
+# Two signatures so that an async predicate's result type is what `await check_for(...)` gives,
+# rather than a union a type checker cannot solve.
+@overload
+async def check_for(
+    condition: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+@overload
+async def check_for(
+    condition: Callable[[], T],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
 async def check_for(
     condition: Callable[[], T | Awaitable[T]],
     *,
