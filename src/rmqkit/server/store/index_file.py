@@ -46,9 +46,13 @@ Entry = tuple[int, int, int]
 """What `IndexFile.put_entries` takes of one key: its hash, CommitLog offset and store time."""
 
 
+HASH_MASK = 0x7FFFFFFF
+"""An entry stores the key's CRC-32 with the sign bit cleared."""
+
+
 def key_hash(key: str) -> int:
     """The 31-bit hash an index entry stores for `key`."""
-    return crc32(key.encode("utf-8")) & 0x7FFFFFFF
+    return crc32(key.encode("utf-8")) & HASH_MASK
 
 
 class IndexFile:
@@ -86,7 +90,7 @@ class IndexFile:
 
     @property
     def header(self) -> IndexHeader:
-        """The header fields as they stand in memory (and in the file, after each record)."""
+        """The header fields as they stand in memory (and in the file, after each `put_entries`)."""
         return (
             self.begin_timestamp,
             self.end_timestamp,

@@ -16,12 +16,11 @@ from rmqkit.common.properties import KEY_SEPARATOR, split_keys
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
 from rmqkit.server.store.checkpoint import IndexMark
 from rmqkit.server.store.dispatch import DispatchRequest
-from rmqkit.server.store.index_file import Entry, IndexFile
+from rmqkit.server.store.index_file import HASH_MASK, Entry, IndexFile
 
 log = logging.getLogger("rmqkit.store.index")
 
 _ROLLBACK = int(SysFlag.TRANSACTION_ROLLBACK)
-_HASH_MASK = 0x7FFFFFFF
 
 
 def _stamp(ms: int) -> str:
@@ -140,13 +139,13 @@ class IndexService:
                 seed = self._seed(req.topic)
             ts = req.store_timestamp
             if uniq:
-                add((crc32(uniq.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+                add((crc32(uniq.encode("utf-8"), seed) & HASH_MASK, phy, ts))
             if keys:
                 if KEY_SEPARATOR in keys:
                     for k in split_keys(keys):
-                        add((crc32(k.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+                        add((crc32(k.encode("utf-8"), seed) & HASH_MASK, phy, ts))
                 else:
-                    add((crc32(keys.encode("utf-8"), seed) & _HASH_MASK, phy, ts))
+                    add((crc32(keys.encode("utf-8"), seed) & HASH_MASK, phy, ts))
         if entries:
             self._put(entries)
         if last >= 0:
