@@ -2,8 +2,8 @@
 
 - `CommitLogFlusher` (ASYNC_FLUSH): syncs on an interval once enough pages are dirty, and at least
   every `thorough_interval_ms` (RocketMQ `FlushRealTimeService`).
-- `GroupCommitService` (SYNC_FLUSH): appends wait on a future; the service swaps the waiting list,
-  runs one fdatasync for all of them in a worker thread, and resolves them together
+- `GroupCommitService` (SYNC_FLUSH): appends wait on a future; one fdatasync (kernel AIO, or a
+  thread) covers all that wait, and the event loop resolves them together
   (RocketMQ `GroupCommitService`). A waiter whose flush does not finish within the timeout is
   resolved FLUSH_DISK_TIMEOUT; its message stays stored.
 - `LogicsFlusher`: syncs ConsumeQueue and index files, then writes the checkpoint
@@ -12,8 +12,10 @@
   them; whoever reads slave reports calls `ack()`, which releases the waiters in offset order
   (RocketMQ `GroupTransferService`, without its thread).
 
-fdatasync runs in a worker thread; which files to sync and how far is decided on the event loop
-before, and `flushed_pos` is updated on the event loop after, so no list is shared across threads.
+fdatasync runs off the event loop. `flushed_pos` is only ever written on the event loop, from the
+write positions read before the sync: a position read before fdatasync is on the disk after it.
+What to sync is decided on the loop too; `disk_sync.py` runs the group commit's fdatasync through
+the kernel's AIO where it can.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 
 from rmqkit.server.service import Service
+from rmqkit.server.store.disk_sync import DiskSync, open_disk_sync
 from rmqkit.server.store.mapped_file import PAGE, MappedFile, MappedFileQueue
 from rmqkit.server.store.results import PutStatus
 
@@ -76,69 +79,139 @@ class CommitLogFlusher(Service):
         await flush_queue(self.queue)
 
 
-class GroupCommitService(Service):
-    """SYNC_FLUSH: one fdatasync releases every append that was waiting for it."""
+class GroupCommitService:
+    """SYNC_FLUSH: one fdatasync releases every append that was waiting for it.
+
+    RocketMQ's `GroupCommitService`. `request` queues a waiter; when no round is in flight it
+    starts one at once: the dirty CommitLog files and how far each is written, handed to a
+    `DiskSync` (kernel AIO, or a thread). When the round is on the disk, the waiters it covers
+    are released together, and the ones that came meanwhile start the next round.
+
+    `flushed_pos` is only written on the event loop, from positions read before the sync. A
+    waiter not released within `timeout_ms` gets FLUSH_DISK_TIMEOUT (one timer, armed for the
+    oldest deadline); its message stays stored and reaches the disk with a later round.
+    """
 
     name = "group-commit"
 
     def __init__(self, queue: MappedFileQueue, timeout_ms: int) -> None:
-        super().__init__(interval_s=0.01)
         self.queue = queue
         self.timeout_s = timeout_ms / 1000
-        self._waiting: list[tuple[int, asyncio.Future[PutStatus]]] = []
         self.groups = 0
         """How many fdatasync rounds ran (the benchmark reports records per round)."""
+        self.disk_sync: DiskSync | None = None
+        self._pending: deque[tuple[int, float, asyncio.Future[PutStatus]]] = deque()
+        """Waiters in request order, which is offset order: appends are sequential."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._round: list[tuple[MappedFile, int]] | None = None
+        """The files being synced now, each with the position it is synced to."""
+        self._round_over: asyncio.Future[None] | None = None
+        """Set for `stop`, which waits for the round in flight."""
+
+    @property
+    def running(self) -> bool:
+        return self.disk_sync is not None
+
+    async def start(self) -> None:
+        if self.disk_sync is None:
+            self._loop = asyncio.get_running_loop()
+            self.disk_sync = open_disk_sync(self._loop, self.name)
 
     def request(self, offset: int) -> asyncio.Future[PutStatus]:
         """A future resolved once the CommitLog is on disk up to `offset`."""
-        fut: asyncio.Future[PutStatus] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[PutStatus] = loop.create_future()
         if self.queue.flushed_offset >= offset:
             fut.set_result(PutStatus.OK)
             return fut
-        if not self.running:
+        if self.disk_sync is None:
             fut.set_result(PutStatus.SERVICE_NOT_AVAILABLE)
             return fut
-        self._waiting.append((offset, fut))
-        self.wakeup()
+        deadline = loop.time() + self.timeout_s
+        self._pending.append((offset, deadline, fut))
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        if self._round is None:
+            self._start_round()
         return fut
 
-    async def _run_once(self) -> None:
-        if not self._waiting:
+    async def stop(self) -> None:
+        """Let the round in flight finish, sync what is left, and answer every waiter."""
+        disk_sync = self.disk_sync
+        if disk_sync is None:
             return
-        batch, self._waiting = self._waiting, []
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.timeout_s, _expire, batch)
-        try:
-            flushed = await flush_queue(self.queue)
-        except Exception:
-            timer.cancel()
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
-            raise
-        timer.cancel()
-        self.groups += 1
-        for offset, fut in batch:
-            if not fut.done():
-                if flushed >= offset:
-                    fut.set_result(PutStatus.OK)
-                else:  # appended after we captured the dirty range: wait for the next round
-                    self._waiting.append((offset, fut))
-        if self._waiting:
-            self.wakeup()
-
-    async def _on_stop(self) -> None:
+        self.disk_sync = None
+        if self._round is not None:
+            self._round_over = asyncio.get_running_loop().create_future()
+            await self._round_over
+        await disk_sync.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         flushed = await flush_queue(self.queue)
-        waiting, self._waiting = self._waiting, []
-        for offset, fut in waiting:
+        pending, self._pending = self._pending, deque()
+        for offset, _, fut in pending:
             if not fut.done():
                 fut.set_result(PutStatus.OK if flushed >= offset else PutStatus.FLUSH_DISK_TIMEOUT)
 
+    def _start_round(self) -> None:
+        files = self.queue.dirty_files()
+        if not files:  # synced meanwhile (a file roll, a stop): nothing to wait for
+            self._release()
+            return
+        self._round = [(mf, mf.write_pos) for mf in files]
+        assert self.disk_sync is not None
+        self.disk_sync.sync(files, self._synced)
 
-def _expire(batch: list[tuple[int, asyncio.Future[PutStatus]]]) -> None:
-    for _, fut in batch:
-        if not fut.done():
-            fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
+    def _synced(self, error: BaseException | None) -> None:
+        targets, self._round = self._round or [], None
+        if error is None:
+            for mf, pos in targets:
+                if pos > mf.flushed_pos:
+                    mf.flushed_pos = pos
+            self.groups += 1
+            self._release()
+        else:
+            self._fail(error)
+        if self._round_over is not None:
+            self._round_over.set_result(None)
+            self._round_over = None
+        elif self._pending and self.disk_sync is not None:
+            self._start_round()
+
+    def _release(self) -> None:
+        flushed = self.queue.flushed_offset
+        pending = self._pending
+        while pending and pending[0][0] <= flushed:
+            fut = pending.popleft()[2]
+            if not fut.done():
+                fut.set_result(PutStatus.OK)
+
+    def _fail(self, error: BaseException) -> None:
+        log.error(
+            "group commit: syncing the CommitLog failed (%s); %d waiting sends get "
+            "FLUSH_DISK_TIMEOUT, their messages stay stored",
+            error,
+            len(self._pending),
+        )
+        pending, self._pending = self._pending, deque()
+        for _, _, fut in pending:
+            if not fut.done():
+                fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        pending = self._pending
+        while pending and (pending[0][1] <= now or pending[0][2].done()):
+            fut = pending.popleft()[2]
+            if not fut.done():
+                fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
+        if pending:
+            self._timer = loop.call_at(pending[0][1], self._expire)
 
 
 class LogicsFlusher(Service):
