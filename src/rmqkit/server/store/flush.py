@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from rmqkit.server.service import Service
 from rmqkit.server.store.disk_sync import DiskSync, open_disk_sync
-from rmqkit.server.store.mapped_file import PAGE, MappedFile, MappedFileQueue
+from rmqkit.server.store.mapped_file import PAGE, MappedFile, MappedFileQueue, mark_synced
 from rmqkit.server.store.results import PutStatus
 
 log = logging.getLogger("rmqkit.store.flush")
@@ -43,12 +43,10 @@ def _sync_all(files: list[MappedFile]) -> None:
 
 async def flush_queue(queue: MappedFileQueue) -> int:
     """Sync every dirty file of `queue`; returns the offset now known to be on disk."""
-    targets = [(mf, mf.write_pos) for mf in queue.dirty_files()]
+    targets = queue.dirty_targets()
     if targets:
         await asyncio.to_thread(_sync_all, [mf for mf, _ in targets])
-        for mf, pos in targets:
-            if pos > mf.flushed_pos:
-                mf.flushed_pos = pos
+        mark_synced(targets)
     return queue.flushed_offset
 
 
@@ -156,20 +154,18 @@ class GroupCommitService:
                 fut.set_result(PutStatus.OK if flushed >= offset else PutStatus.FLUSH_DISK_TIMEOUT)
 
     def _start_round(self) -> None:
-        files = self.queue.dirty_files()
-        if not files:  # synced meanwhile (a file roll, a stop): nothing to wait for
+        targets = self.queue.dirty_targets()
+        if not targets:  # synced meanwhile (a file roll, a stop): nothing to wait for
             self._release()
             return
-        self._round = [(mf, mf.write_pos) for mf in files]
+        self._round = targets
         assert self.disk_sync is not None
-        self.disk_sync.sync(files, self._synced)
+        self.disk_sync.sync([mf for mf, _ in targets], self._synced)
 
     def _synced(self, error: BaseException | None) -> None:
         targets, self._round = self._round or [], None
         if error is None:
-            for mf, pos in targets:
-                if pos > mf.flushed_pos:
-                    mf.flushed_pos = pos
+            mark_synced(targets)
             self.groups += 1
             self._release()
         else:

@@ -46,6 +46,16 @@ def file_name(offset: int) -> str:
     return f"{offset:0{NAME_DIGITS}d}"
 
 
+def mark_synced(targets: list[tuple[MappedFile, int]]) -> None:
+    """After a sync of `targets`: each file is on disk up to the position read before the sync.
+
+    On the event loop only: `flushed_pos` is never written from another thread.
+    """
+    for mf, pos in targets:
+        if pos > mf.flushed_pos:
+            mf.flushed_pos = pos
+
+
 class MappedFile:
     """One file mapped whole; `write_pos` is how far it is filled, `flushed_pos` how far synced."""
 
@@ -304,6 +314,10 @@ class MappedFileQueue:
 
     def dirty_files(self) -> list[MappedFile]:
         return [mf for mf in self.files if mf.flushed_pos < mf.write_pos]
+
+    def dirty_targets(self) -> list[tuple[MappedFile, int]]:
+        """The dirty files, each with how far it is written now: what a sync started next covers."""
+        return [(mf, mf.write_pos) for mf in self.files if mf.flushed_pos < mf.write_pos]
 
     def close(self) -> None:
         for mf in self.files:

@@ -38,7 +38,7 @@ from rmqkit.server.store.flush import (
     LogicsFlusher,
 )
 from rmqkit.server.store.index_service import IndexService
-from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
+from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue, mark_synced
 from rmqkit.server.store.message import MessageToStore
 from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
@@ -311,7 +311,7 @@ class FileMessageStore:
         """ConsumeQueue files written since their last sync, each with how far it is written."""
         dirty = self._dirty_cqs
         self._dirty_cqs = set()
-        return [(mf, mf.write_pos) for cq in dirty for mf in cq.files.dirty_files()]
+        return [t for cq in dirty for t in cq.files.dirty_targets()]
 
     async def flush_logics(self) -> None:
         """Sync dirty ConsumeQueue and index files, then record progress in the checkpoint.
@@ -335,8 +335,7 @@ class FileMessageStore:
             self._write_checkpoint_sync(cl_flushed, min(reput_at, cl_flushed), mark)
 
         await asyncio.to_thread(work)
-        for mf, pos in targets:
-            mf.flushed_pos = max(mf.flushed_pos, pos)
+        mark_synced(targets)
 
     # -- consume queues ---------------------------------------------------------------------------
 
