@@ -31,7 +31,7 @@ PREFAULT_BYTES = 256 * 1024
 
 
 class Warmer(Protocol):
-    """What a file's writer asks of the thread that zero-fills ahead of it (`warm.py`)."""
+    """What a file's writer asks of the thread that warms the file ahead of it (`warm.py`)."""
 
     def make_way(self, mf: MappedFile, end: int) -> tuple[int, int]:
         """Before the writer writes up to `end`: returns how far it may write, and where to
@@ -121,8 +121,8 @@ class MappedFile:
 
         A writer that touches a new page of a shared file mapping takes a page fault for it. On
         a VM whose host hands out memory on first touch, that costs about 12 us a page: 3 us of
-        a 1 KiB record's append. With a warmer (`CommitLogWarmer`), a thread has zero-filled the
-        file ahead of the writer, so the pages are in the page cache when the writer gets there
+        a 1 KiB record's append. With a warmer (`CommitLogWarmer`), a thread has zero-filled or
+        read the file ahead of the writer, so the pages are in the page cache when it gets there
         and the cost fell on the other core; the warmer also keeps the writer out of a fill in
         flight. Without one, `prefault` maps the next pages in with one call.
         """

@@ -175,7 +175,8 @@ class FileMessageStore:
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
         self.warmer: CommitLogWarmer | None = None
-        """ASYNC_FLUSH master with warmMapedFileEnable: zero-fills the CommitLog ahead."""
+        """A master with warmMapedFileEnable: zero-fills (ASYNC_FLUSH) or reads (SYNC_FLUSH) the
+        CommitLog ahead of the writer."""
         self._group_commit: GroupCommitService | None = None
         self._logics: LogicsFlusher | None = None
         self.cleaner = CleanService(self, disk_usage or disk_usage_of(settings.commit_log_dir))
@@ -257,9 +258,10 @@ class FileMessageStore:
                 s.flush_commit_log_thorough_interval_ms,
             )
             await self._flusher.start()
-            if s.warm_mapped_file_enable and self.role != "SLAVE":
-                self.warmer = CommitLogWarmer(self.commit_log.queue)
-                await self.warmer.start()
+        if s.warm_mapped_file_enable and self.role != "SLAVE":
+            # Zeros under SYNC_FLUSH would be dirty pages that every group commit writes too.
+            self.warmer = CommitLogWarmer(self.commit_log.queue, zero_fill=not s.sync_flush)
+            await self.warmer.start()
         self._logics = LogicsFlusher(s.flush_interval_consume_queue_ms, self.flush_logics)
         await self._logics.start()
         await self.cleaner.start()

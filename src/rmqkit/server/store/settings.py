@@ -106,8 +106,8 @@ class StoreSettings(BaseModel):
     )
     warm_mapped_file_enable: bool = Field(
         True,
-        description="ASYNC_FLUSH master: zero-fill the CommitLog ahead of the writer in a worker"
-        " thread, so appends do not take the page faults of new pages.",
+        description="Master: zero-fill (ASYNC_FLUSH) or read (SYNC_FLUSH) the CommitLog ahead of"
+        " the writer in a worker thread, so appends do not take the page faults of new pages.",
         json_schema_extra=_key("warmMapedFileEnable"),
     )
     sync_flush_timeout_ms: int = Field(

@@ -1,9 +1,10 @@
-"""CommitLogWarmer: zero-fills ahead of the writer, and never over what the writer wrote."""
+"""CommitLogWarmer: zero-fills (or reads) ahead of the writer, never over what the writer wrote."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 
 from rmqkit.protocol.record import decode_record
 from rmqkit.server.store import FileMessageStore
-from rmqkit.server.store.mapped_file import MappedFile
+from rmqkit.server.store.mapped_file import PREFAULT_BYTES, MappedFile
 from rmqkit.server.store.warm import CommitLogWarmer, chunk_bytes_for
 from rmqkit.testing import check_for
 
@@ -154,18 +155,11 @@ async def test_a_quiet_writer_gets_a_small_lead(
     await s.stop()
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"warm_mapped_file_enable": False},
-        {"flush_disk_type": "SYNC_FLUSH"},
-    ],
-    ids=["switched-off", "sync-flush"],
-)
-async def test_no_warmer_unless_asked_and_async(
-    make_store: Callable[..., FileMessageStore], overrides: dict[str, object]
+@pytest.mark.parametrize("flush", ["ASYNC_FLUSH", "SYNC_FLUSH"])
+async def test_no_warmer_unless_asked(
+    make_store: Callable[..., FileMessageStore], flush: str
 ) -> None:
-    s = make_store(**overrides)
+    s = make_store(warm_mapped_file_enable=False, flush_disk_type=flush)
     await s.start()
     assert s.warmer is None
     written = await put_bodies(s, 400)
@@ -179,4 +173,25 @@ async def test_a_slave_does_not_warm(make_store: Callable[..., FileMessageStore]
     s.role = "SLAVE"
     await s.start()
     assert s.warmer is None
+    await s.stop()
+
+
+async def test_under_sync_flush_it_reads_ahead_and_allocates_nothing(
+    make_store: Callable[..., FileMessageStore],
+) -> None:
+    """Read, not zero-filled: the pages ahead stay clean, so no group commit writes them."""
+    s = make_store(flush_disk_type="SYNC_FLUSH", mapped_file_size_commit_log_bytes=1 << 30)
+    await s.start()
+    w = warmer_of(s)
+    assert not w.zero_fill
+    written = await put_bodies(s, 500, size=4000)  # about 2 MB: a lead of about as much
+    await check_for(lambda: w.filled_bytes > 1 << 20, message="the warmer read little")
+    await check_for(lambda: w._filling_to == w._warmed, message="a read never finished")
+    last = s.commit_log.queue.last()
+    assert last is not None
+    assert w._warmed - last.write_pos > 2 * PREFAULT_BYTES  # well past the writer's own window
+    # The blocks of the file: what the writer wrote and mapped in, none of what was read.
+    allocated = os.stat(last.path).st_blocks * 512
+    assert allocated <= last.write_pos + PREFAULT_BYTES + 64 * 1024, (allocated, last.write_pos)
+    assert_readable(s, written)
     await s.stop()
