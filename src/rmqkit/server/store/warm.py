@@ -40,7 +40,8 @@ from rmqkit.server.store.mapped_file import PAGE, PREFAULT_BYTES, MappedFile, Ma
 log = logging.getLogger("rmqkit.store.warm")
 
 WARM_CHUNK_BYTES = 16 << 20
-"""Most bytes per `pwrite`: each costs two hand-overs of the interpreter lock, so not too few."""
+"""Most bytes per fill (one `pwrite` or `preadv`): each costs two hand-overs of the interpreter
+lock, so not too few."""
 WARM_CHUNKS_AHEAD = 4
 """How many chunks past the writer the thread keeps the file warm."""
 READ_BUFFER_BYTES = 1 << 20
@@ -74,7 +75,7 @@ class CommitLogWarmer:
         self._since = 0
         """Where the writer was in `_file` when the warmer took it on."""
         self._warmed = 0
-        """Bytes of `_file` below this are zero-filled, or the writer's."""
+        """Bytes of `_file` below this are warm (zero-filled or read), or the writer's."""
         self._filling_to = 0
         """Past `_warmed` while a fill is in flight (it covers `_warmed` to here)."""
         self._failed: MappedFile | None = None
@@ -157,7 +158,7 @@ class CommitLogWarmer:
         if mf is None:
             return None
         # The lead grows with what the writer has written here, up to `lead_bytes`: a broker
-        # that takes a message now and then has next to nothing zero-filled ahead of it.
+        # that takes a message now and then has next to nothing warmed ahead of it.
         lead = min(self.lead_bytes, mf.write_pos - self._since)
         start = self._warmed
         room = min(mf.size - start, lead - (start - mf.write_pos), self.chunk_bytes)
@@ -209,9 +210,8 @@ class CommitLogWarmer:
             try:
                 self._fill(mf, start, end)
             except OSError as exc:
-                log.warning(
-                    "%s: zero-filling at %d failed: %s; not warming it", mf.path, start, exc
-                )
+                how = "zero-filling" if self.zero_fill else "reading ahead"
+                log.warning("%s: %s at %d failed: %s; not warming it", mf.path, how, start, exc)
                 with self._cond:
                     self._filling_to = self._warmed
                     self._failed = mf

@@ -112,12 +112,17 @@ async def test_the_writer_waits_for_a_fill_where_it_is_going(
     await s.stop()
 
 
+@pytest.mark.parametrize(
+    ("flush", "how"), [("ASYNC_FLUSH", "zero-filling"), ("SYNC_FLUSH", "reading ahead")]
+)
 async def test_a_failing_fill_stops_warming_that_file_and_nothing_else(
     make_store: Callable[..., FileMessageStore],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    flush: str,
+    how: str,
 ) -> None:
-    s = make_store()
+    s = make_store(flush_disk_type=flush)
     await s.start()
     w = warmer_of(s)
 
@@ -125,9 +130,14 @@ async def test_a_failing_fill_stops_warming_that_file_and_nothing_else(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(w, "_fill", full_disk)
+    written: list[tuple[int, bytes]] = []
+
+    async def warned() -> bool:  # writes on until the warmer has tried (and failed) a fill
+        written.extend(await put_bodies(s, 10))
+        return f"{how} at" in caplog.text
+
     with caplog.at_level(logging.WARNING, logger="rmqkit.store.warm"):
-        written = await put_bodies(s, 30)
-        await check_for(lambda: "zero-fill" in caplog.text, message="no warning logged")
+        await check_for(warned, message="no warning logged")
         written += await put_bodies(s, 70)
     assert "No space left on device" in caplog.text
     assert w.filled_bytes == 0
