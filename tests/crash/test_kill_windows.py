@@ -3,8 +3,9 @@
 - between creating a file and sizing it (CommitLog, ConsumeQueue, IndexFile);
 - between shrinking a file and growing it back (`MappedFile.zero_from`, run by every recovery);
 - while a record is written, with all of it but the end of its properties in place;
-- between writing an index key's hash slot and the IndexFile header that counts it;
-- inside an IndexFile header or hash slot write, which `struct.pack_into` zero-fills first.
+- between writing an index key's entry and the IndexFile header that counts it;
+- inside an IndexFile header write, which `struct.pack_into` zero-fills first, and inside the
+  copy of a full IndexFile's hash slots (kept in memory while it fills) into the file.
 
 The writer arms a fault (`writer.arm_fault`) that kills it at exactly that point. The store must
 then start, keep every acknowledged message (found by offset and by key) and agree with itself.
@@ -144,10 +145,10 @@ async def test_kill_while_a_record_is_written(tmp_path: Path, flush: FlushType) 
     await recover_and_check(root, flush, acked, ctx)
 
 
-async def test_kill_between_writing_index_slots_and_the_index_header(tmp_path: Path) -> None:
-    # An IndexFile's header counts its entries; a key's entry and hash slot are written before
-    # it. Killed in between, the slot points at an entry the header does not count, and the
-    # older keys chained behind it in that slot must still be found.
+async def test_kill_between_writing_index_entries_and_the_index_header(tmp_path: Path) -> None:
+    # An IndexFile's header counts its entries; a key's entry (and its hash slot, in memory)
+    # is written before it. Killed in between, the file holds entries the header does not
+    # count, and every key the checkpoint counted must still be found.
     seed = crash_seed()
     # Entries of the first index file (two keys a record; it holds 4,000).
     entries = random.Random(seed).randint(1200, 1900) * 2
@@ -164,13 +165,15 @@ async def test_kill_between_writing_index_slots_and_the_index_header(tmp_path: P
 
 @pytest.mark.parametrize("phase", ["torn-header", "torn-slot"])
 async def test_kill_inside_an_index_header_or_slot_write(tmp_path: Path, phase: str) -> None:
-    # A torn header once read as an empty file (count 0), losing every key in it; a torn slot
-    # hid every older key chained behind it. Recovery must trust only what the checkpoint
-    # recorded and rebuild the rest.
+    # A torn header once read as an empty file (count 0), losing every key in it; torn hash
+    # slots hide every older key chained behind them. Recovery must trust only what the
+    # checkpoint recorded and rebuild the rest.
     seed = crash_seed()
-    # Late in the first index file, so that a checkpoint has covered many records: the header
-    # write once it counts this many entries, or this many hash slot writes (two keys a record).
-    nth = random.Random(seed).randint(1200, 1900) * 2
+    rng = random.Random(seed)
+    # torn-header: late in the first index file, so that a checkpoint has covered many
+    # records: the header write once it counts this many entries (two keys a record).
+    # torn-slot: the slots of the first or second full index file (4,000 entries each).
+    nth = rng.randint(1200, 1900) * 2 if phase == "torn-header" else rng.randint(1, 2)
     root = tmp_path / "store"
     ctx = f"seed={seed} phase={phase} nth={nth}"
     acked: dict[AckedKey, Ack] = {}

@@ -18,6 +18,7 @@ The helpers that make and check message bodies and the store settings are shared
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import itertools
 import mmap
@@ -218,11 +219,13 @@ def arm_fault(spec: str) -> None:
     `tear:0:N`: while the Nth record is encoded, once all of it but the second half of its
     properties is written: what a kill in the middle of copying a record leaves behind.
     `index:0:N`: at the first write of an IndexFile header that counts N entries or more, when
-    the entries and hash slots it would count are already written. (A header is written once
-    per dispatch run, which under load holds many records: counting writes would land late.)
+    the entries it would count are already written (their hash slots are in memory). (A header
+    is written once per dispatch run, which under load holds many records: counting writes
+    would land late.)
     `torn-header:0:N`: inside that header write, as a kill inside `struct.pack_into` leaves
     it: the 40 bytes zero-filled and only the first three fields written.
-    `torn-slot:0:N`: inside the Nth hash slot write, the slot zero-filled and not yet written.
+    `torn-slot:0:N`: inside the Nth write of an IndexFile's hash slots into it (when it is full,
+    or the store stops), half of them written.
     """
     phase, size_s, n_s = spec.split(":")
     size, left = int(size_s), [int(n_s)]
@@ -236,7 +239,7 @@ def arm_fault(spec: str) -> None:
         arm_torn_index_header(left[0])
         return
     if phase == "torn-slot":
-        arm_torn_index_slot(left)
+        arm_torn_index_slots(left)
         return
     real = os.ftruncate
 
@@ -297,27 +300,19 @@ def arm_torn_index_header(entries: int) -> None:
     IndexFile._write_header = write_header  # type: ignore[method-assign]
 
 
-class _TornSlot:
-    """Stands in for `index_file.SLOT`; its Nth `pack_into` zero-fills the slot and dies."""
+def arm_torn_index_slots(left: list[int]) -> None:
+    """Die inside the Nth copy of a slot table into its file, half of it copied (a kill in
+    the middle of that memcpy)."""
+    real = index_file.write_slots
 
-    def __init__(self, left: list[int]) -> None:
-        self.real = index_file.SLOT
-        self.size = self.real.size
-        self.left = left
-
-    def unpack_from(self, buf: mmap.mmap, offset: int) -> tuple[int]:
-        return self.real.unpack_from(buf, offset)  # type: ignore[return-value]
-
-    def pack_into(self, buf: mmap.mmap, offset: int, value: int) -> None:
-        self.left[0] -= 1
-        if self.left[0] == 0:
-            buf[offset : offset + self.size] = bytes(self.size)
+    def write_slots(mm: mmap.mmap, at: int, slots: array.array[int]) -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            real(mm, at, slots[: len(slots) // 2])
             os.kill(os.getpid(), signal.SIGKILL)
-        self.real.pack_into(buf, offset, value)
+        real(mm, at, slots)
 
-
-def arm_torn_index_slot(left: list[int]) -> None:
-    index_file.SLOT = _TornSlot(left)  # type: ignore[assignment]
+    index_file.write_slots = write_slots
 
 
 def main(argv: list[str] | None = None) -> None:

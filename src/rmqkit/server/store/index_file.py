@@ -19,11 +19,20 @@ RocketMQ's `IndexFile` layout. Big-endian, one fixed-size file:
 Keys are `topic#KEY` for every KEYS token and `topic#UNIQ_KEY`. rmqkit hashes them with
 CRC-32 (masked to 31 bits) where Java uses `String.hashCode`: the layout is RocketMQ's, but an
 index file written by a Java broker is not read by rmqkit (queries would miss, not misread).
+
+The hash slots of the file being written live in memory (an `array` of native-order ints), not
+in the mapping: a key's slot is a random place in 20 MB (the default 5,000,000 slots), so in the
+mapping nearly every page of them was dirty again at each logics flush, and written back. The
+table goes into the file when the file is sealed (full) and when the store stops
+(`store_slots`). Until then the file's slots are stale, which is safe: after a crash `restore`
+rebuilds every slot from the entries the checkpoint counted, and only a clean stop, which
+stores the table first, skips that.
 """
 
 from __future__ import annotations
 
 import array
+import mmap
 import struct
 import sys
 from pathlib import Path
@@ -49,6 +58,13 @@ Entry = tuple[int, int, int]
 HASH_MASK = 0x7FFFFFFF
 """An entry stores the key's CRC-32 with the sign bit cleared."""
 
+_BIG_ENDIAN_HOST = sys.byteorder == "big"
+
+
+def write_slots(mm: mmap.mmap, at: int, slots: array.array[int]) -> None:
+    """Copy `slots`, already big-endian, into a file's slot area at `at`."""
+    mm[at : at + len(slots) * _SLOT_BYTES] = slots
+
 
 def key_hash(key: str) -> int:
     """The 31-bit hash an index entry stores for `key`."""
@@ -66,6 +82,9 @@ class IndexFile:
         self.entries_at = HEADER.size + slots * SLOT.size
         self.sealed = False
         """No more writes (full, or not the last file)."""
+        self._table: array.array[int] | None = None
+        """The hash slots while this file is written (see the module docstring); None when
+        the file's own slots are current."""
         self.begin_timestamp = self.end_timestamp = 0
         self.begin_phy_offset = self.end_phy_offset = 0
         self.hash_slot_count = self.index_count = 0
@@ -130,9 +149,9 @@ class IndexFile:
     def put_entries(self, entries: list[Entry], start: int = 0) -> int:
         """Add `entries[start:]` in order, as many as fit; returns where the rest begins.
 
-        Each entry is written before its hash slot, and the header once, after the last: a
-        dispatch run of many records costs one header write. The file is full when the
-        result is below `len(entries)`.
+        Entries go into the mapping, their hash slots into the table in memory, and the header
+        once, after the last: a dispatch run of many records costs one header write. The file
+        is full when the result is below `len(entries)`.
         """
         n = self.index_count
         room = self.max_entries - n
@@ -144,9 +163,9 @@ class IndexFile:
         begin = self.begin_timestamp
         mm = self.file.mm
         slots = self.slots
+        table = self._table if self._table is not None else self._load_table()
         entry_at = self.entries_at + (n - 1) * _ENTRY_BYTES
-        # SLOT is read here, not at import: the crash tests stand in for it.
-        unpack_slot, pack_slot, pack_entry = SLOT.unpack_from, SLOT.pack_into, ENTRY.pack_into
+        pack_entry = ENTRY.pack_into
         new_slots = 0
         for i in range(start, stop):
             h, phy, ts = entries[i]
@@ -155,13 +174,13 @@ class IndexFile:
                 diff = 0
             elif diff > 0x7FFFFFFF:
                 diff = 0x7FFFFFFF
-            slot_at = _SLOTS_AT + (h % slots) * _SLOT_BYTES
-            (prev,) = unpack_slot(mm, slot_at)
+            s = h % slots
+            prev = table[s]
             if prev <= 0 or prev >= n:
                 prev = 0
                 new_slots += 1
             pack_entry(mm, entry_at, h, phy, diff, prev)
-            pack_slot(mm, slot_at, n)
+            table[s] = n
             entry_at += _ENTRY_BYTES
             n += 1
         self.hash_slot_count += new_slots
@@ -170,11 +189,42 @@ class IndexFile:
         self._write_header()
         return stop
 
+    def _load_table(self) -> array.array[int]:
+        """The file's slots as native ints in memory (once per file written to)."""
+        table = array.array("i")
+        table.frombytes(self.file.mm[_SLOTS_AT : self.entries_at])
+        if not _BIG_ENDIAN_HOST:
+            table.byteswap()  # the file is big-endian
+        self._table = table
+        return table
+
+    def store_slots(self) -> None:
+        """Write the hash slots kept in memory into the file, and free them.
+
+        A no-op when the file's slots are current. The caller syncs the file afterwards; a
+        later `put_entries` loads them again.
+        """
+        table = self._table
+        if table is None:
+            return
+        if not _BIG_ENDIAN_HOST:
+            table.byteswap()
+        write_slots(self.file.mm, _SLOTS_AT, table)
+        self._table = None
+
+    def seal(self) -> None:
+        """No more entries: store the slots."""
+        self.store_slots()
+        self.sealed = True
+
     def lookup(self, key: str, limit: int, begin_ms: int, end_ms: int) -> list[int]:
         """Physical offsets of entries with `key`'s hash stored within [begin_ms, end_ms]."""
         mm = self.file.mm
         h = key_hash(key)
-        (n,) = SLOT.unpack_from(mm, HEADER.size + (h % self.slots) * SLOT.size)
+        if self._table is not None:
+            n = self._table[h % self.slots]
+        else:
+            (n,) = SLOT.unpack_from(mm, HEADER.size + (h % self.slots) * SLOT.size)
         out: list[int] = []
         seen = 0
         while 0 < n < self.index_count and len(out) < limit and seen < self.max_entries:
@@ -197,6 +247,7 @@ class IndexFile:
         self.file.sync()
 
     def close(self) -> None:
+        self.store_slots()
         self.file.close()
 
     def destroy(self) -> None:
@@ -235,9 +286,10 @@ class IndexFile:
             for i, (h,) in enumerate(_ENTRY_HASH.iter_unpack(kept_entries), 1):
                 slots[h % n_slots] = i
             kept_entries.release()
-        if sys.byteorder == "little":
+        if not _BIG_ENDIAN_HOST:
             slots.byteswap()  # the file is big-endian
-        mm[_SLOTS_AT : self.entries_at] = slots.tobytes()
+        write_slots(mm, _SLOTS_AT, slots)
+        self._table = None  # the file's slots are current
         self._set_header(header)
         self._write_header()
         return dropped

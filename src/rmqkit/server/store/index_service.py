@@ -39,6 +39,8 @@ class IndexService:
         self.indexed_until = 0
         """Records at or past this CommitLog offset are not indexed yet."""
         self._seeds: dict[str, int] = {}
+        self._sealed_unsynced: list[IndexFile] = []
+        """Files sealed since the last `dirty()`: their slot tables went into the mapping."""
 
     def load(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ class IndexService:
                 f = IndexFile(p, self.slots, self.entries, create=False)
                 self.files.append(f)
         for f in self.files[:-1]:
-            f.sealed = True
+            f.seal()
 
     def mark(self) -> IndexMark:
         """Where the index stands now, for the checkpoint (see `recover`)."""
@@ -107,7 +109,8 @@ class IndexService:
         if self.files and not self.files[-1].full:
             return self.files[-1]
         if self.files:
-            self.files[-1].sealed = True
+            self.files[-1].seal()
+            self._sealed_unsynced.append(self.files[-1])
         name = _stamp(now_ms)
         while (self.dir / name).exists() or (self.files and name <= self.files[-1].path.name):
             now_ms += 1
@@ -193,7 +196,18 @@ class IndexService:
         return self.files[-1].end_phy_offset if self.files else 0
 
     def dirty(self) -> list[IndexFile]:
-        return list(self.files[-2:])
+        """The files to sync for a checkpoint: the last, and every one sealed since the call
+        before (more than one when several filled between two checkpoints)."""
+        out = [f for f in self._sealed_unsynced if f in self.files]
+        self._sealed_unsynced = []
+        if self.files and self.files[-1] not in out:
+            out.append(self.files[-1])
+        return out
+
+    def store_slots(self) -> None:
+        """Write the hash slots of the file being written into it, for a clean stop."""
+        if self.files:
+            self.files[-1].store_slots()
 
     def delete_below(self, commit_log_min: int) -> int:
         """Delete sealed files whose every entry points below `commit_log_min`."""

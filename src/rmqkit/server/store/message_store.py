@@ -285,6 +285,7 @@ class FileMessageStore:
         files: list[MappedFile] = list(self.commit_log.queue.files)
         for cq in self._all_cqs():
             files.extend(cq.files.files)
+        self.index.store_slots()  # kept in memory while written: a clean start reads the file's
         await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
         self.commit_log.close()
         for cq in self._all_cqs():

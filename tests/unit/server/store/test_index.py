@@ -9,7 +9,7 @@ from rmqkit.protocol.record import decode_records
 from rmqkit.server.store import FileMessageStore
 from rmqkit.server.store.index_file import HEADER, IndexFile, key_hash
 
-from .conftest import msg
+from .conftest import msg, small_settings
 
 FAR = 2**62
 
@@ -50,6 +50,49 @@ def test_put_entries_takes_what_fits_and_counts_it_in_the_header(tmp_path: Path)
     assert f.lookup("T#c", 4, 0, 10_000) == [200]
     assert f.lookup("T#d", 4, 0, 10_000) == []
     f.close()
+
+
+def test_the_slots_of_the_file_being_written_stay_in_memory_until_stored(tmp_path: Path) -> None:
+    f = IndexFile(tmp_path / "x3", slots=8, entries=64, create=True)
+    f.put_entries([(key_hash(f"T#k{i}"), 100 * i, 5_000) for i in range(20)])
+    slot_area = slice(HEADER.size, f.entries_at)
+    assert not any(f.file.mm[slot_area])  # entries and header are in the file, slots not yet
+    assert HEADER.unpack_from(f.file.mm, 0) == f.header
+    assert f.lookup("T#k7", 4, 0, FAR) == [700]  # answered from memory
+    f.store_slots()
+    stored = bytes(f.file.mm[slot_area])
+    assert any(stored)
+    f.put_entries([(key_hash("T#late"), 9_000, 6_000)])  # loads them again, and goes on
+    assert bytes(f.file.mm[slot_area]) == stored
+    f.seal()
+    assert f.sealed and bytes(f.file.mm[slot_area]) != stored  # the late key's slot
+    f.close()
+    again = IndexFile(tmp_path / "x3", slots=8, entries=64, create=False)
+    assert again.lookup("T#k7", 4, 0, FAR) == [700]
+    assert again.lookup("T#late", 4, 0, FAR) == [9_000]
+    again.close()
+
+
+async def test_a_clean_stop_stores_the_slots_and_a_restart_finds_every_key(
+    tmp_path: Path,
+) -> None:
+    s = small_settings(tmp_path / "store")  # 200 index entries a file: two files and a half
+    store = FileMessageStore(s)
+    await store.start()
+    for i in range(250):
+        await store.put_message(msg(KEYS=f"order-{i}", UNIQ_KEY=f"U{i:04d}"))
+    store.reput.drain()  # type: ignore[union-attr]
+    await store.stop()
+    again = FileMessageStore(s)
+    await again.start()
+    try:
+        assert again.recovery is not None and not again.recovery.crashed
+        assert len(again.index.files) == 3
+        for i in range(250):
+            for key in (f"order-{i}", f"U{i:04d}"):
+                assert len(again.query_message("T", key, 4, 0, FAR).physical_offsets) == 1, key
+    finally:
+        await again.stop()
 
 
 async def test_query_by_key_and_unique_key(store: FileMessageStore) -> None:

@@ -59,15 +59,17 @@ def test_restore_drops_later_entries_and_rebuilds_torn_slots(tmp_path: Path) -> 
     f = IndexFile(tmp_path / "20260101000000000", slots=13, entries=200, create=True)
     kept = _fill(f, 60, rng)
     header = f.header
+    f.store_slots()
     slots_before = bytes(f.file.mm[HEADER.size : f.entries_at])
     later = [(f"T#late{i}", 10_000 + i) for i in range(25)]
     for key, phy in later:
         f.put(key, phy, T0 + 99_000)
-    # What a kill inside `struct.pack_into` leaves: a zero-filled header, zeroed slots.
+    # What a kill inside `struct.pack_into` leaves: a zero-filled header; a kill inside a
+    # slot-table write, zeroed slots. The slots in memory die with the process.
     f.file.mm[: HEADER.size] = bytes(HEADER.size)
     for s in (0, 5, 12):
         SLOT.pack_into(f.file.mm, HEADER.size + s * SLOT.size, 0)
-    f.close()
+    f.file.close()
 
     again = IndexFile(tmp_path / "20260101000000000", slots=13, entries=200, create=False)
     assert again.restore(header) == len(later)
