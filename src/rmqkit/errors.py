@@ -2,7 +2,8 @@
 
 `RmqkitError` is the root. Remote failures answered by a broker or NameServer are
 `BrokerResponseError` subclasses, one per `ResponseCode`; `error_for_code()` finds the class.
-Store failures that escape the store are few and precise (`StoreClosedError`, `CorruptRecordError`).
+Store failures that escape the store are few and precise (`StoreClosedError`, `CorruptRecordError`,
+`DiskFullError`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class StoreError(RmqkitError):
 
 class StoreClosedError(StoreError):
     """The store was used before `start()` or after `stop()`."""
+
+
+class DiskFullError(StoreError):
+    """The file system has no room for what the store must write (ENOSPC or a quota).
+
+    Raised before the store writes through a mapping, where a full disk would otherwise
+    kill the process with SIGBUS. The message names the file and the OS error.
+    """
 
 
 class CorruptRecordError(StoreError):

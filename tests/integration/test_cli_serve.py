@@ -113,6 +113,21 @@ def test_bad_value_stops_start_up_naming_the_key(tmp_path: Path) -> None:
     assert "flushDiskType='FAST'" in out and "SYNC_FLUSH" in out
 
 
+def test_a_store_it_cannot_open_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    log_dir = tmp_path / "data" / "store" / "commitlog"
+    log_dir.mkdir(parents=True)
+    # Not 1 GiB segments: copied short, or from a broker with another mapedFileSizeCommitLog.
+    # (A short last segment alone is what a kill while creating it leaves: it is regrown.)
+    for name in ("00000000000000000000", "00000000001073741824"):
+        (log_dir / name).write_bytes(bytes(100))
+    proc = _serve(["--data-dir", str(tmp_path / "data"), "--port", "0", "--namesrv-port", "0"],
+                  tmp_path)  # fmt: skip
+    out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 1, out
+    assert "Error: the message store failed: " in out and "is 100 bytes" in out, out
+    assert "Traceback" not in out, out
+
+
 async def test_broker_registers_with_every_namesrv(tmp_path: Path) -> None:
     async with (
         NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns1,

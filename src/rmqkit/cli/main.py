@@ -78,12 +78,14 @@ def serve(
 ) -> None:
     """Run a broker until SIGTERM/SIGINT (then finish requests, flush, checkpoint, exit)."""
     from rmqkit.cli.serve import run_broker
-    from rmqkit.errors import ConfigurationError
+    from rmqkit.errors import ConfigurationError, StoreError
 
     try:
         asyncio.run(run_broker(config, data_dir, port, namesrv_port, tls_config))
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from None
+    except StoreError as exc:  # a store it cannot open or recover (wrong files, no disk space)
+        raise click.ClickException(f"the message store failed: {exc}") from None
 
 
 @cli.command()

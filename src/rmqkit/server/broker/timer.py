@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmqkit.errors import DiskFullError
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.server.broker.json_file import load_json, save_json
 from rmqkit.server.broker.schedule import Moved, move_to_real_topic
@@ -102,6 +103,7 @@ class TimerService(Service):
         self._cleaned_at = time.monotonic()
         self._opened = False
         self._blocked_logged = False
+        self._no_room_logged = False
         self._samples: deque[tuple[float, int, int]] = deque()
 
     # -- start: open the index ----------------------------------------------------------------
@@ -179,7 +181,15 @@ class TimerService(Service):
         end = min(cq.max_offset, off + MAX_PER_PASS)
         blocked = False
         while off < end:
-            taken = self._read_entry(store, cq, off, None)
+            try:
+                taken = self._read_entry(store, cq, off, None)
+            except DiskFullError as exc:  # nothing of this entry is reachable: filed again later
+                if not self._no_room_logged:
+                    self._no_room_logged = True
+                    log.error("timer: reading paused at queue offset %d: %s", off, exc)
+                blocked = True
+                break
+            self._no_room_logged = False
             if taken is None:
                 blocked = True  # its wheel slot is still held by another lap: later
                 if not self._blocked_logged:

@@ -150,6 +150,8 @@ class CommitLog:
             return self.queue.create(0)
         free = mf.size - mf.write_pos
         if need + MIN_BLANK_BYTES > free:
+            if free >= BLANK.size and mf.write_pos + BLANK.size > mf.reserved:
+                mf.reserve(mf.write_pos, mf.write_pos + BLANK.size, 0)
             if mf.warmer is not None:  # no zero-fill in flight where the blank goes
                 mf.warmer.release(mf)
             if free >= BLANK.size:
@@ -216,7 +218,8 @@ class CommitLog:
         """Write one record; the caller has checked size, topic and properties.
 
         `append_batch` of one, without its lists (this is every single send's path). The
-        record's total_size and magic go in last, for the reason given there.
+        record's total_size and magic go in last, for the reason given there. Raises
+        `DiskFullError` (from `MappedFile.reserve`) before anything of the record is written.
         """
         measured = self._measure(msg)
         size = measured[3]
@@ -271,6 +274,7 @@ class CommitLog:
         Raises:
             ReplicaMismatchError: the bytes do not start at `offset`, do not line up with
                 `mappedFileSizeCommitLog`, or fail a record check; nothing of that part is kept.
+            DiskFullError: no room for a part; the parts before it are kept.
         """
         view = memoryview(data)
         n = len(view)
@@ -297,6 +301,8 @@ class CommitLog:
                 mf = self.queue.create(mf.end)
             first = mf.write_pos
             part, to_copy = _whole_part(view, pos, mf.start + first, mf.size - first)
+            if first + to_copy > mf.reserved:
+                mf.reserve(first, first + to_copy)
             mf.mm[first + 8 : first + to_copy] = view[pos + 8 : pos + to_copy]
             mf.mm[first : first + 8] = view[pos : pos + 8]
             mf.mark_written(first + part)

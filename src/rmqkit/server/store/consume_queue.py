@@ -24,6 +24,9 @@ log = logging.getLogger("rmqkit.store.cq")
 
 CQ_ENTRY = struct.Struct(">qiq")  # 20 bytes
 ENTRY_BYTES = CQ_ENTRY.size
+RESERVE_BYTES = 16 * 1024
+"""Disk a queue allocates ahead of its entries at a time (819 entries): small, as a broker may
+have thousands of queues."""
 
 
 class ConsumeQueue:
@@ -93,14 +96,17 @@ class ConsumeQueue:
     # -- writing ----------------------------------------------------------------------------------
 
     def put(self, queue_offset: int, phys: int, size: int, tags_code: int) -> bool:
-        """Write the entry for `queue_offset`; False if that exact entry is already there."""
+        """Write the entry for `queue_offset`; False if that exact entry is already there.
+
+        Raises `DiskFullError` before writing when the file system has no room for the entry.
+        """
         at = queue_offset * ENTRY_BYTES
         files = self.files.files
         if files:
             # The usual case, the next entry of the last file, without the general checks below.
             last = files[-1]
             pos = at - last.start
-            if pos == last.write_pos and pos + ENTRY_BYTES <= last.size:
+            if pos == last.write_pos and pos + ENTRY_BYTES <= last.reserved:
                 CQ_ENTRY.pack_into(last.mm, pos, phys, size, tags_code)
                 last.write_pos = pos + ENTRY_BYTES  # no clock read: retention never asks a CQ
                 if phys + size > self.max_physical_end:
@@ -133,6 +139,8 @@ class ConsumeQueue:
                 mf.mark_written(mf.size)
                 mf = fq.create(mf.end)
         pos = at - mf.start
+        if pos + ENTRY_BYTES > mf.reserved:
+            mf.reserve(pos, pos + ENTRY_BYTES, RESERVE_BYTES)
         CQ_ENTRY.pack_into(mf.mm, pos, phys, size, tags_code)
         if pos + ENTRY_BYTES > mf.write_pos:
             mf.mark_written(pos + ENTRY_BYTES)

@@ -22,6 +22,7 @@ from rmqkit.common.properties import (
     Prop,
     find_property,
 )
+from rmqkit.errors import DiskFullError
 from rmqkit.protocol.codes import BLANK_MAGIC, HOST_V6_MASK, MESSAGE_MAGIC_V1, MESSAGE_MAGIC_V2
 from rmqkit.protocol.record import (
     BLANK,
@@ -245,9 +246,12 @@ class ReputService(Service):
         self.dispatchers = dispatchers
         self.reput_offset = reput_offset
         self._scheduled = False
+        self.no_room: DiskFullError | None = None
+        """Why dispatch waits: a ConsumeQueue or index file found no disk space. The periodic
+        loop (every second) tries again; appends do not wake it meanwhile."""
 
     def wakeup(self) -> None:
-        if not self._scheduled:
+        if not self._scheduled and self.no_room is None:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain_soon)
 
@@ -261,10 +265,25 @@ class ReputService(Service):
     def behind_bytes(self) -> int:
         return self.commit_log.max_offset - self.reput_offset
 
-    def _dispatch(self, run: list[DispatchRequest], end: int) -> None:
-        for d in self.dispatchers:
-            d(run)
+    def _dispatch(self, run: list[DispatchRequest], end: int) -> bool:
+        """Give `run` to every dispatcher; False (and `no_room` set) when the disk is full.
+
+        A run cut short by a full disk is dispatched again whole: the ConsumeQueue skips the
+        entries it has, and the index those below `indexed_until`.
+        """
+        try:
+            for d in self.dispatchers:
+                d(run)
+        except DiskFullError as exc:
+            if self.no_room is None:
+                log.error("dispatch waits for disk space at offset %d: %s", self.reput_offset, exc)
+            self.no_room = exc
+            return False
+        if self.no_room is not None:
+            log.warning("dispatch goes on: disk space found at offset %d", self.reput_offset)
+            self.no_room = None
         self.reput_offset = end
+        return True
 
     def drain(self, limit: int | None = None) -> int:
         """Dispatch what the log has gained; returns how many records were dispatched.
@@ -298,7 +317,8 @@ class ReputService(Service):
                         take = fresh.popleft
                         run = [take() for _ in range(room)]
                     last = run[-1]
-                    self._dispatch(run, last.commit_log_offset + last.msg_size)
+                    if not self._dispatch(run, last.commit_log_offset + last.msg_size):
+                        break  # read from the log on the next try
                     n += room
                     continue
                 stop = req.commit_log_offset
@@ -327,7 +347,8 @@ class ReputService(Service):
                 if pos >= written or (limit is not None and n + len(read) >= limit):
                     break
             if read:
-                self._dispatch(read, start + pos)
+                if not self._dispatch(read, start + pos):
+                    break
                 n += len(read)
             if scan.kind is record:
                 continue

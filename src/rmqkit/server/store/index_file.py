@@ -32,6 +32,7 @@ stores the table first, skips that.
 from __future__ import annotations
 
 import array
+import contextlib
 import mmap
 import struct
 import sys
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from zlib_ng.zlib_ng import crc32
 
+from rmqkit.errors import DiskFullError
 from rmqkit.server.store.checkpoint import IndexHeader
 from rmqkit.server.store.mapped_file import MappedFile
 
@@ -79,6 +81,14 @@ class IndexFile:
         self.max_entries = entries
         size = HEADER.size + slots * SLOT.size + entries * ENTRY.size
         self.file = MappedFile(path, 0, size, create=create)
+        try:
+            self.file.reserve(0, HEADER.size, 0)  # the header is written with every run
+        except DiskFullError:
+            if create:
+                self.file.destroy()
+            else:
+                self.file.close()
+            raise
         self.entries_at = HEADER.size + slots * SLOT.size
         self.sealed = False
         """No more writes (full, or not the last file)."""
@@ -158,13 +168,16 @@ class IndexFile:
         if self.sealed or room <= 0 or start >= len(entries):
             return start
         stop = min(len(entries), start + room)
+        entry_at = self.entries_at + (n - 1) * _ENTRY_BYTES
+        end_at = entry_at + (stop - start) * _ENTRY_BYTES
+        if end_at > self.file.reserved:
+            self.file.reserve(entry_at, end_at)  # raises DiskFullError with nothing written
         if n == 1:
             _, self.begin_phy_offset, self.begin_timestamp = entries[start]
         begin = self.begin_timestamp
         mm = self.file.mm
         slots = self.slots
         table = self._table if self._table is not None else self._load_table()
-        entry_at = self.entries_at + (n - 1) * _ENTRY_BYTES
         pack_entry = ENTRY.pack_into
         new_slots = 0
         for i in range(start, stop):
@@ -207,6 +220,7 @@ class IndexFile:
         table = self._table
         if table is None:
             return
+        self.file.reserve(_SLOTS_AT, self.entries_at, 0)  # random pages: all of them, first
         if not _BIG_ENDIAN_HOST:
             table.byteswap()
         write_slots(self.file.mm, _SLOTS_AT, table)
@@ -247,7 +261,10 @@ class IndexFile:
         self.file.sync()
 
     def close(self) -> None:
-        self.store_slots()
+        # A full disk here is logged by the store's stop, which then leaves the abort file:
+        # the next start rebuilds the slots from the entries.
+        with contextlib.suppress(DiskFullError):
+            self.store_slots()
         self.file.close()
 
     def destroy(self) -> None:
@@ -288,6 +305,7 @@ class IndexFile:
             kept_entries.release()
         if not _BIG_ENDIAN_HOST:
             slots.byteswap()  # the file is big-endian
+        self.file.reserve(_SLOTS_AT, self.entries_at, 0)
         write_slots(mm, _SLOTS_AT, slots)
         self._table = None  # the file's slots are current
         self._set_header(header)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rmqkit.common.names import SCHEDULE_TOPIC, topic_problem
-from rmqkit.errors import ConfigurationError, StoreClosedError
+from rmqkit.errors import ConfigurationError, DiskFullError, StoreClosedError
 from rmqkit.protocol.message_id import offset_msg_id_prefix
 from rmqkit.protocol.record import (
     MAX_PROPERTIES_BYTES,
@@ -48,6 +48,8 @@ from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
 
+NO_ROOM_LOG_INTERVAL_S = 10.0
+"""A full disk is logged (and retention woken) at most this often, not at every refused send."""
 MAX_FILTER_SCAN = 16_000
 """Entries one pull may skip over (filtered out) before answering, as RocketMQ does."""
 
@@ -171,6 +173,7 @@ class FileMessageStore:
         self._valid_topics: set[str] = set()
         self.running = False
         self._waits = False
+        self._no_room_logged_at = -NO_ROOM_LOG_INTERVAL_S
         self.recovery: RecoveryReport | None = None
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
@@ -285,13 +288,20 @@ class FileMessageStore:
         files: list[MappedFile] = list(self.commit_log.queue.files)
         for cq in self._all_cqs():
             files.extend(cq.files.files)
-        self.index.store_slots()  # kept in memory while written: a clean start reads the file's
+        clean = True
+        try:
+            self.index.store_slots()  # kept in memory while written; a clean start reads them
+        except DiskFullError as exc:
+            # The abort file stays: the next start rebuilds the slots from the entries.
+            log.error("stop: the index's hash slots could not be written (%s)", exc)
+            clean = False
         await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
         self.commit_log.close()
         for cq in self._all_cqs():
             cq.close()
         self.index.close()
-        self.settings.abort_path.unlink(missing_ok=True)
+        if clean:
+            self.settings.abort_path.unlink(missing_ok=True)
 
     def _index_mark(self) -> IndexMark | None:
         """The index position for the checkpoint; None when no index is kept."""
@@ -471,7 +481,10 @@ class FileMessageStore:
         )
         if refusal is not None:
             return refusal
-        a = self.commit_log.append(msg, self.clock_ms())
+        try:
+            a = self.commit_log.append(msg, self.clock_ms())
+        except DiskFullError as exc:
+            return self._no_room(exc)
         if not (self._waits and msg.wait_store_ok):
             # What `_finish` does for one message that waits for nothing, without its lists.
             assert self.reput is not None
@@ -502,8 +515,20 @@ class FileMessageStore:
         refusal = self._refusal(msgs)
         if refusal is not None:
             return refusal
-        appended = self.commit_log.append_batch(msgs, self.clock_ms())
+        try:
+            appended = self.commit_log.append_batch(msgs, self.clock_ms())
+        except DiskFullError as exc:
+            return self._no_room(exc)
         return await self._finish(appended, msgs[0].wait_store_ok)
+
+    def _no_room(self, exc: DiskFullError) -> PutResult:
+        """The refusal of a write the file system has no room for; nothing of it was written."""
+        now = time.monotonic()
+        if now - self._no_room_logged_at >= NO_ROOM_LOG_INTERVAL_S:
+            self._no_room_logged_at = now
+            log.error("refusing writes: %s", exc)
+            self.cleaner.wakeup()  # deleting expired files may make room, whatever the hour
+        return PutResult(PutStatus.DISK_FULL, remark=str(exc))
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
         assert self.reput is not None

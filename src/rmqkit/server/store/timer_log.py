@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmqkit.errors import StoreError
-from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
+from rmqkit.server.store.mapped_file import PAGE, MappedFile, MappedFileQueue
 
 log = logging.getLogger("rmqkit.store.timer")
 
@@ -108,6 +108,8 @@ class TimerLog:
             mf = self.files.create(mf.end if mf is not None else 0)
             self._tail_max_slot = 0
         pos = mf.write_pos
+        if pos + UNIT.size > mf.reserved:
+            mf.reserve(pos, pos + UNIT.size)  # DiskFullError, not SIGBUS, on a full disk
         UNIT.pack_into(mf.mm, pos, prev_pos, slot_ms, entry[0], entry[1], entry[2], UNIT_MAGIC)
         mf.mark_written(pos + UNIT.size)
         if self._tail_max_slot is not None:
@@ -189,6 +191,8 @@ class TimerWheelFile:
         self.precision_ms = precision_ms
         self.slot_count = slot_count
         self.file: MappedFile | None = None
+        self._reserved = bytearray()
+        """1 for each page of the file `put` has allocated (the file stays sparse)."""
 
     def open(self, *, fresh: bool) -> bool:
         """Map the file; with `fresh`, or when its size is not this wheel's, start it empty.
@@ -201,6 +205,7 @@ class TimerWheelFile:
         if not kept:
             self.path.unlink(missing_ok=True)
         self.file = MappedFile(self.path, 0, size, create=True)
+        self._reserved = bytearray(-(-size // PAGE))
         return kept
 
     def _mm(self) -> MappedFile:
@@ -222,8 +227,14 @@ class TimerWheelFile:
         return Slot(t, first, last, num)
 
     def put(self, slot: Slot) -> None:
-        SLOT.pack_into(self._mm().mm, self.index(slot.time_ms) * SLOT.size, slot.time_ms,
-                       slot.first_pos, slot.last_pos, slot.num, 0)  # fmt: skip
+        """Write `slot`; raises `DiskFullError` (nothing written) when its page finds no room."""
+        mf = self._mm()
+        at = self.index(slot.time_ms) * SLOT.size
+        page = at // PAGE
+        if not self._reserved[page]:
+            mf.reserve(at, at + SLOT.size, 0)
+            self._reserved[page] = 1
+        SLOT.pack_into(mf.mm, at, slot.time_ms, slot.first_pos, slot.last_pos, slot.num, 0)
 
     def flush(self) -> None:
         if self.file is not None:

@@ -12,10 +12,14 @@ record's append costs 2-3 us less when its page was warmed beforehand.
 How a chunk is warmed depends on the flush:
 - ASYNC_FLUSH: zeros are written into it (`pwrite`). The writer's first touch then costs about
   0.14 us a page. The pages become dirty, which costs nothing here: the flush writes them anyway.
-- SYNC_FLUSH: it is read (`preadv`, into one scratch buffer). Reading a hole of the sparse file
-  puts zero pages into the page cache, and the writer's first touch then costs about 0.3 us a
-  page. The pages stay clean, so a group commit's fdatasync does not write the zeros ahead of
-  the writer, and no waiting send waits for them.
+- SYNC_FLUSH: it is allocated (`posix_fallocate`: unwritten blocks) and read (`preadv`, into
+  one scratch buffer), which puts zero pages into the page cache; the writer's first touch then
+  costs about 0.3 us a page. The pages stay clean, so a group commit's fdatasync does not write
+  the zeros ahead of the writer, and no waiting send waits for them.
+
+Either way the chunk's blocks are allocated before the writer gets there, so a full disk shows
+as a failed fill (ENOSPC), not as SIGBUS in the writer (`MappedFile.reserve`). Where the writer
+takes a window past the fills itself, `make_way` allocates it.
 
 Either way the thread spends more CPU on a page (9-13 us) than the writer's own fault would
 have cost (7-8 us): warming pays where a core has time to spare, and the event loop's core is the
@@ -118,29 +122,40 @@ class CommitLogWarmer:
 
     # -- the writer's side (the event loop's thread) --------------------------------------------
 
-    def make_way(self, mf: MappedFile, end: int) -> tuple[int, int]:
+    def make_way(self, mf: MappedFile, pos: int, end: int) -> tuple[int, int, int]:
+        """See `Warmer.make_way`. Where the writer takes a window itself (a file new to the
+        warmer, or a writer ahead of the fills), it allocates that window here: every byte
+        below `_warmed` is then allocated, by a fill or by the writer.
+
+        Raises:
+            DiskFullError: no room for the window the writer was about to take.
+        """
         with self._cond:
             if self._stopping or mf is self._failed:
                 mf.warmer = None
-                return mf.size, mf.size
+                return mf.size, mf.size, 0
             if self._file is not mf:
                 # A file new to the warmer. The bytes past the writer are zeros (new, or cut
                 # back by recovery); the writer takes the first window itself.
+                stop = min(mf.size, end + self._window)
+                mf.reserve(pos, stop, 0)
                 self._file = mf
                 self._since = end
-                self._warmed = self._filling_to = min(mf.size, end + self._window)
+                self._warmed = self._filling_to = stop
             else:
                 while self._filling_to > self._warmed and end > self._warmed:
                     self.writer_waits += 1
                     self._cond.wait()
                 if end > self._warmed:
                     # The writer is ahead of the fills: it takes a window, as without warming.
-                    self._warmed = self._filling_to = min(mf.size, end + self._window)
+                    stop = min(mf.size, end + self._window)
+                    mf.reserve(pos, stop, 0)
+                    self._warmed = self._filling_to = stop
             warmed = self._warmed
             self._cond.notify_all()
         # Call again halfway to the end of the warm stretch, to top it up in time.
         room = warmed - end
-        return warmed, (end + room // 2 if room > PAGE else warmed)
+        return warmed, (end + room // 2 if room > PAGE else warmed), warmed
 
     def release(self, mf: MappedFile) -> None:
         with self._cond:
@@ -169,8 +184,10 @@ class CommitLogWarmer:
         return mf, start, end
 
     def _fill(self, mf: MappedFile, start: int, end: int) -> None:
-        """Warm `start` to `end` of `mf`: write zeros there, or read it, through the page cache."""
+        """Warm `start` to `end` of `mf`: write zeros there, or allocate and read it, through
+        the page cache. Either way its blocks are allocated when this returns (see `make_way`)."""
         if not self.zero_fill:
+            os.posix_fallocate(mf.fd, start, end - start)
             self._read(mf, start, end)
             return
         zeros = self._zeros[: end - start]
