@@ -210,9 +210,11 @@ async def test_under_sync_flush_it_reads_ahead_and_dirties_nothing(
     last = s.commit_log.queue.last()
     assert last is not None
     assert w._warmed - last.write_pos > 2 * PREFAULT_BYTES  # well past the writer's own window
-    # Linux counts a page as written by the thread that dirties it: the warmer dirtied none.
+    # Linux counts a page as written by the thread that dirties it. The warmer dirtied none of
+    # the megabytes it warmed (zero-filling would have dirtied them all): at most a few pages
+    # of file-system metadata (block bitmaps, extent tree) that `posix_fallocate` changes.
     assert w._thread is not None and w._thread.native_id is not None
-    assert _bytes_dirtied_by(w._thread.native_id) == 0
+    assert _bytes_dirtied_by(w._thread.native_id) <= 64 * 1024 < w.filled_bytes // 16
     # Its blocks are allocated all the same: a full disk refuses a send, it cannot SIGBUS.
     assert os.stat(last.path).st_blocks * 512 >= w._warmed
     assert_readable(s, written)
