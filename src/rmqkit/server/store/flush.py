@@ -41,6 +41,20 @@ def _sync_all(files: list[MappedFile]) -> None:
         mf.sync()
 
 
+Waiter = tuple[float, asyncio.Future[PutStatus], int]
+"""A put waiting for a flush or a slave: its deadline (loop time), its future, its end offset."""
+
+
+def time_out(waiters: deque[Waiter], now: float, status: PutStatus) -> float | None:
+    """Resolve with `status` the waiters at the front of `waiters` (kept in deadline order)
+    whose deadline has passed, dropping those already resolved; returns the next deadline."""
+    while waiters and (waiters[0][0] <= now or waiters[0][1].done()):
+        fut = waiters.popleft()[1]
+        if not fut.done():
+            fut.set_result(status)
+    return waiters[0][0] if waiters else None
+
+
 async def flush_queue(queue: MappedFileQueue) -> int:
     """Sync every dirty file of `queue`; returns the offset now known to be on disk."""
     targets = queue.dirty_targets()
@@ -98,8 +112,9 @@ class GroupCommitService:
         self.groups = 0
         """How many fdatasync rounds ran (the benchmark reports records per round)."""
         self.disk_sync: DiskSync | None = None
-        self._pending: deque[tuple[int, float, asyncio.Future[PutStatus]]] = deque()
-        """Waiters in request order, which is offset order: appends are sequential."""
+        self._pending: deque[Waiter] = deque()
+        """Waiters in request order, which is offset and deadline order: appends are
+        sequential."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._round: list[tuple[MappedFile, int]] | None = None
@@ -127,7 +142,7 @@ class GroupCommitService:
             fut.set_result(PutStatus.SERVICE_NOT_AVAILABLE)
             return fut
         deadline = loop.time() + self.timeout_s
-        self._pending.append((offset, deadline, fut))
+        self._pending.append((deadline, fut, offset))
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         if self._round is None:
@@ -149,7 +164,7 @@ class GroupCommitService:
             self._timer = None
         flushed = await flush_queue(self.queue)
         pending, self._pending = self._pending, deque()
-        for offset, _, fut in pending:
+        for _, fut, offset in pending:
             if not fut.done():
                 fut.set_result(PutStatus.OK if flushed >= offset else PutStatus.FLUSH_DISK_TIMEOUT)
 
@@ -179,8 +194,8 @@ class GroupCommitService:
     def _release(self) -> None:
         flushed = self.queue.flushed_offset
         pending = self._pending
-        while pending and pending[0][0] <= flushed:
-            fut = pending.popleft()[2]
+        while pending and pending[0][2] <= flushed:
+            fut = pending.popleft()[1]
             if not fut.done():
                 fut.set_result(PutStatus.OK)
 
@@ -192,7 +207,7 @@ class GroupCommitService:
             len(self._pending),
         )
         pending, self._pending = self._pending, deque()
-        for _, _, fut in pending:
+        for _, fut, _ in pending:
             if not fut.done():
                 fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
 
@@ -200,14 +215,9 @@ class GroupCommitService:
         self._timer = None
         loop = self._loop
         assert loop is not None
-        now = loop.time()
-        pending = self._pending
-        while pending and (pending[0][1] <= now or pending[0][2].done()):
-            fut = pending.popleft()[2]
-            if not fut.done():
-                fut.set_result(PutStatus.FLUSH_DISK_TIMEOUT)
-        if pending:
-            self._timer = loop.call_at(pending[0][1], self._expire)
+        after = time_out(self._pending, loop.time(), PutStatus.FLUSH_DISK_TIMEOUT)
+        if after is not None:
+            self._timer = loop.call_at(after, self._expire)
 
 
 class LogicsFlusher(Service):
@@ -243,7 +253,7 @@ class GroupTransfer:
         """The highest offset any slave has reported (RocketMQ `push2SlaveMaxOffset`)."""
         self.closed = False
         self._by_offset: list[tuple[int, int, asyncio.Future[PutStatus]]] = []
-        self._by_deadline: deque[tuple[float, asyncio.Future[PutStatus]]] = deque()
+        self._by_deadline: deque[Waiter] = deque()
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -269,7 +279,7 @@ class GroupTransfer:
         else:
             heapq.heappush(self._by_offset, (end, next(self._seq), fut))
             deadline = loop.time() + self.timeout_s
-            self._by_deadline.append((deadline, fut))
+            self._by_deadline.append((deadline, fut, end))
             if self._timer is None:
                 self._timer = loop.call_at(deadline, self._expire)
         return fut
@@ -287,17 +297,13 @@ class GroupTransfer:
     def _expire(self) -> None:
         self._timer = None
         loop = asyncio.get_running_loop()
-        now = loop.time()
         q = self._by_deadline
-        while q and (q[0][0] <= now or q[0][1].done()):
-            fut = q.popleft()[1]
-            if not fut.done():
-                fut.set_result(PutStatus.FLUSH_SLAVE_TIMEOUT)
+        after = time_out(q, loop.time(), PutStatus.FLUSH_SLAVE_TIMEOUT)
         if len(self._by_offset) > 2 * len(q) + 64:  # drop the timed-out from the offset heap
             self._by_offset = [e for e in self._by_offset if not e[2].done()]
             heapq.heapify(self._by_offset)
-        if q:
-            self._timer = loop.call_at(q[0][0], self._expire)
+        if after is not None:
+            self._timer = loop.call_at(after, self._expire)
 
     def close(self) -> None:
         """Release every waiter with FLUSH_SLAVE_TIMEOUT; later requests get the same."""
