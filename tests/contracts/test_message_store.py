@@ -14,6 +14,7 @@ from rmqkit.server.store import (
     FileMessageStore,
     GetStatus,
     MessageToStore,
+    PutStatus,
     StoreSettings,
     TagFilter,
 )
@@ -93,6 +94,31 @@ async def test_batches(store: MessageStore) -> None:
         b"2",
         b"3",
     ]
+
+
+async def test_put_each_stores_each_message_as_put_message_would(store: MessageStore) -> None:
+    msgs = [
+        m(queue_id=0, body=b"a", KEYS="k0"),
+        m(topic="bad topic!", body=b"b"),
+        m(queue_id=1, body=b"c"),
+        m(queue_id=0, body=b"x" * (32 * 1024 + 1)),
+        m(queue_id=0, body=b"d", DELAY="2"),
+        m(queue_id=0, body=b"e"),
+    ]
+    results = await store.put_each(msgs)
+    settle(store)
+    assert [r.status for r in results] == [
+        PutStatus.OK, PutStatus.MESSAGE_ILLEGAL, PutStatus.OK, PutStatus.MESSAGE_ILLEGAL,
+        PutStatus.OK, PutStatus.OK,
+    ]  # fmt: skip
+    assert "bad topic!" in results[1].remark and "maxMessageSize" in results[3].remark
+    assert [r.queue_offset for r in results if r.ok] == [0, 0, 0, 1]  # the delayed one: its own
+    got = decode_records(store.get_message("T", 0, 0, 32).body())
+    assert [x.body for x in got] == [b"a", b"e"] and got[0].offset_msg_id == results[0].msg_id
+    assert store.query_message("T", "k0", 10, 0, FAR).physical_offsets == [
+        results[0].physical_offset
+    ]
+    assert await store.put_each([]) == []
 
 
 async def test_query_by_key_and_view_by_offset(store: MessageStore) -> None:

@@ -26,8 +26,16 @@ from rmqkit.remoting.tls_session import TlsGate
 log = logging.getLogger("rmqkit.remoting.server")
 
 Processor = Callable[[Connection, RemotingCommand], HandlerResult]
+RunProcessor = Callable[[Connection, list[RemotingCommand]], list[HandlerResult]]
+"""Several requests of one code from one read, answered together (`register(..., run=...)`)."""
 Guard = Callable[[Connection, RemotingCommand], RemotingCommand | None]
 """None lets a request through to its processor; a response refuses it."""
+
+
+def _failed(conn: Connection, cmds: list[RemotingCommand], exc: Exception) -> list[HandlerResult]:
+    log.error("request %d from %s failed", cmds[0].code, conn.peer, exc_info=exc)
+    remark = f"{type(exc).__name__}: {exc}"
+    return [cmd.response(ResponseCode.SYSTEM_ERROR, remark) for cmd in cmds]
 
 
 class RemotingServer(AsyncLifecycle):
@@ -49,6 +57,7 @@ class RemotingServer(AsyncLifecycle):
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
         self.processors: dict[int, Processor] = {}
+        self.run_processors: dict[int, RunProcessor] = {}
         self.connections: set[Connection] = set()
         self.on_disconnect: list[Callable[[Connection], None]] = []
         self.guard: Guard | None = None
@@ -57,9 +66,14 @@ class RemotingServer(AsyncLifecycle):
         self._gates: set[TlsGate] = set()
         """Accepted connections that have not sent their first byte yet (TLS or not?)."""
 
-    def register(self, code: int, processor: Processor) -> None:
-        """Route requests with `code` to `processor`."""
+    def register(self, code: int, processor: Processor, run: RunProcessor | None = None) -> None:
+        """Route requests with `code` to `processor`; with `run`, consecutive requests with
+        `code` in one read go to `run` together (see `Connection`)."""
         self.processors[int(code)] = processor
+        if run is None:
+            self.run_processors.pop(int(code), None)
+        else:
+            self.run_processors[int(code)] = run
 
     def _dispatch(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         if self.guard is not None:
@@ -73,6 +87,49 @@ class RemotingServer(AsyncLifecycle):
             )
         return processor(conn, cmd)
 
+    def _dispatch_run(self, conn: Connection, cmds: list[RemotingCommand]) -> list[HandlerResult]:
+        """The requests of one read: runs of one code to their run processor, the rest one by
+        one. A request that fails is answered SYSTEM_ERROR without failing the others."""
+        out: list[HandlerResult] = []
+        runs = self.run_processors
+        i, n = 0, len(cmds)
+        while i < n:
+            code = cmds[i].code
+            j = i + 1
+            run = runs.get(code)
+            if run is not None:
+                while j < n and cmds[j].code == code:
+                    j += 1
+            if run is not None and j - i > 1:
+                out.extend(self._run_group(conn, run, cmds[i:j]))
+            else:
+                for cmd in cmds[i:j]:
+                    try:
+                        out.append(self._dispatch(conn, cmd))
+                    except Exception as exc:
+                        out.append(_failed(conn, [cmd], exc)[0])
+            i = j
+        return out
+
+    def _run_group(
+        self, conn: Connection, run: RunProcessor, group: list[RemotingCommand]
+    ) -> list[HandlerResult]:
+        guard = self.guard
+        refusals = None if guard is None else [guard(conn, c) for c in group]
+        todo = (
+            group
+            if refusals is None
+            else [c for c, r in zip(group, refusals, strict=True) if r is None]
+        )
+        try:
+            results = run(conn, todo) if todo else []
+        except Exception as exc:
+            results = list(_failed(conn, todo, exc))
+        if refusals is None:
+            return results
+        answers = iter(results)
+        return [next(answers) if r is None else r for r in refusals]
+
     def _closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
         for cb in self.on_disconnect:
@@ -83,7 +140,10 @@ class RemotingServer(AsyncLifecycle):
 
     def _new_connection(self) -> Connection:
         conn = Connection(
-            self._dispatch, max_frame_bytes=self.max_frame_bytes, on_close=self._closed
+            self._dispatch,
+            run_handler=self._dispatch_run,
+            max_frame_bytes=self.max_frame_bytes,
+            on_close=self._closed,
         )
         self.connections.add(conn)
         return conn

@@ -271,9 +271,9 @@ class Broker(AsyncLifecycle):
         pull = PullProcessor(self)
         consumer = ConsumerProcessor(self)
         admin = AdminProcessor(self)
-        for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2,
-                     RequestCode.SEND_BATCH_MESSAGE):  # fmt: skip
-            self.server.register(code, send)
+        for code in (RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2):
+            self.server.register(code, send, run=send.run)  # a pipelining producer's sends
+        self.server.register(RequestCode.SEND_BATCH_MESSAGE, send)
         for code in (RequestCode.PULL_MESSAGE, RequestCode.LITE_PULL_MESSAGE):
             self.server.register(code, pull)
         for code in (RequestCode.HEART_BEAT, RequestCode.UNREGISTER_CLIENT,

@@ -101,7 +101,8 @@ class GroupCommitService:
 
     `flushed_pos` is only written on the event loop, from positions read before the sync. A
     waiter not released within `timeout_ms` gets FLUSH_DISK_TIMEOUT (one timer, armed for the
-    oldest deadline); its message stays stored and reaches the disk with a later round.
+    oldest deadline); its message stays stored, and the round in flight is followed by one more
+    for it when no later waiter asks for one.
     """
 
     name = "group-commit"
@@ -121,6 +122,8 @@ class GroupCommitService:
         """The files being synced now, each with the position it is synced to."""
         self._round_over: asyncio.Future[None] | None = None
         """Set for `stop`, which waits for the round in flight."""
+        self._wanted = 0
+        """The furthest offset any waiter asked for, timed out or not."""
 
     @property
     def running(self) -> bool:
@@ -143,6 +146,7 @@ class GroupCommitService:
             return fut
         deadline = loop.time() + self.timeout_s
         self._pending.append((deadline, fut, offset))
+        self._wanted = max(self._wanted, offset)
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         if self._round is None:
@@ -188,7 +192,9 @@ class GroupCommitService:
         if self._round_over is not None:
             self._round_over.set_result(None)
             self._round_over = None
-        elif self._pending and self.disk_sync is not None:
+        elif self.disk_sync is not None and (
+            self._pending or (error is None and self.queue.flushed_offset < self._wanted)
+        ):  # waiters, or the records of waiters that timed out (not after a failure: no loop)
             self._start_round()
 
     def _release(self) -> None:

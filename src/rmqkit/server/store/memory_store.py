@@ -77,6 +77,9 @@ class MemoryMessageStore:
             return routed
         return await self.put_messages([routed])
 
+    async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]:
+        return [await self.put_message(m) for m in msgs]
+
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
         if not msgs:
             return PutResult(PutStatus.MESSAGE_ILLEGAL, remark="an empty batch")

@@ -52,6 +52,7 @@ NO_ROOM_LOG_INTERVAL_S = 10.0
 """A full disk is logged (and retention woken) at most this often, not at every refused send."""
 MAX_FILTER_SCAN = 16_000
 """Entries one pull may skip over (filtered out) before answering, as RocketMQ does."""
+_OK = PutStatus.OK
 
 
 class MessageStore(Protocol):
@@ -61,6 +62,7 @@ class MessageStore(Protocol):
     async def stop(self) -> None: ...
     async def put_message(self, msg: MessageToStore) -> PutResult: ...
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult: ...
+    async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]: ...
     def get_message(
         self,
         topic: str,
@@ -469,40 +471,77 @@ class FileMessageStore:
 
     async def put_message(self, msg: MessageToStore) -> PutResult:
         """Append one message; with SYNC_FLUSH, return once it is on disk (or timed out)."""
+        refusal = self._state_refusal()
+        if refusal is not None:
+            return refusal
+        r = self._append_one(msg, self.clock_ms())
+        if r.status is not _OK:
+            return r
+        self._appended()
+        if self._waits and msg.wait_store_ok:
+            r.status = await self._wait_stored(r.physical_offset + r.size)
+        return r
+
+    async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]:
+        """Append each message as its own record, as `put_message` would one after another, and
+        wait once: for the flush (and the slave) of the last one that asks to wait.
+
+        The broker stores the sends of one read this way. Every message gets its own result;
+        a refused one does not stop the others. The records share one store timestamp.
+        """
+        refusal = self._state_refusal()
+        if refusal is not None:
+            return [refusal] * len(msgs)
+        now = self.clock_ms()
+        one = self._append_one
+        results = [one(m, now) for m in msgs]
+        wait_to = -1
+        stored = False
+        for m, r in zip(msgs, results, strict=True):
+            if r.status is _OK:
+                stored = True
+                if m.wait_store_ok:
+                    wait_to = r.physical_offset + r.size
+        if stored:
+            self._appended()
+        if self._waits and wait_to >= 0:
+            status = await self._wait_stored(wait_to)
+            if status is not _OK:
+                for m, r in zip(msgs, results, strict=True):
+                    if r.status is _OK and m.wait_store_ok:
+                        r.status = status
+        return results
+
+    def _append_one(self, msg: MessageToStore, now_ms: int) -> PutResult:
+        """Route, check and append one message: OK with its offsets and id, or the refusal.
+
+        The caller has checked the store's state; it wakes dispatch and waits for the flush.
+        One message always fits a segment (checked at start-up): `_refusal`'s batch checks
+        cannot refuse it.
+        """
         routed = route_delayed(msg, self._delay_levels)
         if routed is not msg:
             if isinstance(routed, PutResult):
                 return routed
             msg = routed
-        # One message always fits a segment (checked at start-up): `_refusal`'s batch checks
-        # cannot refuse it.
-        refusal = self._state_refusal() or check_message(
-            msg, self._max_message_size, self._valid_topics
-        )
+        refusal = check_message(msg, self._max_message_size, self._valid_topics)
         if refusal is not None:
             return refusal
         try:
-            a = self.commit_log.append(msg, self.clock_ms())
+            a = self.commit_log.append(msg, now_ms)
         except DiskFullError as exc:
             return self._no_room(exc)
-        if not (self._waits and msg.wait_store_ok):
-            # What `_finish` does for one message that waits for nothing, without its lists.
-            assert self.reput is not None
-            self.reput.wakeup()
-            for listener in self._append_listeners:
-                listener()
-            msg_id = f"{self._msg_id_prefix}{a.physical_offset:016X}"
-            return PutResult(
-                PutStatus.OK,
-                a.physical_offset,
-                a.queue_offset,
-                a.size,
-                a.store_timestamp,
-                msg_id,
-                1,
-                [msg_id],
-            )
-        return await self._finish([a], True)
+        msg_id = f"{self._msg_id_prefix}{a.physical_offset:016X}"
+        return PutResult(
+            _OK, a.physical_offset, a.queue_offset, a.size, a.store_timestamp, msg_id, 1, [msg_id]
+        )
+
+    def _appended(self) -> None:
+        """Records were appended: wake dispatch, and tell the listeners (replication)."""
+        assert self.reput is not None
+        self.reput.wakeup()
+        for listener in self._append_listeners:
+            listener()
 
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
         """Append a batch contiguously; offsets and id of the result are the first message's."""
@@ -531,24 +570,12 @@ class FileMessageStore:
         return PutResult(PutStatus.DISK_FULL, remark=str(exc))
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
-        assert self.reput is not None
-        self.reput.wakeup()
-        for listener in self._append_listeners:
-            listener()
+        self._appended()
         first = appended[0]
-        status = PutStatus.OK
+        status = _OK
         if wait and self._waits:
             last = appended[-1]
-            end = last.physical_offset + last.size
-            # Both waits run at once; a disk flush failure is reported before a slave's.
-            flushed = None if self._group_commit is None else self._group_commit.request(end)
-            replicated = None if self.transfer is None else self.transfer.request(end)
-            if flushed is not None:
-                status = await flushed
-            if replicated is not None:
-                replica_status = await replicated
-                if status is PutStatus.OK:
-                    status = replica_status
+            status = await self._wait_stored(last.physical_offset + last.size)
         prefix = self._msg_id_prefix
         ids = [f"{prefix}{a.physical_offset:016X}" for a in appended]
         return PutResult(
@@ -561,6 +588,20 @@ class FileMessageStore:
             len(appended),
             ids,
         )
+
+    async def _wait_stored(self, end: int) -> PutStatus:
+        """Wait until the log is flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`."""
+        # Both waits run at once; a disk flush failure is reported before a slave's.
+        flushed = None if self._group_commit is None else self._group_commit.request(end)
+        replicated = None if self.transfer is None else self.transfer.request(end)
+        status = _OK
+        if flushed is not None:
+            status = await flushed
+        if replicated is not None:
+            replica_status = await replicated
+            if status is _OK:
+                status = replica_status
+        return status
 
     # -- replication ------------------------------------------------------------------------------
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from rmqkit.server.store import FileMessageStore, PutStatus, disk_sync
 from rmqkit.server.store.flush import GroupTransfer
-from rmqkit.server.store.mapped_file import MappedFile
 from rmqkit.testing import check_for
 
+from ..store.conftest import hold_syncs
 from .conftest import MakeStore, msg
 
 
@@ -107,22 +106,14 @@ async def test_sync_flush_and_sync_master_report_the_disk_first(
         "m", "SYNC_MASTER", flush_disk_type="SYNC_FLUSH", sync_flush_timeout_ms=50
     )
     await s.start()
-    gate = threading.Event()
-    real_sync = MappedFile.sync
-
-    def stuck_sync(self: MappedFile) -> None:
-        gate.wait(5)
-        real_sync(self)
-
+    release = hold_syncs(monkeypatch)
     try:
-        monkeypatch.setattr(MappedFile, "sync", stuck_sync)
         r = await s.put_message(msg())  # no slave either: the disk is reported
         assert r.status is PutStatus.FLUSH_DISK_TIMEOUT and r.stored
-        gate.set()
-        monkeypatch.setattr(MappedFile, "sync", real_sync)
+        release()
         r = await s.put_message(msg())
         assert r.status is PutStatus.SLAVE_NOT_AVAILABLE
         assert s.commit_log.queue.flushed_offset == s.max_physical_offset
     finally:
-        gate.set()
+        release()
         await s.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from rmqkit.common.properties import encode_properties
 from rmqkit.server.store import FileMessageStore, MessageToStore, StoreSettings
+from rmqkit.server.store.mapped_file import MappedFile
 
 SMALL = {
     "mapped_file_size_commit_log_bytes": 64 * 1024,
@@ -20,6 +22,26 @@ SMALL = {
     "flush_interval_consume_queue_ms": 20,
     "flush_interval_commit_log_ms": 20,
 }
+
+
+def hold_syncs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Hold every CommitLog sync until the returned `release` is called (or 5 s pass).
+
+    Only a thread's fdatasync can be held up: patch `disk_sync.linux_aio` to None before the
+    store starts. Call this after it started (its start syncs too)."""
+    gate = threading.Event()
+    real_sync = MappedFile.sync
+
+    def stuck_sync(self: MappedFile) -> None:
+        gate.wait(5)
+        real_sync(self)
+
+    def release() -> None:
+        gate.set()
+        monkeypatch.setattr(MappedFile, "sync", real_sync)
+
+    monkeypatch.setattr(MappedFile, "sync", stuck_sync)
+    return release
 
 
 def small_settings(root: Path, **overrides: Any) -> StoreSettings:

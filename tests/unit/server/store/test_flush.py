@@ -18,7 +18,7 @@ from rmqkit.server.store.flush import GroupCommitService
 from rmqkit.server.store.mapped_file import MappedFile
 from rmqkit.testing import check_for
 
-from .conftest import msg
+from .conftest import hold_syncs, msg
 
 
 @pytest.fixture(params=["kernel AIO", "a thread"])
@@ -77,6 +77,18 @@ async def test_no_wait_messages_skip_the_flush_wait(make_store, engine: str) -> 
     await s.stop()
 
 
+async def test_put_each_waits_once_for_the_run(make_store, engine: str) -> None:  # type: ignore[no-untyped-def]
+    s = make_store(flush_disk_type="SYNC_FLUSH")
+    await s.start()
+    gc = _group_commit(s)
+    before = gc.groups
+    results = await s.put_each([msg(queue_id=i % 4, body=b"y" * 300) for i in range(40)])
+    assert [r.status for r in results] == [PutStatus.OK] * 40
+    assert s.commit_log.queue.flushed_offset >= results[-1].physical_offset + results[-1].size
+    assert gc.groups - before == 1  # one flush round for the forty
+    await s.stop()
+
+
 async def test_stop_answers_every_waiter_and_ends_the_engine(make_store, engine: str) -> None:  # type: ignore[no-untyped-def]
     threads = _sync_threads()
     s = make_store(flush_disk_type="SYNC_FLUSH")
@@ -99,19 +111,20 @@ async def test_slow_disk_answers_flush_disk_timeout_and_keeps_the_message(
     monkeypatch.setattr(disk_sync, "linux_aio", None)
     s = make_store(flush_disk_type="SYNC_FLUSH", sync_flush_timeout_ms=50)
     await s.start()
-    gate = threading.Event()
-    real_sync = MappedFile.sync
-
-    def stuck_sync(self: MappedFile) -> None:
-        gate.wait(5)
-        real_sync(self)
-
-    monkeypatch.setattr(MappedFile, "sync", stuck_sync)
+    release = hold_syncs(monkeypatch)
     r = await s.put_message(msg(body=b"slow"))
     assert r.status is PutStatus.FLUSH_DISK_TIMEOUT
     assert s.look_message_by_offset(r.physical_offset) is not None  # stored all the same
-    gate.set()
-    monkeypatch.setattr(MappedFile, "sync", real_sync)
+    # Stored together, the messages that wait time out; the one that does not wait is OK.
+    no_wait = msg(body=b"fire and forget")
+    no_wait.wait_store_ok = False
+    results = await s.put_each([msg(body=b"a"), no_wait, msg(topic="bad topic!"), msg(body=b"b")])
+    assert [r.status for r in results] == [
+        PutStatus.FLUSH_DISK_TIMEOUT, PutStatus.OK, PutStatus.MESSAGE_ILLEGAL,
+        PutStatus.FLUSH_DISK_TIMEOUT,
+    ]  # fmt: skip
+    assert all(s.look_message_by_offset(results[i].physical_offset) for i in (0, 1, 3))
+    release()
     await check_for(lambda: s.commit_log.queue.flushed_offset == s.max_physical_offset)
     assert (await s.put_message(msg())).status is PutStatus.OK
     await s.stop()

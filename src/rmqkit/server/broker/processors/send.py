@@ -12,8 +12,11 @@ checks (`store/timer.py`); refusals map to response codes in `_TIMER_CODES`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
+from collections.abc import Awaitable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,7 @@ from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import pack_host
 from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.remoting.eager import Suspended, start_eagerly
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.broker.transaction import to_half
 from rmqkit.server.store import MessageToStore, PutResult, PutStatus
@@ -41,6 +45,8 @@ from rmqkit.server.store.timer import (
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
+
+log = logging.getLogger("rmqkit.broker.send")
 
 NOT_SENDABLE = frozenset(
     {"SCHEDULE_TOPIC_XXXX", "RMQ_SYS_TRANS_HALF_TOPIC", "RMQ_SYS_TRANS_OP_HALF_TOPIC", TIMER_TOPIC}
@@ -116,6 +122,67 @@ class SendProcessor:
         )
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        msgs = self._prepare(conn, cmd)
+        if isinstance(msgs, RemotingCommand):
+            return msgs
+        return self._store(cmd, msgs)
+
+    def run(self, conn: Connection, cmds: list[RemotingCommand]) -> list[HandlerResult]:
+        """The sends of one read, stage by stage: every request checked and its message built,
+        then the single messages stored by one `put_each` (one flush wait under SYNC_FLUSH),
+        then all answered. Batch sends are stored one by one, as `__call__` does."""
+        out: list[HandlerResult] = []
+        singles: list[MessageToStore] = []
+        waiting: list[RemotingCommand] = []
+        for cmd in cmds:
+            msgs = self._prepare(conn, cmd)
+            if isinstance(msgs, RemotingCommand):
+                out.append(msgs)
+            elif len(msgs) == 1:
+                out.append(None)  # answered below, or later by `_answer_later`
+                singles.append(msgs[0])
+                waiting.append(cmd)
+            else:
+                out.append(self._store(cmd, msgs))
+        if not singles:
+            return out
+        try:
+            _, stored = start_eagerly(self.broker.store.put_each(singles))
+        except Exception as exc:  # not a store status: a fault; the other requests go on
+            log.error("storing %d sends failed", len(singles), exc_info=exc)
+            stored = [PutResult(PutStatus.UNKNOWN_ERROR, remark=repr(exc))] * len(singles)
+        if isinstance(stored, Suspended):  # waiting for the flush: one task for them all
+            conn.track(self._answer_later(conn, waiting, stored))
+            return out
+        answers = iter(self._answers(waiting, stored))
+        return [next(answers) if r is None else r for r in out]
+
+    def _answers(
+        self, cmds: list[RemotingCommand], results: list[PutResult]
+    ) -> list[RemotingCommand]:
+        self.broker.stats.put(sum(1 for r in results if r.status in STORED))
+        region, trace_on = self._region, self._trace_on
+        return [
+            put_status_response(c, r, region, trace_on) for c, r in zip(cmds, results, strict=True)
+        ]
+
+    async def _answer_later(
+        self, conn: Connection, cmds: list[RemotingCommand], pending: Awaitable[list[PutResult]]
+    ) -> None:
+        try:
+            results = await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("storing %d sends failed", len(cmds), exc_info=exc)
+            results = [PutResult(PutStatus.UNKNOWN_ERROR, remark=repr(exc))] * len(cmds)
+        for cmd, answer in zip(cmds, self._answers(cmds, results), strict=True):
+            conn.reply(cmd, answer)
+
+    def _prepare(
+        self, conn: Connection, cmd: RemotingCommand
+    ) -> list[MessageToStore] | RemotingCommand:
+        """The message(s) a send request asks to store, or the refusal to answer with."""
         try:
             header = Header(cmd.ext_fields) if cmd.code == _SEND_MESSAGE else Header.of_send_v2(cmd)
             topic = header.text("topic")
@@ -147,10 +214,9 @@ class SendProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
         except CorruptRecordError as exc:
             return cmd.response(ResponseCode.MESSAGE_ILLEGAL, f"the batch body is malformed: {exc}")
-        if isinstance(msgs, RemotingCommand):
-            return msgs
-        cmd.ext_fields["queueId"] = str(queue_id)
-        return self._store(cmd, msgs)
+        if not isinstance(msgs, RemotingCommand):
+            cmd.ext_fields["queueId"] = str(queue_id)
+        return msgs
 
     async def _store(self, cmd: RemotingCommand, msgs: list[MessageToStore]) -> RemotingCommand:
         store = self.broker.store
