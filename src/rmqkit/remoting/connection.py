@@ -187,7 +187,7 @@ class Connection(asyncio.Protocol):
         try:
             result = self.handler(self, cmd)
         except Exception as exc:
-            result = self._failed(cmd, exc)
+            result = self.failed([cmd], exc)[0]
         self._finish(cmd, result)
 
     def _handle_run(self, cmds: list[RemotingCommand]) -> None:
@@ -195,13 +195,15 @@ class Connection(asyncio.Protocol):
         try:
             results = self.run_handler(self, cmds)
         except Exception as exc:  # a fault of the run handler's own: each request fails
-            results = [self._failed(cmd, exc) for cmd in cmds]
+            results = list(self.failed(cmds, exc))
         for cmd, result in zip(cmds, results, strict=True):
             self._finish(cmd, result)
 
-    def _failed(self, cmd: RemotingCommand, exc: Exception) -> RemotingCommand:
-        log.error("request %d from %s failed", cmd.code, self.peer, exc_info=exc)
-        return cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+    def failed(self, cmds: list[RemotingCommand], exc: Exception) -> list[RemotingCommand]:
+        """Log `exc` once; the SYSTEM_ERROR answers to the requests it failed."""
+        log.error("request %d from %s failed", cmds[0].code, self.peer, exc_info=exc)
+        remark = f"{type(exc).__name__}: {exc}"
+        return [cmd.response(ResponseCode.SYSTEM_ERROR, remark) for cmd in cmds]
 
     def _finish(self, cmd: RemotingCommand, result: HandlerResult) -> None:
         """Answer `cmd` with `result`: now, or from a task once an awaitable result is ready."""
@@ -209,7 +211,7 @@ class Connection(asyncio.Protocol):
             try:
                 _, result = start_eagerly(result)
             except Exception as exc:
-                result = self._failed(cmd, exc)
+                result = self.failed([cmd], exc)[0]
         if isinstance(result, RemotingCommand) or result is None:
             self.reply(cmd, result)
         else:
@@ -230,7 +232,7 @@ class Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            result = self._failed(cmd, exc)
+            result = self.failed([cmd], exc)[0]
         self.reply(cmd, result)
 
     def reply(self, cmd: RemotingCommand, response: RemotingCommand | None) -> None:

@@ -32,12 +32,6 @@ Guard = Callable[[Connection, RemotingCommand], RemotingCommand | None]
 """None lets a request through to its processor; a response refuses it."""
 
 
-def _failed(conn: Connection, cmds: list[RemotingCommand], exc: Exception) -> list[HandlerResult]:
-    log.error("request %d from %s failed", cmds[0].code, conn.peer, exc_info=exc)
-    remark = f"{type(exc).__name__}: {exc}"
-    return [cmd.response(ResponseCode.SYSTEM_ERROR, remark) for cmd in cmds]
-
-
 class RemotingServer(AsyncLifecycle):
     """Listens on `host:port` (port 0 picks a free one; `port` tells which)."""
 
@@ -107,7 +101,7 @@ class RemotingServer(AsyncLifecycle):
                     try:
                         out.append(self._dispatch(conn, cmd))
                     except Exception as exc:
-                        out.append(_failed(conn, [cmd], exc)[0])
+                        out.append(conn.failed([cmd], exc)[0])
             i = j
         return out
 
@@ -124,7 +118,7 @@ class RemotingServer(AsyncLifecycle):
         try:
             results = run(conn, todo) if todo else []
         except Exception as exc:
-            results = list(_failed(conn, todo, exc))
+            results = list(conn.failed(todo, exc))
         if refusals is None:
             return results
         answers = iter(results)

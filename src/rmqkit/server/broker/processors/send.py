@@ -104,6 +104,12 @@ def put_status_response(
     return cmd.response(code, None if status is _OK else status.name, ext)
 
 
+def _store_failed(count: int, exc: Exception) -> list[PutResult]:
+    """The results of `count` sends whose store call raised (a fault, not a store status)."""
+    log.error("storing %d sends failed", count, exc_info=exc)
+    return [PutResult(PutStatus.UNKNOWN_ERROR, remark=repr(exc))] * count
+
+
 class SendProcessor:
     """Serves the three send codes."""
 
@@ -149,8 +155,7 @@ class SendProcessor:
         try:
             _, stored = start_eagerly(self.broker.store.put_each(singles))
         except Exception as exc:  # not a store status: a fault; the other requests go on
-            log.error("storing %d sends failed", len(singles), exc_info=exc)
-            stored = [PutResult(PutStatus.UNKNOWN_ERROR, remark=repr(exc))] * len(singles)
+            stored = _store_failed(len(singles), exc)
         if isinstance(stored, Suspended):  # waiting for the flush: one task for them all
             conn.track(self._answer_later(conn, waiting, stored))
             return out
@@ -174,8 +179,7 @@ class SendProcessor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("storing %d sends failed", len(cmds), exc_info=exc)
-            results = [PutResult(PutStatus.UNKNOWN_ERROR, remark=repr(exc))] * len(cmds)
+            results = _store_failed(len(cmds), exc)
         for cmd, answer in zip(cmds, self._answers(cmds, results), strict=True):
             conn.reply(cmd, answer)
 
