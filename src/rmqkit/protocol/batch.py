@@ -17,6 +17,7 @@ from rmqkit.errors import CorruptRecordError
 _ENTRY_HEAD = struct.Struct(">iiiii")
 """total_size, magic, body_crc, flag, body_length: 20 bytes."""
 _PROPS_LEN = struct.Struct(">h")
+_MIN_ENTRY = _ENTRY_HEAD.size + _PROPS_LEN.size
 
 
 @dataclass(slots=True)
@@ -42,29 +43,33 @@ def encode_batch(entries: list[BatchEntry]) -> bytes:
 
 
 def decode_batch(body: bytes | memoryview) -> list[BatchEntry]:
-    """The messages of a batch body; raises `CorruptRecordError` when the sizes do not add up."""
-    view = memoryview(body)
+    """The messages of a batch body; raises `CorruptRecordError` when the sizes do not add up.
+
+    Slices of `bytes` copy once, where a memoryview's slice would make a view and then a copy:
+    that halves the cost of an entry, which the broker pays for every message of a batch.
+    """
+    if not isinstance(body, bytes):
+        body = bytes(body)
     out: list[BatchEntry] = []
     pos = 0
-    n = len(view)
+    n = len(body)
+    unpack = _ENTRY_HEAD.unpack_from
     while pos < n:
-        if n - pos < _ENTRY_HEAD.size + _PROPS_LEN.size:
+        if n - pos < _MIN_ENTRY:
             raise CorruptRecordError(f"batch entry {len(out)} is cut short at byte {pos}")
-        size, _magic, _crc, flag, blen = _ENTRY_HEAD.unpack_from(view, pos)
+        size, _magic, _crc, flag, blen = unpack(body, pos)
         end = pos + size
         p = pos + _ENTRY_HEAD.size
-        if size < _ENTRY_HEAD.size + _PROPS_LEN.size or end > n or blen < 0 or p + blen + 2 > end:
+        q = p + blen  # properties_length
+        if size < _MIN_ENTRY or end > n or blen < 0 or q + 2 > end:
             raise CorruptRecordError(f"batch entry {len(out)} has inconsistent sizes at byte {pos}")
-        data = bytes(view[p : p + blen])
-        p += blen
-        (plen,) = _PROPS_LEN.unpack_from(view, p)
-        p += 2
-        if plen < 0 or p + plen != end:
+        plen = (body[q] << 8) | body[q + 1]
+        if plen & 0x8000 or q + 2 + plen != end:  # a negative short, or not up to the end
             raise CorruptRecordError(f"batch entry {len(out)} properties do not fit at byte {pos}")
         try:
-            props = bytes(view[p:end]).decode("utf-8")
+            props = body[q + 2 : end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CorruptRecordError(f"batch entry {len(out)} properties are not UTF-8") from exc
-        out.append(BatchEntry(body=data, properties=props, flag=flag))
+        out.append(BatchEntry(body[p:q], props, flag))
         pos = end
     return out

@@ -61,3 +61,18 @@ def test_garbage_batch_raises_only_corrupt_record_error(data: bytes) -> None:
         decode_batch(data)
     except CorruptRecordError:
         pass
+
+
+def test_batch_from_a_view_decodes_as_from_bytes() -> None:
+    body = encode_batch([BatchEntry(b"ab", "TAGS\x01x\x02", 1), BatchEntry(b"", "", 2)])
+    assert decode_batch(memoryview(body)) == decode_batch(body) == [
+        BatchEntry(b"ab", "TAGS\x01x\x02", 1),
+        BatchEntry(b"", "", 2),
+    ]
+
+
+def test_a_negative_properties_length_is_corrupt() -> None:
+    # properties_length 0x8000 is -32768 as Java's short: never a length.
+    body = struct.pack(">iiiii", 20 + 2, 0, 0, 0, 0) + struct.pack(">H", 0x8000)
+    with pytest.raises(CorruptRecordError, match="properties do not fit"):
+        decode_batch(body)
