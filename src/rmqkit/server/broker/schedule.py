@@ -23,7 +23,7 @@ from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.record import StoredMessage, decode_record
 from rmqkit.server.broker.json_file import load_json, save_json
 from rmqkit.server.service import Service
-from rmqkit.server.store import FileMessageStore, MessageToStore, PutStatus
+from rmqkit.server.store import FileMessageStore, MessageToStore, PutResult, PutStatus
 from rmqkit.server.store.dispatch import DispatchRequest
 from rmqkit.server.store.results import STORED
 
@@ -112,8 +112,11 @@ class ScheduleService(Service):
         await super()._wait(min(interval_s, self._sleep_s))
 
     async def _deliver(self, phys: int, size: int, level: int) -> bool:
-        moved = await move_to_real_topic(
-            self.broker.store, phys, size, f"delayed message (level {level})", _clear_delay
+        store = self.broker.store
+        what = f"delayed message (level {level})"
+        msg = real_message(store, phys, size, what, _clear_delay)
+        moved = (
+            Moved.SKIPPED if msg is None else put_outcome(await store.put_message(msg), what, phys)
         )
         if moved is Moved.RETRY:
             return False
@@ -146,7 +149,7 @@ def _clear_delay(m: StoredMessage, props: dict[str, str]) -> None:
         props.pop(key, None)
 
 
-async def move_to_real_topic(
+def real_message(
     store: FileMessageStore,
     phys: int,
     size: int,
@@ -154,8 +157,9 @@ async def move_to_real_topic(
     edit: Callable[[StoredMessage, dict[str, str]], None],
     *,
     expect: tuple[str, int] | None = None,
-) -> Moved:
-    """Re-put the record at `phys` into its REAL_TOPIC / REAL_QID (both keys dropped).
+) -> MessageToStore | None:
+    """The copy of the record at `phys` for its REAL_TOPIC / REAL_QID (both keys dropped), or
+    None (logged) when the record is gone, corrupt or has no real topic.
 
     `edit` adjusts the other properties first. The copy keeps body, flag, sys flag, born time and
     host and reconsume times, and does not wait for a flush (RocketMQ sets waitStoreMsgOK false).
@@ -165,35 +169,43 @@ async def move_to_real_topic(
     rec = store.commit_log.read(phys, size)
     if rec is None:
         log.warning("%s at %d is gone; skipping it", what, phys)
-        return Moved.SKIPPED
+        return None
     try:
         m = decode_record(rec, inflate=False)
     except CorruptRecordError as exc:
         log.error("%s at %d is corrupt (%s); skipping it", what, phys, exc)
-        return Moved.SKIPPED
+        return None
     if expect is not None and (m.topic, m.queue_offset) != expect:
         log.error("%s at %d is %s #%d, not %s #%d; skipping it", what, phys, m.topic,
                   m.queue_offset, *expect)  # fmt: skip
-        return Moved.SKIPPED
+        return None
     props = dict(m.properties)
     topic = props.pop(Prop.REAL_TOPIC, None)
     qid = props.pop(Prop.REAL_QUEUE_ID, None)
     if topic is None or qid is None or not qid.lstrip("-").isdigit():
         log.error("%s at %d has no real topic; skipping it", what, phys)
-        return Moved.SKIPPED
+        return None
     edit(m, props)
-    msg = MessageToStore(
+    return MessageToStore(
         topic, int(qid), m.body, encode_properties(props), m.flag, m.sys_flag,
         m.born_timestamp, m.born_host, m.reconsume_times, m.prepared_transaction_offset,
         m.body_crc, False,
     )  # fmt: skip
-    r = await store.put_message(msg)
+
+
+def put_outcome(r: PutResult, what: str, phys: int, *, quiet: bool = False) -> Moved:
+    """What the store's answer `r` to the copy of the record at `phys` means for it.
+
+    A refusal for good is logged; one for now too, unless `quiet` (a caller that had the same
+    answer for an earlier message of the pass has said it already).
+    """
     if r.status in _STORED:
         return Moved.DONE
     if r.status in _FOR_GOOD:
         log.error("%s at %d refused by the store for good: %s %s", what, phys, r.status, r.remark)
         return Moved.SKIPPED
-    log.warning("%s at %d not delivered yet: %s %s", what, phys, r.status, r.remark)
+    if not quiet:
+        log.warning("%s at %d not delivered yet: %s %s", what, phys, r.status, r.remark)
     return Moved.RETRY
 
 

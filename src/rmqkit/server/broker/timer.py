@@ -3,11 +3,11 @@
 The send path stores a timed message in `rmq_sys_wheel_timer` (`store/timer.py`). This service
 reads that queue in order and files each message under its slot in a `TimerIndex` on disk (the
 TimerLog and the wheel, `store/timer_index.py`): the broker holds no memory per pending message.
-Once a slot has passed, its messages are read into a small in-memory `TimerWheel` and moved one
-by one to their real topic with `move_to_real_topic` (shared with the delay levels), adding
-TIMER_ENQUEUE_MS and TIMER_DEQUEUE_MS. Progress is kept in `config/timerCheckpoint.json`, written
-atomically after every delivery: a restart, even after SIGKILL, loses nothing and repeats at most
-what was delivered after the last checkpoint.
+Once a slot has passed, its messages are read into a small in-memory `TimerWheel` and moved to
+their real topic, a slot's together (`real_message` and `put_outcome`, shared with the delay
+levels), adding TIMER_ENQUEUE_MS and TIMER_DEQUEUE_MS. Progress is kept in
+`config/timerCheckpoint.json`, written atomically after every delivery: a restart, even after
+SIGKILL, loses nothing and repeats at most what was delivered after the last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from rmqkit.errors import DiskFullError
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.server.broker.json_file import load_json, save_json
-from rmqkit.server.broker.schedule import Moved, move_to_real_topic
+from rmqkit.server.broker.schedule import Moved, put_outcome, real_message
 from rmqkit.server.service import Service
 from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, scan_record
 from rmqkit.server.store.timer import (
@@ -38,7 +38,7 @@ from rmqkit.server.store.timer_log import UNITS_PER_FILE
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
-    from rmqkit.server.store import FileMessageStore
+    from rmqkit.server.store import FileMessageStore, MessageToStore
     from rmqkit.server.store.consume_queue import ConsumeQueue
 
 log = logging.getLogger("rmqkit.broker.timer")
@@ -53,6 +53,7 @@ CLEANUP_S = 60.0
 """How often TimerLog files whose slots have all passed are looked for."""
 TPS_WINDOW_S = 10.0
 DEFAULT_MAX_DELAY_MS = 3 * 24 * 3600 * 1000
+_WHAT = "timer message"
 
 
 def _now_ms() -> int:
@@ -241,38 +242,69 @@ class TimerService(Service):
                 self.wheel.add(slot_ms, e)
 
     async def _deliver_due(self, store: FileMessageStore, now: int) -> tuple[int, bool]:
-        """Deliver passed slots, up to MAX_PER_PASS messages; (delivered, more remain)."""
+        """Deliver passed slots, up to MAX_PER_PASS messages; (delivered, more remain).
+
+        A slot's messages go to the store together (`put_each`: one append pass, one dispatch
+        wake-up). Those it refuses for now go back to the front of their slot, and the pass
+        ends there; a message of the same call that the store did take stays delivered, so
+        after such a refusal (a disk that filled up mid-call) a slot may go out of order.
+        """
         n = 0
         wheel = self.wheel
-        while (slot := wheel.pop_due(now)) is not None:
+        while n < MAX_PER_PASS and (slot := wheel.pop_due(now)) is not None:
             out_ms, entries = slot
-            for i, entry in enumerate(entries):
-                if n >= MAX_PER_PASS:
-                    wheel.put_back(out_ms, entries[i:])
-                    return n, True
-                moved = await self._deliver(store, entry)
-                if moved is Moved.RETRY:
-                    wheel.put_back(out_ms, entries[i:])
-                    self._retry_at = now + RETRY_MS
-                    return n, False
-                wheel.done(entry)
-                n += 1
+            room = MAX_PER_PASS - n
+            if len(entries) > room:
+                wheel.put_back(out_ms, entries[room:])
+                entries = entries[:room]
+            again = await self._deliver(store, entries)
+            n += len(entries) - len(again)
+            if again:
+                wheel.put_back(out_ms, again)
+                self._retry_at = now + RETRY_MS
+                return n, False
+        if n >= MAX_PER_PASS:
+            return n, True
         due = self.index.next_due()
         return n, due is not None and due <= now
 
-    async def _deliver(self, store: FileMessageStore, entry: Entry) -> Moved:
+    async def _deliver(self, store: FileMessageStore, entries: list[Entry]) -> list[Entry]:
+        """Move these entries' messages to their real topics; the entries to try again later
+        (in their order). Delivered and skipped ones are done."""
+        now = str(_now_ms())
+
         def stamp(m: StoredMessage, props: dict[str, str]) -> None:
             props[TIMER_ENQUEUE_MS] = str(m.store_timestamp)
-            props[TIMER_DEQUEUE_MS] = str(_now_ms())
+            props[TIMER_DEQUEUE_MS] = now
 
-        moved = await move_to_real_topic(
-            store, entry[1], entry[2], "timer message", stamp,
-            expect=(TIMER_TOPIC, entry[0]),
-        )  # fmt: skip
-        if moved is Moved.DONE:
-            self.delivered += 1
-            self.broker.stats.put(1)
-        return moved
+        wheel = self.wheel
+        msgs: list[MessageToStore] = []
+        sent: list[Entry] = []
+        for entry in entries:
+            msg = real_message(
+                store, entry[1], entry[2], _WHAT, stamp, expect=(TIMER_TOPIC, entry[0])
+            )
+            if msg is None:
+                wheel.done(entry)  # skipped, logged
+            else:
+                msgs.append(msg)
+                sent.append(entry)
+        if not msgs:
+            return []
+        results = await store.put_each(msgs)
+        again: list[Entry] = []
+        delivered = 0
+        for entry, r in zip(sent, results, strict=True):
+            moved = put_outcome(r, _WHAT, entry[1], quiet=bool(again))
+            if moved is Moved.RETRY:
+                again.append(entry)
+                continue
+            wheel.done(entry)
+            if moved is Moved.DONE:
+                delivered += 1
+        self.delivered += delivered
+        self.broker.stats.put(delivered)
+        return again
 
     # -- progress and figures -------------------------------------------------------------------
 

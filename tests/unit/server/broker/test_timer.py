@@ -173,40 +173,98 @@ async def test_slots_larger_than_a_pass_are_delivered_whole_and_in_order(
     assert [m.body for m in arrived(store)] == [str(i).encode() for i in range(10)]
 
 
+def patch_put_each(
+    store: FileMessageStore,
+    monkeypatch: pytest.MonkeyPatch,
+    refuse: Callable[[MessageToStore], PutStatus | None],
+) -> list[list[bytes]]:
+    """Deliveries go through `put_each`: refuse the messages `refuse` names a status for (the
+    others are stored); returns the bodies of every call to the real topic."""
+    real_put_each: Callable[[list[MessageToStore]], Any] = store.put_each
+    calls: list[list[bytes]] = []
+
+    async def put_each(msgs: list[MessageToStore]) -> list[PutResult]:
+        if any(m.topic == "Real" for m in msgs):
+            calls.append([m.body for m in msgs])
+        out: list[PutResult | None] = []
+        for m in msgs:
+            status = refuse(m)
+            out.append(None if status is None else PutResult(status, remark="refused"))
+        stored = iter(await real_put_each([m for m, r in zip(msgs, out, strict=True) if r is None]))
+        return [next(stored) if r is None else r for r in out]
+
+    monkeypatch.setattr(store, "put_each", put_each)
+    return calls
+
+
 async def test_a_refusing_store_is_tried_again_and_nothing_is_lost(
     store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(timer_module, "RETRY_MS", 50)
-    real_put: Callable[[MessageToStore], Any] = store.put_message
-    refusals: list[bytes] = []
+    calls: list[list[bytes]] = []
 
-    async def flaky(msg: MessageToStore) -> PutResult:
-        if msg.topic == "Real" and len(refusals) < 3:
-            refusals.append(msg.body)
-            return PutResult(PutStatus.SERVICE_NOT_AVAILABLE, remark="disk full")
-        return cast(PutResult, await real_put(msg))
+    def stopped(m: MessageToStore) -> PutStatus | None:  # the first three calls: all refused
+        return PutStatus.SERVICE_NOT_AVAILABLE if len(calls) <= 3 else None
 
-    monkeypatch.setattr(store, "put_message", flaky)
+    calls = patch_put_each(store, monkeypatch, stopped)
     await put_timed(store, b"p", 20)
     await put_timed(store, b"q", 20)
     svc = service(store, tmp_path)
     svc.load()
     async with svc:
         await check_for(lambda: len(arrived(store)) == 2, timeout=5)
-    assert refusals == [b"p", b"p", b"p"] and [m.body for m in arrived(store)] == [b"p", b"q"]
+    assert len(calls) >= 4 and all(c[0] == b"p" for c in calls[:4])  # p first, every time
+    assert [m.body for m in arrived(store)] == [b"p", b"q"] and svc.delivered == 2
+
+
+async def test_a_call_refused_in_part_delivers_the_rest_later(
+    store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timer_module, "RETRY_MS", 50)
+    tries: list[bytes] = []
+
+    def full_once(m: MessageToStore) -> PutStatus | None:
+        if m.topic == "Real" and m.body == b"big" and b"big" not in tries:
+            tries.append(m.body)
+            return PutStatus.DISK_FULL  # no room for it now; the smaller ones fit
+        return None
+
+    calls = patch_put_each(store, monkeypatch, full_once)
+    for body in (b"a", b"big", b"c"):
+        await put_timed(store, body, 20)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 3, timeout=5)
+        await check_for(lambda: svc.pending == 0, timeout=5)
+    assert sorted(m.body for m in arrived(store)) == [b"a", b"big", b"c"]  # each once
+    refused = next(i for i, c in enumerate(calls) if b"big" in c)
+    assert calls[refused + 1][0] == b"big"  # back at the front of its slot, tried first
+    assert svc.delivered == 3 and cast(FakeBroker, svc.broker).stats.messages_put == 3
+
+
+async def test_a_slot_goes_to_the_store_in_one_call(
+    store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = patch_put_each(store, monkeypatch, lambda m: None)
+    for i in range(40):
+        await put_timed(store, str(i).encode(), 300)
+    svc = service(store, tmp_path)
+    svc.load()
+    async with svc:
+        await check_for(lambda: len(arrived(store)) == 40, timeout=5)
+    assert [m.body for m in arrived(store)] == [str(i).encode() for i in range(40)]
+    assert len(calls) <= 2  # the 40 asked for one time: one slot, or two at a boundary
 
 
 async def test_a_message_refused_for_good_is_dropped_not_retried_forever(
     store: FileMessageStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_put: Callable[[MessageToStore], Any] = store.put_message
+    def picky(m: MessageToStore) -> PutStatus | None:
+        bad = m.topic == "Real" and m.body == b"bad"
+        return PutStatus.PROPERTIES_SIZE_EXCEEDED if bad else None
 
-    async def picky(msg: MessageToStore) -> PutResult:
-        if msg.topic == "Real" and msg.body == b"bad":
-            return PutResult(PutStatus.PROPERTIES_SIZE_EXCEEDED, remark="too big")
-        return cast(PutResult, await real_put(msg))
-
-    monkeypatch.setattr(store, "put_message", picky)
+    patch_put_each(store, monkeypatch, picky)
     await put_timed(store, b"bad", 20)
     await put_timed(store, b"good", 40)
     svc = service(store, tmp_path)
