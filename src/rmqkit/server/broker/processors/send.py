@@ -86,8 +86,6 @@ _V1_KEYS = (
     "topic", "queueId", "sysFlag", "bornTimestamp", "flag", "properties", "reconsumeTimes",
     "batch",
 )  # fmt: skip
-_NOT_PLAIN = ("TIMER_", Prop.TRANSACTION_PREPARED)
-"""Properties that send a message down the general path (timer routing, half messages)."""
 
 
 def _prop(props: str, key: str) -> str | None:
@@ -269,7 +267,7 @@ class SendProcessor:
         batch = get(keys[7])
         if topic is None or (batch is not None and batch != "false"):
             return None
-        if _NOT_PLAIN[0] in props or _NOT_PLAIN[1] in props:
+        if "TIMER_" in props or Prop.TRANSACTION_PREPARED in props:  # timed, or half: general path
             return None
         cfg = self.broker.topics.get(topic)
         if cfg is None or not perm_writable(cfg.perm) or self._check_broker(cmd, topic):
