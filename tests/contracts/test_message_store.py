@@ -20,7 +20,7 @@ from rmqkit.server.store import (
 )
 from rmqkit.server.store.dispatch import DispatchRequest
 from rmqkit.server.store.memory_store import MemoryMessageStore
-from rmqkit.server.store.message_store import MessageStore
+from rmqkit.server.store.store_api import MessageStore
 
 CLOCK = 1_750_000_000_000
 FAR = 2**62

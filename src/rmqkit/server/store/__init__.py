@@ -2,9 +2,10 @@
 
 from rmqkit.server.store.filter import MessageFilter, TagFilter
 from rmqkit.server.store.message import MessageToStore
-from rmqkit.server.store.message_store import FileMessageStore, MessageStore
+from rmqkit.server.store.message_store import FileMessageStore
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.settings import StoreSettings
+from rmqkit.server.store.store_api import MessageStore
 
 __all__ = [
     "FileMessageStore",

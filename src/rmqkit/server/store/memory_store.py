@@ -26,8 +26,8 @@ from rmqkit.server.store.delay import (
 from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.message import MessageToStore
-from rmqkit.server.store.message_store import check_message, classify_offset
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
+from rmqkit.server.store.store_api import check_message, classify_offset
 
 Entry = tuple[int, int, int]
 """(physical offset, size, tags code): a ConsumeQueue entry."""

@@ -1,4 +1,4 @@
-"""The message store a broker talks to: the `MessageStore` protocol and its file implementation.
+"""The file-backed message store (the `MessageStore` protocol is in `store_api.py`).
 
 `FileMessageStore` wires the CommitLog, the ConsumeQueues, the IndexFiles, the reput dispatcher,
 flushing, the checkpoint, recovery and retention (RocketMQ `DefaultMessageStore`).
@@ -12,19 +12,11 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
-from rmqkit.common.names import SCHEDULE_TOPIC, topic_problem
+from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.errors import ConfigurationError, DiskFullError, StoreClosedError
 from rmqkit.protocol.message_id import offset_msg_id_prefix
-from rmqkit.protocol.record import (
-    MAX_PROPERTIES_BYTES,
-    MIN_BLANK_BYTES,
-    Host,
-    as_host,
-    decode_record,
-    record_size,
-)
+from rmqkit.protocol.record import MIN_BLANK_BYTES, Host, as_host, decode_record, record_size
 from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
@@ -44,6 +36,7 @@ from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.retention import CleanService, DiskUsage, disk_usage_of
 from rmqkit.server.store.settings import BrokerRole, StoreSettings
+from rmqkit.server.store.store_api import check_message, classify_offset, largest_record_bytes
 from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
@@ -53,86 +46,6 @@ NO_ROOM_LOG_INTERVAL_S = 10.0
 MAX_FILTER_SCAN = 16_000
 """Entries one pull may skip over (filtered out) before answering, as RocketMQ does."""
 _OK = PutStatus.OK
-
-
-class MessageStore(Protocol):
-    """What the broker needs of a store; `FileMessageStore` and `MemoryMessageStore` provide it."""
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def put_message(self, msg: MessageToStore) -> PutResult: ...
-    async def put_messages(self, msgs: list[MessageToStore]) -> PutResult: ...
-    async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]: ...
-    def get_message(
-        self,
-        topic: str,
-        queue_id: int,
-        offset: int,
-        max_msgs: int,
-        message_filter: MessageFilter | None = None,
-    ) -> GetResult: ...
-    def get_max_offset(self, topic: str, queue_id: int) -> int: ...
-    def get_min_offset(self, topic: str, queue_id: int) -> int: ...
-    def get_offset_by_time(self, topic: str, queue_id: int, timestamp_ms: int) -> int: ...
-    def get_earliest_store_time(self, topic: str, queue_id: int) -> int: ...
-    def get_store_time(self, topic: str, queue_id: int, offset: int) -> int: ...
-    def look_message_by_offset(self, physical_offset: int) -> memoryview | None: ...
-    def query_message(
-        self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
-    ) -> QueryResult: ...
-    def add_dispatch_listener(self, listener: Dispatcher) -> None: ...
-    @property
-    def max_physical_offset(self) -> int: ...
-    @property
-    def min_physical_offset(self) -> int: ...
-
-
-def check_message(msg: MessageToStore, max_size: int, valid_topics: set[str]) -> PutResult | None:
-    """A refusal for a message the store must not take, or None."""
-    if msg.topic not in valid_topics:
-        problem = topic_problem(msg.topic)
-        if problem:
-            return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=problem)
-        if len(valid_topics) < 100_000:
-            valid_topics.add(msg.topic)
-    if len(msg.body) > max_size:
-        return PutResult(
-            PutStatus.MESSAGE_ILLEGAL,
-            remark=f"the body is {len(msg.body)} bytes; maxMessageSize is {max_size}",
-        )
-    if len(msg.properties) > MAX_PROPERTIES_BYTES // 3 and (
-        len(msg.properties.encode("utf-8")) > MAX_PROPERTIES_BYTES
-    ):
-        return PutResult(
-            PutStatus.PROPERTIES_SIZE_EXCEEDED,
-            remark=f"the properties take more than {MAX_PROPERTIES_BYTES} bytes",
-        )
-    if msg.queue_id < 0:
-        return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=f"queue id {msg.queue_id} is negative")
-    return None
-
-
-def largest_record_bytes(max_body: int) -> int:
-    """The size of a record with the largest body, topic and properties allowed (IPv6 hosts)."""
-    return record_size(max_body, 127, MAX_PROPERTIES_BYTES, 0x30)
-
-
-def classify_offset(offset: int, lo: int, hi: int) -> GetResult | None:
-    """The answer for an offset outside `[lo, hi)`, with the corrected next offset; else None.
-
-    RocketMQ's rules: an empty queue answers NO_MESSAGE_IN_QUEUE; below the minimum, the
-    minimum; exactly at the end, wait there; past the end, back to 0 if nothing was ever
-    deleted, else to the end.
-    """
-    if hi == 0:
-        return GetResult(GetStatus.NO_MESSAGE_IN_QUEUE, 0, lo, hi)
-    if offset < lo:
-        return GetResult(GetStatus.OFFSET_TOO_SMALL, lo, lo, hi)
-    if offset == hi:
-        return GetResult(GetStatus.OFFSET_OVERFLOW_ONE, offset, lo, hi)
-    if offset > hi:
-        return GetResult(GetStatus.OFFSET_OVERFLOW_BADLY, lo if lo == 0 else hi, lo, hi)
-    return None
 
 
 class FileMessageStore:
