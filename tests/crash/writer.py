@@ -43,6 +43,7 @@ from rmqkit.server.store import (
     index_file,
 )
 from rmqkit.server.store.index_file import IndexFile
+from rmqkit.server.store.mapped_file import MappedFile
 
 FlushType = Literal["SYNC_FLUSH", "ASYNC_FLUSH"]
 
@@ -216,8 +217,10 @@ def arm_fault(spec: str) -> None:
 
     `create:SIZE:N`: at the Nth new SIZE-byte file, after it was created and before it is sized.
     `shrink:SIZE:N`: at the Nth `zero_from` of a SIZE-byte file, between its shrink and regrow.
-    `tear:0:N`: while the Nth record is encoded, once all of it but the second half of its
-    properties is written: what a kill in the middle of copying a record leaves behind.
+    `tear:0:N`: once the Nth record is written but for the second half of its properties, and
+    before the size and magic of its append's first record: what a kill in the middle of
+    copying a record leaves behind (packed into the mapping under ASYNC_FLUSH, copied in by
+    `pwrite` under SYNC_FLUSH).
     `index:0:N`: at the first write of an IndexFile header that counts N entries or more, when
     the entries it would count are already written (their hash slots are in memory). (A header
     is written once per dispatch run, which under load holds many records: counting writes
@@ -260,19 +263,30 @@ def arm_fault(spec: str) -> None:
 
 def arm_tear(left: list[int]) -> None:
     real = record.encode_record_into
+    real_write = MappedFile.write
+    torn = [False]
 
     def encode_record_into(*args: Any) -> int:
         left[0] -= 1
         if left[0] == 0:
             props_b = args[4]
             half = len(props_b) // 2
-            torn = props_b[:half] + bytes(len(props_b) - half)
-            real(*args[:4], torn, *args[5:])
-            os.kill(os.getpid(), signal.SIGKILL)
+            torn_props = props_b[:half] + bytes(len(props_b) - half)
+            size = real(*args[:4], torn_props, *args[5:])
+            if isinstance(args[0], mmap.mmap):  # packed into the mapping: it is in the file
+                os.kill(os.getpid(), signal.SIGKILL)
+            torn[0] = True  # packed into the scratch buffer: dies once it is copied in
+            return size
         return real(*args)
+
+    def write(self: MappedFile, pos: int, data: Any) -> None:
+        real_write(self, pos, data)
+        if torn[0]:  # the records are in the file, the first one's size and magic are not
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # The CommitLog's own reference: it imported the function by name.
     commit_log.encode_record_into = encode_record_into  # type: ignore[attr-defined]
+    MappedFile.write = write  # type: ignore[method-assign]
 
 
 def arm_index_header(entries: int) -> None:

@@ -75,7 +75,11 @@ class FileMessageStore:
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._delay_levels = settings.delay_levels_ms
         self.commit_log = CommitLog(
-            MappedFileQueue(settings.commit_log_dir, settings.mapped_file_size_commit_log_bytes),
+            MappedFileQueue(
+                settings.commit_log_dir,
+                settings.mapped_file_size_commit_log_bytes,
+                mapped_writable=not settings.sync_flush,
+            ),
             self.store_host,
         )
         self.consume_queues: dict[str, dict[int, ConsumeQueue]] = {}

@@ -13,9 +13,10 @@ How a chunk is warmed depends on the flush:
 - ASYNC_FLUSH: zeros are written into it (`pwrite`). The writer's first touch then costs about
   0.14 us a page. The pages become dirty, which costs nothing here: the flush writes them anyway.
 - SYNC_FLUSH: it is allocated (`posix_fallocate`: unwritten blocks) and read (`preadv`, into
-  one scratch buffer), which puts zero pages into the page cache; the writer's first touch then
-  costs about 0.3 us a page. The pages stay clean, so a group commit's fdatasync does not write
-  the zeros ahead of the writer, and no waiting send waits for them.
+  one scratch buffer), which puts zero pages into the page cache, where the writer's `pwrite`s
+  (see `commit_log.py`) find them. The pages stay clean, so a group commit's fdatasync does not
+  write the zeros ahead of the writer, and no waiting send waits for them. The file has
+  readahead off (`MappedFile`), so the pages come in small folios.
 
 Either way the chunk's blocks are allocated before the writer gets there, so a full disk shows
 as a failed fill (ENOSPC), not as SIGBUS in the writer (`MappedFile.reserve`). Where the writer
