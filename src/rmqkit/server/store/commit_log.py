@@ -20,6 +20,7 @@ import logging
 import mmap
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rmqkit.errors import StoreError
@@ -240,15 +241,16 @@ class CommitLog:
         mf: MappedFile,
         pos: int,
         size: int,
-        taken: list[tuple[MessageToStore, int]],
+        msgs: Sequence[MessageToStore],
+        measured: Sequence[tuple[bytes, bytes, int, int]],
         fresh_before: tuple[int, int],
     ) -> None:
         """Write the first `size` bytes of the scratch buffer to `pos` of `mf`: all but the
         first 8 (the first record's total_size and magic), then those (see `append_batch`).
 
-        When a write fails, the queue offsets the records took (`taken`: each message with its
-        sys flag) and their fresh requests are given back before the error goes up: nothing of
-        them counts as appended, and the next append reuses their place.
+        When a write fails, the queue offsets the records of `msgs` took and their fresh
+        requests are given back before the error goes up: nothing of them counts as appended,
+        and the next append reuses their place.
         """
         with memoryview(self._scratch) as view:
             try:
@@ -256,8 +258,8 @@ class CommitLog:
                 mf.write(pos, view[:8])
             except StoreError:
                 offsets = self.queue_offsets
-                for m, sys_flag in taken:
-                    if takes_queue_offset(sys_flag):
+                for m, x in zip(msgs, measured, strict=True):
+                    if takes_queue_offset(x[2]):
                         key = (m.topic, m.queue_id)
                         if offsets[key] > 1:
                             offsets[key] -= 1
@@ -289,7 +291,7 @@ class CommitLog:
             before = (len(self.fresh), self._fresh_end)
             buf = self._scratch_for(size)
             a = self._write(buf, 0, mf.start + pos, msg, measured, now_ms, True)
-            self._copy_out(mf, pos, size, [(msg, measured[2])], before)
+            self._copy_out(mf, pos, size, (msg,), (measured,), before)
         mf.write_pos = pos + size
         return a
 
@@ -330,8 +332,7 @@ class CommitLog:
             for m, x in zip(msgs, measured, strict=True):
                 out.append(self._write(buf, at, phys + at, m, x, now_ms, True))
                 at += x[3]
-            taken = [(m, x[2]) for m, x in zip(msgs, measured, strict=True)]
-            self._copy_out(mf, first, total, taken, before)
+            self._copy_out(mf, first, total, msgs, measured, before)
         # Not mark_written: its clock read matters only once the segment is full (retention),
         # and `_writable` marks it then.
         mf.write_pos = first + total

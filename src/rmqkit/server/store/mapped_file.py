@@ -84,7 +84,6 @@ class MappedFile:
         "mapped_writable",
         "mm",
         "path",
-        "prot",
         "reserved",
         "size",
         "start",
@@ -112,8 +111,7 @@ class MappedFile:
                 )
             self.mapped_writable = mapped_writable
             """False: mapped read-only, written by `write` alone (see `MappedFileQueue`)."""
-            self.prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
-            self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, self.prot)
+            self.mm = self._map()
             if not mapped_writable and hasattr(os, "posix_fadvise"):
                 # No readahead through this descriptor. Read ahead (by the warmer), the file
                 # would sit in the page cache as large folios, and ext4 walks every block of a
@@ -270,11 +268,15 @@ class MappedFile:
         os.ftruncate(self.fd, pos)
         os.ftruncate(self.fd, self.size)
         os.fdatasync(self.fd)
-        self.mm = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, self.prot)
+        self.mm = self._map()
         self.write_pos = min(self.write_pos, pos)
         self.flushed_pos = min(self.flushed_pos, pos)
         self.reserved = min(self.reserved, pos)  # the shrink gave the blocks back
         self.ahead = min(self.ahead, pos)
+
+    def _map(self) -> mmap.mmap:
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if self.mapped_writable else 0)
+        return mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, prot)
 
     def _close_map(self) -> None:
         try:

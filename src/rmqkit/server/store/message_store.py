@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rmqkit.common.names import SCHEDULE_TOPIC
-from rmqkit.errors import ConfigurationError, DiskFullError, StoreClosedError
+from rmqkit.errors import ConfigurationError, DiskFullError, StoreClosedError, StoreError
 from rmqkit.protocol.message_id import offset_msg_id_prefix
 from rmqkit.protocol.record import MIN_BLANK_BYTES, Host, as_host, decode_record, record_size
 from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
@@ -42,7 +42,8 @@ from rmqkit.server.store.warm import CommitLogWarmer
 log = logging.getLogger("rmqkit.store")
 
 NO_ROOM_LOG_INTERVAL_S = 10.0
-"""A full disk is logged (and retention woken) at most this often, not at every refused send."""
+"""A failed write (a full disk, an I/O error) is logged, and for a full disk retention woken, at
+most this often, not at every refused send."""
 MAX_FILTER_SCAN = 16_000
 """Entries one pull may skip over (filtered out) before answering, as RocketMQ does."""
 _OK = PutStatus.OK
@@ -446,8 +447,8 @@ class FileMessageStore:
             return refusal
         try:
             a = self.commit_log.append(msg, now_ms)
-        except DiskFullError as exc:
-            return self._no_room(exc)
+        except StoreError as exc:
+            return self._write_refused(exc)
         msg_id = f"{self._msg_id_prefix}{a.physical_offset:016X}"
         return PutResult(
             _OK, a.physical_offset, a.queue_offset, a.size, a.store_timestamp, msg_id, 1, [msg_id]
@@ -473,18 +474,21 @@ class FileMessageStore:
             return refusal
         try:
             appended = self.commit_log.append_batch(msgs, self.clock_ms())
-        except DiskFullError as exc:
-            return self._no_room(exc)
+        except StoreError as exc:
+            return self._write_refused(exc)
         return await self._finish(appended, msgs[0].wait_store_ok)
 
-    def _no_room(self, exc: DiskFullError) -> PutResult:
-        """The refusal of a write the file system has no room for; nothing of it was written."""
+    def _write_refused(self, exc: StoreError) -> PutResult:
+        """The refusal of a write the file system failed (`DiskFullError`: no room; else an
+        I/O error of a `pwrite`): nothing of it counts as written."""
+        full = isinstance(exc, DiskFullError)
         now = time.monotonic()
         if now - self._no_room_logged_at >= NO_ROOM_LOG_INTERVAL_S:
             self._no_room_logged_at = now
             log.error("refusing writes: %s", exc)
-            self.cleaner.wakeup()  # deleting expired files may make room, whatever the hour
-        return PutResult(PutStatus.DISK_FULL, remark=str(exc))
+            if full:
+                self.cleaner.wakeup()  # deleting expired files may make room, whatever the hour
+        return PutResult(PutStatus.DISK_FULL if full else PutStatus.UNKNOWN_ERROR, remark=str(exc))
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
         self._appended()

@@ -169,3 +169,27 @@ async def test_sync_flush_answers_disk_full_when_a_write_finds_no_room(
         assert again.queue_offset == 1
     finally:
         await s.stop()
+
+
+async def test_an_io_error_refuses_only_the_sends_it_hit(
+    make_store: Callable[..., FileMessageStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = make_store(flush_disk_type="SYNC_FLUSH")
+    await s.start()
+    try:
+        first = await s.put_message(msg())
+        failing_pwrite(monkeypatch, errno.EIO, 2)  # the next append's two writes, then EIO
+        results = await s.put_each([msg(), msg(), msg()])
+        assert [r.status for r in results] == [
+            PutStatus.OK,
+            PutStatus.UNKNOWN_ERROR,
+            PutStatus.UNKNOWN_ERROR,
+        ]
+        assert str(s.commit_log.queue.files[0].path) in results[1].remark
+        monkeypatch.undo()
+        again = await s.put_message(msg())
+        assert again.ok and again.queue_offset == 2
+        assert again.physical_offset == results[0].physical_offset + results[0].size
+        assert results[0].physical_offset == first.physical_offset + first.size
+    finally:
+        await s.stop()
