@@ -96,15 +96,22 @@ def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     log.close()
 
 
-def failing_pwrite(monkeypatch: pytest.MonkeyPatch, code: int, after: int) -> None:
-    """`os.pwrite` in mapped_file fails with `code` from its `after`+1th call on."""
+def failing_pwrite(
+    monkeypatch: pytest.MonkeyPatch, queue: MappedFileQueue, code: int, after: int
+) -> None:
+    """`pwrite`s into the files of `queue` fail with `code` from the `after`+1th on.
+
+    Only those: `os.pwrite` is patched for the whole process, and a store's checkpoint is
+    written with it too, from its flusher's thread, at any moment.
+    """
     real = os.pwrite
     calls = [0]
 
     def pwrite(fd: int, data: Any, pos: int) -> int:
-        calls[0] += 1
-        if calls[0] > after:
-            raise OSError(code, os.strerror(code))
+        if any(mf.fd == fd for mf in queue.files):
+            calls[0] += 1
+            if calls[0] > after:
+                raise OSError(code, os.strerror(code))
         return real(fd, data, pos)
 
     monkeypatch.setattr(mapped_file.os, "pwrite", pwrite)
@@ -124,7 +131,7 @@ def test_a_failed_write_gives_back_what_the_records_took(
     log = open_log(tmp_path, mapped_writable=False)
     first = log.append(msg(queue_id=1), 1)
     offsets, fresh = dict(log.queue_offsets), list(log.fresh)
-    failing_pwrite(monkeypatch, code, after)
+    failing_pwrite(monkeypatch, log.queue, code, after)
     with pytest.raises(error, match=str(log.queue.files[0].path)):
         log.append_batch([msg(queue_id=1), msg(queue_id=2)], 2)
     with pytest.raises(error):
@@ -160,7 +167,7 @@ async def test_sync_flush_answers_disk_full_when_a_write_finds_no_room(
     await s.start()
     try:
         ok = await s.put_message(msg())
-        failing_pwrite(monkeypatch, errno.ENOSPC, 0)
+        failing_pwrite(monkeypatch, s.commit_log.queue, errno.ENOSPC, 0)
         r = await s.put_message(msg())
         assert r.status is PutStatus.DISK_FULL and "no disk space" in r.remark
         monkeypatch.undo()
@@ -178,7 +185,8 @@ async def test_an_io_error_refuses_only_the_sends_it_hit(
     await s.start()
     try:
         first = await s.put_message(msg())
-        failing_pwrite(monkeypatch, errno.EIO, 2)  # the next append's two writes, then EIO
+        # The next append's two writes go through, then EIO.
+        failing_pwrite(monkeypatch, s.commit_log.queue, errno.EIO, 2)
         results = await s.put_each([msg(), msg(), msg()])
         assert [r.status for r in results] == [
             PutStatus.OK,
