@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from rmqkit.errors import StoreError
 from rmqkit.server.service import Service
 from rmqkit.server.store.disk_sync import DiskSync, open_disk_sync
 from rmqkit.server.store.mapped_file import PAGE, MappedFile, MappedFileQueue, mark_synced
@@ -55,11 +56,45 @@ def time_out(waiters: deque[Waiter], now: float, status: PutStatus) -> float | N
     return waiters[0][0] if waiters else None
 
 
+def redirty(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]]) -> None:
+    """After a failed sync of `targets`: write what it was to sync again, so that a later sync
+    does write it (see `MappedFile.redirty`). On the event loop.
+
+    Where that fails, the file and the rest of `targets` get `sync_lost` (they count as synced
+    no further) and so does `queue`, whose owner then refuses writes: bytes past the failure
+    may be missing from the disk, and no later sync can tell.
+    """
+    for i, (mf, pos) in enumerate(targets):
+        if mf.sync_lost is not None:
+            continue
+        try:
+            mf.redirty(mf.flushed_pos, pos)
+        except StoreError as exc:
+            why = f"{mf.path}, bytes {mf.flushed_pos} to {pos}: {exc}"
+            log.error(
+                "after a failed sync, %s could not be written again; they may never reach the "
+                "disk, so nothing from there on counts as synced",
+                why,
+            )
+            for later, _ in targets[i:]:
+                later.sync_lost = why
+            queue.sync_lost = why
+            return
+
+
 async def flush_queue(queue: MappedFileQueue) -> int:
-    """Sync every dirty file of `queue`; returns the offset now known to be on disk."""
+    """Sync every dirty file of `queue`; returns the offset now known to be on disk.
+
+    Raises:
+        OSError: the sync failed; what it was to sync has been written again (`redirty`).
+    """
     targets = queue.dirty_targets()
     if targets:
-        await asyncio.to_thread(_sync_all, [mf for mf, _ in targets])
+        try:
+            await asyncio.to_thread(_sync_all, [mf for mf, _ in targets])
+        except OSError:
+            redirty(queue, targets)
+            raise
         mark_synced(targets)
     return queue.flushed_offset
 
@@ -189,11 +224,14 @@ class GroupCommitService:
             self._release()
         else:
             self._fail(error)
+            redirty(self.queue, targets)
         if self._round_over is not None:
             self._round_over.set_result(None)
             self._round_over = None
-        elif self.disk_sync is not None and (
-            self._pending or (error is None and self.queue.flushed_offset < self._wanted)
+        elif (
+            self.disk_sync is not None
+            and self.queue.sync_lost is None
+            and (self._pending or (error is None and self.queue.flushed_offset < self._wanted))
         ):  # waiters, or the records of waiters that timed out (not after a failure: no loop)
             self._start_round()
 
@@ -208,7 +246,8 @@ class GroupCommitService:
     def _fail(self, error: BaseException) -> None:
         log.error(
             "group commit: syncing the CommitLog failed (%s); %d waiting sends get "
-            "FLUSH_DISK_TIMEOUT, their messages stay stored",
+            "FLUSH_DISK_TIMEOUT, their messages stay stored and are written again for the "
+            "next sync",
             error,
             len(self._pending),
         )

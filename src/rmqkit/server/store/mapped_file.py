@@ -64,8 +64,12 @@ def mark_synced(targets: list[tuple[MappedFile, int]]) -> None:
     On the event loop only: `flushed_pos` is never written from another thread.
     """
     for mf, pos in targets:
-        if pos > mf.flushed_pos:
+        if pos > mf.flushed_pos and mf.sync_lost is None:
             mf.flushed_pos = pos
+
+
+REDIRTY_CHUNK_BYTES = 1 << 20
+"""`MappedFile.redirty` copies and writes back this much at a time."""
 
 
 class MappedFile:
@@ -87,6 +91,7 @@ class MappedFile:
         "reserved",
         "size",
         "start",
+        "sync_lost",
         "warmer",
         "write_pos",
     )
@@ -127,6 +132,9 @@ class MappedFile:
         """The writer calls `advance` before it writes past this (never past `reserved`)."""
         self.reserved = 0
         """The blocks from where the writer began up to here are allocated (see `reserve`)."""
+        self.sync_lost: str | None = None
+        """Why bytes past `flushed_pos` may never reach the disk (a sync failed and they could
+        not be written again, see `redirty`); `flushed_pos` stays where it is from then on."""
         self.warmer: Warmer | None = None
         """Zero-fills this file ahead of the writer (see `advance`)."""
         self.last_write_s = os.fstat(self.fd).st_mtime
@@ -258,6 +266,24 @@ class MappedFile:
         """fdatasync the file: everything written through the mapping is on disk after this."""
         os.fdatasync(self.fd)
 
+    def redirty(self, start: int, end: int) -> None:
+        """Write bytes `start` to `end` again, unchanged, so that the next sync writes them.
+
+        When fdatasync fails, Linux marks the pages it could not write clean and reports the
+        error once: the next fdatasync succeeds without them, and their bytes live on in the
+        page cache alone, until the machine goes down. After a failed sync its range is
+        written again here, on the event loop (the only writer), a chunk at a time.
+
+        Raises:
+            StoreError: the bytes could not be written (`sync_lost` is for the caller to set).
+        """
+        with memoryview(self.mm) as view:
+            pos = start
+            while pos < end:
+                stop = min(end, pos + REDIRTY_CHUNK_BYTES)
+                self.write(pos, bytes(view[pos:stop]))
+                pos = stop
+
     def zero_from(self, pos: int) -> None:
         """Make every byte from `pos` on read as zero, by shrinking and re-growing the file.
 
@@ -313,6 +339,9 @@ class MappedFileQueue:
         self.mapped_writable = mapped_writable
         """False: the files are mapped read-only and written with `MappedFile.write` (the
         CommitLog; see `commit_log.py` for why)."""
+        self.sync_lost: str | None = None
+        """Set when bytes of a file could not be written again after a failed sync (see
+        `flush.redirty`): the queue's owner refuses writes from then on."""
         self.files: list[MappedFile] = []
         self.warmer: Warmer | None = None
         """Given to each file `create` adds (the CommitLog's, while a warmer runs)."""

@@ -95,6 +95,12 @@ class FileMessageStore:
         self._waits = False
         self._no_room_logged_at = -NO_ROOM_LOG_INTERVAL_S
         self.recovery: RecoveryReport | None = None
+        self._checkpointed: tuple[int, IndexMark | None] = (0, None)
+        """The ConsumeQueue and index position the last checkpoint written recorded."""
+        self._logics_lost: tuple[int, IndexMark | None] | None = None
+        """Set, to `_checkpointed` as it then stood, when syncing the ConsumeQueue or index
+        files failed: every later checkpoint records it, and the next start rebuilds them
+        from there (see `flush_logics`)."""
         self.reput: ReputService | None = None
         self._flusher: CommitLogFlusher | None = None
         self.warmer: CommitLogWarmer | None = None
@@ -164,7 +170,10 @@ class FileMessageStore:
         end = self.commit_log.max_offset
         files = [mf for mf in self.commit_log.queue.files if mf.end > report.redispatch_from]
         files += [mf for mf, _ in self._dirty_logic_files()]
-        await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
+        mark = self._index_mark()
+        await asyncio.to_thread(self._sync_and_checkpoint, files, end, end, mark)
+        self._checkpointed = (end, mark)
+        self._logics_lost = None
         for mf in files:
             mf.flushed_pos = max(mf.flushed_pos, mf.write_pos)
         self.running = True
@@ -215,7 +224,18 @@ class FileMessageStore:
             # The abort file stays: the next start rebuilds the slots from the entries.
             log.error("stop: the index's hash slots could not be written (%s)", exc)
             clean = False
-        await asyncio.to_thread(self._sync_and_checkpoint, files, end, self._index_mark())
+        logics, mark = (end, self._index_mark())
+        if self.commit_log.queue.sync_lost is not None:
+            # What the failed sync left may be in the page cache alone: recovery checks from
+            # the last offset known to be on disk.
+            end = logics = min(end, self.commit_log.queue.flushed_offset)
+            clean = False
+        if self._logics_lost is not None:
+            # The abort file stays: the next start cuts the ConsumeQueues and the index back
+            # to the position of the last good sync and rebuilds them from the CommitLog.
+            logics, mark = min(logics, self._logics_lost[0]), self._logics_lost[1]
+            clean = False
+        await asyncio.to_thread(self._sync_and_checkpoint, files, end, logics, mark)
         self.commit_log.close()
         for cq in self._all_cqs():
             cq.close()
@@ -228,13 +248,13 @@ class FileMessageStore:
         return self.index.mark() if self.settings.message_index_enable else None
 
     def _sync_and_checkpoint(
-        self, files: list[MappedFile], end: int, mark: IndexMark | None
+        self, files: list[MappedFile], end: int, logics: int, mark: IndexMark | None
     ) -> None:
         for mf in files:
             mf.sync()
         for f in self.index.files:
             f.sync()
-        self._write_checkpoint_sync(end, end, mark)
+        self._write_checkpoint_sync(end, logics, mark)
 
     def _write_checkpoint_sync(self, cl_flushed: int, logics: int, mark: IndexMark | None) -> None:
         now = self.clock_ms()
@@ -251,6 +271,12 @@ class FileMessageStore:
 
         The reput position, the index mark and the files to sync are taken together, between
         two dispatches: every entry for a record before that position is in those files.
+
+        A failed sync is not retried: Linux marks the pages it could not write clean, so a
+        later sync would succeed without them. The checkpoint keeps the position of the last
+        good one instead, for as long as the store runs, and the stop leaves the abort file:
+        the next start cuts the ConsumeQueues and the index back to it and rebuilds them from
+        the CommitLog, writing every entry again.
         """
         if self.reput is None:
             return
@@ -260,15 +286,31 @@ class FileMessageStore:
         targets = self._dirty_logic_files()
         index_files = self.index.dirty()
 
-        def work() -> None:
+        def sync() -> None:
             for mf, _ in targets:
                 mf.sync()
             for f in index_files:
                 f.sync()
-            self._write_checkpoint_sync(cl_flushed, min(reput_at, cl_flushed), mark)
 
-        await asyncio.to_thread(work)
-        mark_synced(targets)
+        try:
+            await asyncio.to_thread(sync)
+        except OSError as exc:
+            if self._logics_lost is None:
+                self._logics_lost = self._checkpointed
+                log.error(
+                    "syncing the ConsumeQueue and index files failed (%s); the checkpoint "
+                    "keeps CommitLog offset %d as where they are on disk, and the next start "
+                    "rebuilds them from there",
+                    exc,
+                    self._checkpointed[0],
+                )
+        else:
+            mark_synced(targets)
+        logics = min(reput_at, cl_flushed)
+        if self._logics_lost is not None:
+            logics, mark = self._logics_lost
+        await asyncio.to_thread(self._write_checkpoint_sync, cl_flushed, logics, mark)
+        self._checkpointed = (logics, mark)
 
     # -- consume queues ---------------------------------------------------------------------------
 
@@ -353,6 +395,13 @@ class FileMessageStore:
                 PutStatus.SERVICE_NOT_AVAILABLE,
                 remark="this is a slave's store: it takes messages only by replication from its"
                 " master",
+            )
+        lost = self.commit_log.queue.sync_lost
+        if lost is not None:
+            return PutResult(
+                PutStatus.SERVICE_NOT_AVAILABLE,
+                remark=f"the message store is not writeable: after a failed sync, {lost}; "
+                "restart the broker once the disk is sound",
             )
         if self.cleaner.disk_full:
             return PutResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 
 from rmqkit.common.properties import encode_properties
-from rmqkit.server.store import FileMessageStore, MessageToStore, StoreSettings
-from rmqkit.server.store.mapped_file import MappedFile
+from rmqkit.server.store import FileMessageStore, MessageToStore, StoreSettings, mapped_file
+from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 
 SMALL = {
     "mapped_file_size_commit_log_bytes": 64 * 1024,
@@ -42,6 +43,27 @@ def hold_syncs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 
     monkeypatch.setattr(MappedFile, "sync", stuck_sync)
     return release
+
+
+def failing_pwrite(
+    monkeypatch: pytest.MonkeyPatch, queue: MappedFileQueue, code: int, after: int
+) -> None:
+    """`pwrite`s into the files of `queue` fail with `code` from the `after`+1th on.
+
+    Only those: `os.pwrite` is patched for the whole process, and a store's checkpoint is
+    written with it too, from its flusher's thread, at any moment.
+    """
+    real = os.pwrite
+    calls = [0]
+
+    def pwrite(fd: int, data: Any, pos: int) -> int:
+        if any(mf.fd == fd for mf in queue.files):
+            calls[0] += 1
+            if calls[0] > after:
+                raise OSError(code, os.strerror(code))
+        return real(fd, data, pos)
+
+    monkeypatch.setattr(mapped_file.os, "pwrite", pwrite)
 
 
 def small_settings(root: Path, **overrides: Any) -> StoreSettings:

@@ -17,7 +17,7 @@ from rmqkit.server.store import FileMessageStore, MessageToStore, PutStatus, map
 from rmqkit.server.store.commit_log import SCRATCH_BYTES, CommitLog
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
 
-from .conftest import msg
+from .conftest import failing_pwrite, msg
 
 SEGMENT = 64 * 1024
 HOST = pack_host("127.0.0.1", 10911)
@@ -94,27 +94,6 @@ def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     rec = log.read_record(a.physical_offset)
     assert rec is not None and decode_record(rec, check_crc=True).body == b"y" * 1000
     log.close()
-
-
-def failing_pwrite(
-    monkeypatch: pytest.MonkeyPatch, queue: MappedFileQueue, code: int, after: int
-) -> None:
-    """`pwrite`s into the files of `queue` fail with `code` from the `after`+1th on.
-
-    Only those: `os.pwrite` is patched for the whole process, and a store's checkpoint is
-    written with it too, from its flusher's thread, at any moment.
-    """
-    real = os.pwrite
-    calls = [0]
-
-    def pwrite(fd: int, data: Any, pos: int) -> int:
-        if any(mf.fd == fd for mf in queue.files):
-            calls[0] += 1
-            if calls[0] > after:
-                raise OSError(code, os.strerror(code))
-        return real(fd, data, pos)
-
-    monkeypatch.setattr(mapped_file.os, "pwrite", pwrite)
 
 
 @pytest.mark.parametrize(
