@@ -69,7 +69,7 @@ def redirty(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]]) -> No
             continue
         try:
             mf.redirty(mf.flushed_pos, pos)
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:  # ValueError: its mapping closed meanwhile
             why = f"{mf.path}, bytes {mf.flushed_pos} to {pos}: {exc}"
             log.error(
                 "after a failed sync, %s could not be written again; they may never reach the "

@@ -17,7 +17,8 @@ import pytest
 
 from rmqkit.protocol.record import decode_record
 from rmqkit.server.store import FileMessageStore, PutStatus, disk_sync, mapped_file
-from rmqkit.server.store.mapped_file import MappedFile
+from rmqkit.server.store.flush import redirty
+from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue, mark_synced
 from rmqkit.testing import check_for
 
 from .conftest import failing_pwrite, msg
@@ -187,3 +188,17 @@ async def test_a_failed_consume_queue_sync_keeps_the_checkpoint_at_the_last_good
     assert [decode_record(r).body for r in got.records] == [b"x" * 100] * 30
     await again.stop()
     assert not again.settings.abort_path.exists()
+
+
+def test_a_file_closed_before_its_bytes_are_written_again_counts_as_lost(tmp_path: Path) -> None:
+    """`redirty` runs in the group commit's completion: it must not raise out of it."""
+    q = MappedFileQueue(tmp_path, 4096, mapped_writable=False)
+    mf = q.create(0)
+    mf.write(0, b"r" * 100)
+    mf.mark_written(100)
+    targets = q.dirty_targets()
+    mf.close()
+    redirty(q, targets)
+    assert q.sync_lost is not None and mf.sync_lost == q.sync_lost
+    mark_synced(targets)
+    assert mf.flushed_pos == 0
