@@ -15,7 +15,6 @@ import pytest
 from rmqkit.server.store import FileMessageStore, PutStatus, disk_sync
 from rmqkit.server.store.disk_sync import KernelAioSync
 from rmqkit.server.store.flush import GroupCommitService
-from rmqkit.server.store.mapped_file import MappedFile
 from rmqkit.testing import check_for
 
 from .conftest import hold_syncs, msg
@@ -127,27 +126,6 @@ async def test_slow_disk_answers_flush_disk_timeout_and_keeps_the_message(
     release()
     await check_for(lambda: s.commit_log.queue.flushed_offset == s.max_physical_offset)
     assert (await s.put_message(msg())).status is PutStatus.OK
-    await s.stop()
-
-
-async def test_a_failing_sync_answers_flush_disk_timeout_then_recovers(
-    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(disk_sync, "linux_aio", None)
-    s = make_store(flush_disk_type="SYNC_FLUSH")
-    await s.start()
-    real_sync = MappedFile.sync
-
-    def failing_sync(self: MappedFile) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(MappedFile, "sync", failing_sync)
-    r = await s.put_message(msg())
-    assert r.status is PutStatus.FLUSH_DISK_TIMEOUT and r.stored
-    assert "syncing the CommitLog failed" in caplog.text and "Input/output error" in caplog.text
-    monkeypatch.setattr(MappedFile, "sync", real_sync)
-    assert (await s.put_message(msg())).status is PutStatus.OK
-    assert s.commit_log.queue.flushed_offset == s.max_physical_offset
     await s.stop()
 
 

@@ -50,7 +50,7 @@ async def _sync_flush_store(make_store: Any, monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_a_failed_group_commit_writes_its_bytes_again_for_the_next(
-    make_store, monkeypatch: pytest.MonkeyPatch
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     s = await _sync_flush_store(make_store, monkeypatch)
     q = s.commit_log.queue
@@ -66,7 +66,8 @@ async def test_a_failed_group_commit_writes_its_bytes_again_for_the_next(
     monkeypatch.setattr(mapped_file.os, "pwrite", spy)
     _fail_syncs(monkeypatch)
     r = await s.put_message(msg(body=b"y" * 300))
-    assert r.status is PutStatus.FLUSH_DISK_TIMEOUT
+    assert r.status is PutStatus.FLUSH_DISK_TIMEOUT and r.stored
+    assert "syncing the CommitLog failed" in caplog.text and "Input/output error" in caplog.text
     assert q.flushed_offset == before
     # After the append's own writes, everything the failed sync covered, unchanged.
     mf = q.find(before)
