@@ -56,13 +56,46 @@ def time_out(waiters: deque[Waiter], now: float, status: PutStatus) -> float | N
     return waiters[0][0] if waiters else None
 
 
+FAILED_SYNCS_MAX = 3
+"""CommitLog syncs that may fail in a row, each followed by writing its bytes again, before the
+store stops taking writes. A disk that fails this often will not keep what it is given, and
+every failure writes again all that came since the last good sync."""
+
+
+def sync_failed(
+    queue: MappedFileQueue, targets: list[tuple[MappedFile, int]], error: object
+) -> None:
+    """After a failed sync of `targets`: write what it was to sync again for the next sync
+    (`redirty`), or, at the FAILED_SYNCS_MAXth failure in a row, give the bytes up (`lose`)."""
+    queue.failed_syncs += 1
+    if queue.failed_syncs < FAILED_SYNCS_MAX:
+        redirty(queue, targets)
+        return
+    for i, (mf, pos) in enumerate(targets):
+        if mf.sync_lost is None:
+            lose(
+                queue,
+                targets[i:],
+                f"{mf.path}, bytes {mf.flushed_pos} to {pos} were not synced: "
+                f"{queue.failed_syncs} syncs in a row failed, the last with {error}",
+            )
+            return
+
+
+def synced(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]]) -> None:
+    """After a sync of `targets` that succeeded (see `mark_synced`)."""
+    mark_synced(targets)
+    if queue.failed_syncs and queue.sync_lost is None:
+        log.warning("syncing the CommitLog works again, after %d failed tries", queue.failed_syncs)
+    queue.failed_syncs = 0
+
+
 def redirty(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]]) -> None:
     """After a failed sync of `targets`: write what it was to sync again, so that a later sync
     does write it (see `MappedFile.redirty`). On the event loop.
 
-    Where that fails, the file and the rest of `targets` get `sync_lost` (they count as synced
-    no further) and so does `queue`, whose owner then refuses writes: bytes past the failure
-    may be missing from the disk, and no later sync can tell.
+    Where that fails, the bytes are given up (`lose`): bytes past the failure may be missing
+    from the disk, and no later sync can tell.
     """
     for i, (mf, pos) in enumerate(targets):
         if mf.sync_lost is not None:
@@ -70,32 +103,39 @@ def redirty(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]]) -> No
         try:
             mf.redirty(mf.flushed_pos, pos)
         except (StoreError, ValueError) as exc:  # ValueError: its mapping closed meanwhile
-            why = f"{mf.path}, bytes {mf.flushed_pos} to {pos}: {exc}"
-            log.error(
-                "after a failed sync, %s could not be written again; they may never reach the "
-                "disk, so nothing from there on counts as synced",
-                why,
-            )
-            for later, _ in targets[i:]:
-                later.sync_lost = why
-            queue.sync_lost = why
+            why = f"{mf.path}, bytes {mf.flushed_pos} to {pos} could not be written again: {exc}"
+            lose(queue, targets[i:], why)
             return
+
+
+def lose(queue: MappedFileQueue, targets: list[tuple[MappedFile, int]], why: str) -> None:
+    """Give up the unsynced bytes of `targets`: these files and `queue` get `sync_lost`, so
+    nothing from there on counts as synced, and the queue's owner refuses writes."""
+    log.error(
+        "after a failed sync, %s; these bytes may never reach the disk, so nothing from there "
+        "on counts as synced and no more writes are taken",
+        why,
+    )
+    for mf, _ in targets:
+        mf.sync_lost = why
+    queue.sync_lost = why
 
 
 async def flush_queue(queue: MappedFileQueue) -> int:
     """Sync every dirty file of `queue`; returns the offset now known to be on disk.
 
     Raises:
-        OSError: the sync failed; what it was to sync has been written again (`redirty`).
+        OSError: the sync failed; what it was to sync has been written again, or given up
+            (`sync_failed`).
     """
     targets = queue.dirty_targets()
     if targets:
         try:
             await asyncio.to_thread(_sync_all, [mf for mf, _ in targets])
-        except OSError:
-            redirty(queue, targets)
+        except OSError as exc:
+            sync_failed(queue, targets, exc)
             raise
-        mark_synced(targets)
+        synced(queue, targets)
     return queue.flushed_offset
 
 
@@ -120,7 +160,17 @@ class CommitLogFlusher(Service):
             return
         if dirty >= self.least_bytes or now - self._last_thorough >= self.thorough_s:
             self._last_thorough = now
-            await flush_queue(self.queue)
+            try:
+                await flush_queue(self.queue)
+            except OSError as exc:  # one line, no traceback: it says all there is
+                log.error(
+                    "flush: syncing the CommitLog failed (%s), %d in a row%s",
+                    exc,
+                    self.queue.failed_syncs,
+                    "; its bytes are tried again in the next flush"
+                    if self.queue.sync_lost is None
+                    else "",
+                )
 
     async def _on_stop(self) -> None:
         await flush_queue(self.queue)
@@ -219,12 +269,12 @@ class GroupCommitService:
     def _synced(self, error: BaseException | None) -> None:
         targets, self._round = self._round or [], None
         if error is None:
-            mark_synced(targets)
+            synced(self.queue, targets)
             self.groups += 1
             self._release()
         else:
+            sync_failed(self.queue, targets, error)
             self._fail(error)
-            redirty(self.queue, targets)
         if self._round_over is not None:
             self._round_over.set_result(None)
             self._round_over = None
@@ -244,12 +294,14 @@ class GroupCommitService:
                 fut.set_result(PutStatus.OK)
 
     def _fail(self, error: BaseException) -> None:
+        q = self.queue
         log.error(
-            "group commit: syncing the CommitLog failed (%s); %d waiting sends get "
-            "FLUSH_DISK_TIMEOUT, their messages stay stored and are written again for the "
-            "next sync",
+            "group commit: syncing the CommitLog failed (%s), %d in a row; %d waiting sends get "
+            "FLUSH_DISK_TIMEOUT, their messages stay stored%s",
             error,
+            q.failed_syncs,
             len(self._pending),
+            " and are written again for the next sync" if q.sync_lost is None else "",
         )
         pending, self._pending = self._pending, deque()
         for _, fut, _ in pending:

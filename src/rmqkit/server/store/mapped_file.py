@@ -340,8 +340,11 @@ class MappedFileQueue:
         """False: the files are mapped read-only and written with `MappedFile.write` (the
         CommitLog; see `commit_log.py` for why)."""
         self.sync_lost: str | None = None
-        """Set when bytes of a file could not be written again after a failed sync (see
-        `flush.redirty`): the queue's owner refuses writes from then on."""
+        """Set when bytes of a file could not be written again after a failed sync, or when
+        syncs kept failing (see `flush.sync_failed`): the queue's owner refuses writes from
+        then on."""
+        self.failed_syncs = 0
+        """Syncs that failed since the last one that succeeded (see `flush.sync_failed`)."""
         self.files: list[MappedFile] = []
         self.warmer: Warmer | None = None
         """Given to each file `create` adds (the CommitLog's, while a warmer runs)."""
@@ -455,8 +458,15 @@ class MappedFileQueue:
         return [mf for mf in self.files if mf.flushed_pos < mf.write_pos]
 
     def dirty_targets(self) -> list[tuple[MappedFile, int]]:
-        """The dirty files, each with how far it is written now: what a sync started next covers."""
-        return [(mf, mf.write_pos) for mf in self.files if mf.flushed_pos < mf.write_pos]
+        """The dirty files, each with how far it is written now: what a sync started next covers.
+
+        Not the files whose unsynced bytes were given up (`sync_lost`): no sync counts for them.
+        """
+        return [
+            (mf, mf.write_pos)
+            for mf in self.files
+            if mf.flushed_pos < mf.write_pos and mf.sync_lost is None
+        ]
 
     def close(self) -> None:
         for mf in self.files:

@@ -17,7 +17,7 @@ import pytest
 
 from rmqkit.protocol.record import decode_record
 from rmqkit.server.store import FileMessageStore, PutStatus, disk_sync, mapped_file
-from rmqkit.server.store.flush import redirty
+from rmqkit.server.store.flush import FAILED_SYNCS_MAX, redirty
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue, mark_synced
 from rmqkit.testing import check_for
 
@@ -47,6 +47,24 @@ async def _sync_flush_store(make_store: Any, monkeypatch: pytest.MonkeyPatch) ->
     await s.start()
     assert (await s.put_message(msg())).status is PutStatus.OK
     return s
+
+
+async def _stop_and_recover(
+    s: FileMessageStore, make_store: Any, before: int, stored: list[int], **settings: Any
+) -> None:
+    """After the store gave bytes up: its stop leaves the abort file and a checkpoint at
+    `before`, and the next start checks the CommitLog from there, keeps what the page cache
+    held (the records at `stored`), and takes writes again."""
+    await s.stop()
+    assert s.settings.abort_path.exists()
+    cp = s.checkpoint_file.read()
+    assert cp is not None and cp.commit_log_flushed == before
+    again = make_store(**settings)
+    await again.start()
+    assert again.recovery is not None and again.recovery.crashed
+    assert all(again.look_message_by_offset(o) is not None for o in stored)
+    assert (await again.put_message(msg())).status is PutStatus.OK
+    await again.stop()
 
 
 async def test_a_failed_group_commit_writes_its_bytes_again_for_the_next(
@@ -107,17 +125,76 @@ async def test_bytes_that_cannot_be_written_again_stop_the_store_taking_writes(
         PutStatus.SERVICE_NOT_AVAILABLE
     ] * 2
     assert q.flushed_offset == before
-    await s.stop()
-    assert s.settings.abort_path.exists()  # the next start checks the CommitLog from `before`
-    cp = s.checkpoint_file.read()
-    assert cp is not None and cp.commit_log_flushed == before
+    await _stop_and_recover(
+        s, make_store, before, [r.physical_offset], flush_disk_type="SYNC_FLUSH"
+    )
 
-    again = make_store(flush_disk_type="SYNC_FLUSH")
-    await again.start()
-    assert again.recovery is not None and again.recovery.crashed
-    assert again.look_message_by_offset(r.physical_offset) is not None  # the page cache had it
-    assert (await again.put_message(msg())).status is PutStatus.OK
-    await again.stop()
+
+def _errors(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and text in r.getMessage()]
+
+
+async def test_syncs_that_keep_failing_stop_the_store_taking_writes(
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    s = await _sync_flush_store(make_store, monkeypatch)
+    q = s.commit_log.queue
+    before = q.flushed_offset
+    _fail_syncs(monkeypatch)
+    stored = []
+    for _ in range(FAILED_SYNCS_MAX):
+        assert q.sync_lost is None
+        r = await s.put_message(msg())
+        assert r.status is PutStatus.FLUSH_DISK_TIMEOUT
+        stored.append(r.physical_offset)
+    assert q.sync_lost is not None and f"{FAILED_SYNCS_MAX} syncs in a row failed" in q.sync_lost
+    refused = await s.put_message(msg())
+    assert refused.status is PutStatus.SERVICE_NOT_AVAILABLE
+    assert "Input/output error" in refused.remark and "restart the broker" in refused.remark
+    # A line for each failed round and one for giving up; no new round, so no more lines.
+    assert len(_errors(caplog, "syncing the CommitLog failed")) == FAILED_SYNCS_MAX
+    assert len(_errors(caplog, "no more writes are taken")) == 1
+    assert q.dirty_targets() == [] and q.flushed_offset == before
+    _heal_syncs(monkeypatch)
+    await _stop_and_recover(s, make_store, before, stored, flush_disk_type="SYNC_FLUSH")
+
+
+async def test_a_sync_that_succeeds_starts_the_count_of_failures_again(
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    s = await _sync_flush_store(make_store, monkeypatch)
+    for _ in range(3):
+        _fail_syncs(monkeypatch)
+        for _ in range(FAILED_SYNCS_MAX - 1):
+            assert (await s.put_message(msg())).status is PutStatus.FLUSH_DISK_TIMEOUT
+        _heal_syncs(monkeypatch)
+        assert (await s.put_message(msg())).status is PutStatus.OK
+    assert s.commit_log.queue.sync_lost is None
+    assert caplog.text.count(f"works again, after {FAILED_SYNCS_MAX - 1} failed tries") == 3
+    await s.stop()
+    assert not s.settings.abort_path.exists()
+
+
+async def test_an_async_flush_that_keeps_failing_logs_a_line_a_try_then_stops_writes(
+    make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    s = make_store(flush_commit_log_least_pages=0)
+    await s.start()
+    q = s.commit_log.queue
+    before = q.flushed_offset
+    _fail_syncs(monkeypatch, under=s.settings.commit_log_dir)
+    r = await s.put_message(msg())
+    assert r.status is PutStatus.OK  # ASYNC_FLUSH answers before the flush
+    await check_for(lambda: q.sync_lost is not None)
+    lines = _errors(caplog, "flush: syncing the CommitLog failed")
+    assert len(lines) == FAILED_SYNCS_MAX and not any(x.exc_info for x in lines)
+    assert "tried again in the next flush" not in lines[-1].getMessage()
+    assert (await s.put_message(msg())).status is PutStatus.SERVICE_NOT_AVAILABLE
+    assert q.dirty_targets() == []  # nothing left for the flusher to try
+    _heal_syncs(monkeypatch)
+    await _stop_and_recover(
+        s, make_store, before, [r.physical_offset], flush_commit_log_least_pages=0
+    )
 
 
 async def test_async_flush_writes_a_failed_range_again_and_counts_it_synced_only_later(
