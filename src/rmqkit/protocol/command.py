@@ -58,19 +58,38 @@ def parse_bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() == "true"
 
 
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
+"""Java's `long`, the widest type of any header field."""
+
+
 def parse_int(value: str | None, default: int | None = None) -> int | None:
-    """A lenient integer: surrounding spaces and a trailing ".0" are accepted."""
+    """A lenient integer: surrounding spaces and a trailing ".0" are accepted. A number past
+    Java's `long` is not one (`default`), as Java's parsing fails on it."""
     if value is None or value == "":
         return default
     v = value.strip()
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         try:
             f = float(v)
         except ValueError:
             return default
-        return int(f) if f.is_integer() else default
+        if not f.is_integer():
+            return default
+        n = int(f)
+    return n if LONG_MIN <= n <= LONG_MAX else default
+
+
+def json_int(value: object, bits: int = 64) -> int | None:
+    """A whole number as Java reads one into a `long` (or an `int`, `bits=32`) from a JSON
+    number or string; None for anything else (a bool, 5.7, a number that does not fit)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    n = value if isinstance(value, int) else parse_int(str(value))
+    if n is None or not -(1 << (bits - 1)) <= n < 1 << (bits - 1):
+        return None
+    return n
 
 
 @dataclass(slots=True)

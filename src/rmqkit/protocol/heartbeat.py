@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from rmqkit.protocol.command import java_string
+from rmqkit.protocol.command import java_string, json_int
 
 CONSUME_TYPES = {0: "CONSUME_ACTIVELY", 1: "CONSUME_PASSIVELY", 2: "CONSUME_POP"}
 MESSAGE_MODELS = {0: "BROADCASTING", 1: "CLUSTERING"}
@@ -101,6 +101,16 @@ class HeartbeatData:
         )
 
 
+def _items(d: dict[str, Any], key: str) -> list[Any]:
+    """The list under `key` (none: empty); anything else there is refused."""
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise HeartbeatError(f"heartbeat field {key} is not a list: {value!r:.60}")
+    return value
+
+
 def decode_heartbeat(body: bytes | memoryview) -> HeartbeatData:
     """Any of the three observed shapes; raises `HeartbeatError` with the reason."""
     try:
@@ -114,29 +124,25 @@ def decode_heartbeat(body: bytes | memoryview) -> HeartbeatData:
         raise HeartbeatError("heartbeat has no clientID")
     producers = [
         str(p.get("groupName"))
-        for p in d.get("producerDataSet") or []
+        for p in _items(d, "producerDataSet")
         if isinstance(p, dict) and p.get("groupName")
     ]
     consumers: list[ConsumerEntry] = []
-    for c in d.get("consumerDataSet") or []:
+    for c in _items(d, "consumerDataSet"):
         if not isinstance(c, dict) or not c.get("groupName"):
             continue
         subs: list[SubscriptionEntry] = []
-        for s in c.get("subscriptionDataSet") or []:
+        for s in _items(c, "subscriptionDataSet"):
             if not isinstance(s, dict) or not s.get("topic"):
                 continue
-            try:
-                version = int(float(s.get("subVersion") or 0))
-            except (TypeError, ValueError):
-                version = 0
             subs.append(
                 SubscriptionEntry(
                     topic=str(s["topic"]),
                     sub_string=str(s.get("subString") or "*"),
                     expression_type=str(s.get("expressionType") or "TAG").upper(),
-                    sub_version=version,
-                    tags=[str(t) for t in s.get("tagsSet") or []],
-                    codes=[int(x) for x in s.get("codeSet") or [] if isinstance(x, int | str)],
+                    sub_version=json_int(s.get("subVersion")) or 0,
+                    tags=[str(t) for t in _items(s, "tagsSet")],
+                    codes=[n for x in _items(s, "codeSet") if (n := json_int(x)) is not None],
                 )
             )
         consumers.append(

@@ -14,6 +14,7 @@ import orjson
 
 from rmqkit.common.topic import PERM_RW, DataVersion, TopicConfig
 from rmqkit.common.types import BrokerAddr, BrokerName, TopicName
+from rmqkit.protocol.command import json_int
 
 ClusterName: TypeAlias = str
 BrokerId: TypeAlias = int
@@ -78,10 +79,10 @@ def _int(d: dict[str, Any], key: str, default: int, what: str) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise BodyError(f"{what}.{key} must be an integer, not {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise BodyError(f"{what}.{key} must be an integer, not {value!r}") from None
+    n = json_int(value)
+    if n is None:
+        raise BodyError(f"{what}.{key} must be an integer (a Java long), not {value!r:.40}")
+    return n
 
 
 def _str(d: dict[str, Any], key: str, what: str) -> str:

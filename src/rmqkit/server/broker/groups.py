@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rmqkit.common.topic import DataVersion
+from rmqkit.protocol.command import json_int
 from rmqkit.server.broker.json_file import load_json, save_json
 
 
@@ -43,15 +44,30 @@ class SubscriptionGroupConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SubscriptionGroupConfig:
+        """The group a JSON object describes, as Java reads it.
+
+        Raises:
+            KeyError: no groupName.
+            ValueError: a number that is not one, or does not fit its Java type.
+        """
+
+        def number(key: str, default: int, bits: int = 32) -> int:
+            raw = d.get(key)
+            n = default if raw is None else json_int(raw, bits)
+            if n is None:
+                java = "int" if bits == 32 else "long"
+                raise ValueError(f"{key} {raw!r:.40} is not a number (a Java {java})")
+            return n
+
         return cls(
             str(d["groupName"]),
             bool(d.get("consumeEnable", True)),
             bool(d.get("consumeBroadcastEnable", True)),
-            int(d.get("retryQueueNums", 1)),
-            int(d.get("retryMaxTimes", 16)),
+            number("retryQueueNums", 1),
+            number("retryMaxTimes", 16),
             bool(d.get("consumeMessageOrderly", False)),
-            int(d.get("brokerId", 0)),
-            int(d.get("whichBrokerWhenConsumeSlowly", 1)),
+            number("brokerId", 0, 64),
+            number("whichBrokerWhenConsumeSlowly", 1, 64),
         )
 
 

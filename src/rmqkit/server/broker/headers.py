@@ -1,7 +1,8 @@
 """Reading request headers (extFields) the way RocketMQ's `CommandCustomHeader` decoding does.
 
-A mandatory field that is missing, or a number that is not one, ends the request with
-SYSTEM_ERROR and a remark naming the field, as the Java broker answers.
+A mandatory field that is missing, or a number that is not one or does not fit its Java type
+(`int` or `long`), ends the request with SYSTEM_ERROR and a remark naming the field, as the Java
+broker answers.
 """
 
 from __future__ import annotations
@@ -42,19 +43,25 @@ class Header:
     def opt_text(self, name: str, default: str | None = None) -> str | None:
         return self.fields.get(name, default)
 
-    def integer(self, name: str) -> int:
-        value = parse_int(self.text(name))
-        if value is None:
+    def integer(self, name: str, bits: int = 64) -> int:
+        """A number field: Java's `long` (64 bits) or `int` (`bits=32`). One that is not a
+        number, or does not fit, ends the request, as Java's parsing fails on it."""
+        return self._number(name, self.text(name), bits)
+
+    def opt_int(self, name: str, default: int, bits: int = 64) -> int:
+        """`integer`, or `default` when the field is missing or empty."""
+        raw = self.fields.get(name)
+        return default if raw is None or raw == "" else self._number(name, raw, bits)
+
+    @staticmethod
+    def _number(name: str, raw: str, bits: int) -> int:
+        value = parse_int(raw)
+        if value is None or not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+            java = "int" if bits == 32 else "long"
             raise HeaderProblem(
-                f"the request header field '{name}' is not a number: {self.fields[name]!r}"
+                f"the request header field '{name}' is not a number (a Java {java}): {raw!r}"
             )
         return value
-
-    def opt_int(self, name: str, default: int) -> int:
-        if name not in self.fields:
-            return default
-        value = parse_int(self.fields[name])
-        return default if value is None else value
 
     def flag(self, name: str, default: bool = False) -> bool:
         return parse_bool(self.fields.get(name), default)

@@ -45,15 +45,15 @@ class AdminProcessor:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
 
     def max_offset(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
-        off = self.broker.store.get_max_offset(h.text("topic"), h.integer("queueId"))
+        off = self.broker.store.get_max_offset(h.text("topic"), h.integer("queueId", 32))
         return cmd.response(ResponseCode.SUCCESS, ext_fields={"offset": str(off)})
 
     def min_offset(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
-        off = self.broker.store.get_min_offset(h.text("topic"), h.integer("queueId"))
+        off = self.broker.store.get_min_offset(h.text("topic"), h.integer("queueId", 32))
         return cmd.response(ResponseCode.SUCCESS, ext_fields={"offset": str(off)})
 
     def offset_by_time(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
-        topic, qid, ts = h.text("topic"), h.integer("queueId"), h.integer("timestamp")
+        topic, qid, ts = h.text("topic"), h.integer("queueId", 32), h.integer("timestamp")
         store = self.broker.store
         off = store.get_offset_by_time(topic, qid, ts)
         if (h.opt_text("boundaryType") or "LOWER").upper() == "UPPER":
@@ -67,7 +67,7 @@ class AdminProcessor:
         return cmd.response(ResponseCode.SUCCESS, ext_fields={"offset": str(off)})
 
     def earliest_time(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
-        ts = self.broker.store.get_earliest_store_time(h.text("topic"), h.integer("queueId"))
+        ts = self.broker.store.get_earliest_store_time(h.text("topic"), h.integer("queueId", 32))
         return cmd.response(ResponseCode.SUCCESS, ext_fields={"timestamp": str(ts)})
 
     def view_by_offset(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
@@ -81,7 +81,7 @@ class AdminProcessor:
 
     def query_message(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
         store = self.broker.store
-        max_num = max(1, min(h.opt_int("maxNum", 32), 64))
+        max_num = max(1, min(h.opt_int("maxNum", 32, 32), 64))
         begin = h.opt_int("beginTimestamp", 0)
         end = h.opt_int("endTimestamp", int(time.time() * 1000))
         q = store.query_message(h.text("topic"), h.text("key"), max_num, begin, end)
@@ -102,15 +102,15 @@ class AdminProcessor:
         if topic == DEFAULT_TOPIC or topic == self.broker.settings.broker_cluster_name:
             return cmd.response(ResponseCode.SYSTEM_ERROR, f"the topic[{topic}] is conflict "
                                 "with system topic")  # fmt: skip
-        read = h.integer("readQueueNums")
-        write = h.integer("writeQueueNums")
+        read = h.integer("readQueueNums", 32)
+        write = h.integer("writeQueueNums", 32)
         if not (0 < read <= 1024 and 0 < write <= 1024):
             return cmd.response(
                 ResponseCode.INVALID_PARAMETER, "readQueueNums and writeQueueNums take 1..1024"
             )
         cfg = TopicConfig(
-            topic, read, write, h.opt_int("perm", PERM_RW),
-            h.opt_text("topicFilterType") or "SINGLE_TAG", h.opt_int("topicSysFlag", 0),
+            topic, read, write, h.opt_int("perm", PERM_RW, 32),
+            h.opt_text("topicFilterType") or "SINGLE_TAG", h.opt_int("topicSysFlag", 0, 32),
             h.flag("order"),
         )  # fmt: skip
         self.broker.topics.put(cfg)

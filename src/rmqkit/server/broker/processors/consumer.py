@@ -50,7 +50,7 @@ class ConsumerProcessor:
                 return self.query_offset(cmd, h)
             if cmd.code == RequestCode.UPDATE_CONSUMER_OFFSET:
                 self.broker.offsets.commit(
-                    h.text("consumerGroup"), h.text("topic"), h.integer("queueId"),
+                    h.text("consumerGroup"), h.text("topic"), h.integer("queueId", 32),
                     h.integer("commitOffset"),
                 )  # fmt: skip
                 return cmd.response(ResponseCode.SUCCESS)
@@ -84,7 +84,7 @@ class ConsumerProcessor:
 
     def query_offset(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
         b = self.broker
-        group, topic, qid = h.text("consumerGroup"), h.text("topic"), h.integer("queueId")
+        group, topic, qid = h.text("consumerGroup"), h.text("topic"), h.integer("queueId", 32)
         offset = b.offsets.query(group, topic, qid)
         if offset >= 0:
             return cmd.response(ResponseCode.SUCCESS, ext_fields={"offset": str(offset)})

@@ -37,7 +37,7 @@ class EndTransactionProcessor:
             group = h.text("producerGroup")
             queue_offset = h.integer("tranStateTableOffset")
             phys = h.integer("commitLogOffset")
-            decision = h.integer("commitOrRollback")
+            decision = h.integer("commitOrRollback", 32)
         except HeaderProblem as exc:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
         if decision == UNKNOWN:

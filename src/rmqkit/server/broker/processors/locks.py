@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from rmqkit.protocol.codes import RequestCode, ResponseCode
-from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.command import RemotingCommand, json_int
 from rmqkit.remoting.connection import Connection, HandlerResult
 
 if TYPE_CHECKING:
@@ -69,10 +69,17 @@ class LockTable:
 
 def _queues(body: dict[str, Any]) -> list[QueueKey]:
     return [
-        (str(mq["topic"]), str(mq.get("brokerName", "")), int(mq["queueId"]))
+        (str(mq["topic"]), str(mq.get("brokerName", "")), _queue_id(mq["queueId"]))
         for mq in body.get("mqSet") or []
         if isinstance(mq, dict) and "topic" in mq and "queueId" in mq
     ]
+
+
+def _queue_id(value: object) -> int:
+    n = json_int(value, 32)
+    if n is None:
+        raise ValueError(f"queueId {value!r:.40} is not a Java int")
+    return n
 
 
 class LockProcessor:

@@ -121,6 +121,7 @@ def suggest_broker(
 
 class PullRequest:
     __slots__ = (
+        "commit_offset",
         "group",
         "group_config",
         "max_nums",
@@ -136,11 +137,12 @@ class PullRequest:
     def __init__(self, h: Header) -> None:
         self.group = h.text("consumerGroup")
         self.topic = h.text("topic")
-        self.queue_id = h.integer("queueId")
+        self.queue_id = h.integer("queueId", 32)
         self.offset = h.integer("queueOffset")
-        self.max_nums = h.integer("maxMsgNums")
-        self.sys_flag = h.integer("sysFlag")
+        self.max_nums = h.integer("maxMsgNums", 32)
+        self.sys_flag = h.integer("sysFlag", 32)
         self.suspend_ms = h.opt_int("suspendTimeoutMillis", 0)
+        self.commit_offset = h.opt_int("commitOffset", -1)
         self.group_config: SubscriptionGroupConfig | None = None
         """The group's stored settings, once the checks have found them."""
         self.subscription: SubscriptionData | None = None
@@ -165,11 +167,10 @@ class PullProcessor:
         refusal = self._check(cmd, req)
         if refusal is not None:
             return refusal
-        commit = int(cmd.ext_fields.get("commitOffset", "-1") or -1)
         # Not on a slave (RocketMQ 4.x's check; clients clear the flag for slaves anyway): the
         # offset a consumer commits there goes by UPDATE_CONSUMER_OFFSET.
         if req.sys_flag & PULL_COMMIT_OFFSET and self.broker.settings.is_master:
-            self.broker.offsets.commit(req.group, req.topic, req.queue_id, commit)
+            self.broker.offsets.commit(req.group, req.topic, req.queue_id, req.commit_offset)
         result = self._read(req)
         response = self._respond(cmd, req, result)
         s = self.broker.settings

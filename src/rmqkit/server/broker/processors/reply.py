@@ -104,7 +104,7 @@ class ReplyProcessor(SendProcessor):
                 return cmd.response(
                     ResponseCode.NO_PERMISSION, f"the topic[{topic}] sending message is forbidden"
                 )
-            queue_id = header.integer("queueId")
+            queue_id = header.integer("queueId", 32)
             if queue_id < 0:
                 queue_id = random.randrange(cfg.write_queue_nums)
             elif queue_id >= cfg.write_queue_nums:
@@ -113,8 +113,11 @@ class ReplyProcessor(SendProcessor):
                     f"request queueId[{queue_id}] is illegal, topic {topic} has "
                     f"{cfg.write_queue_nums} write queues",
                 )
-            header.integer("sysFlag")  # mandatory, as for a send: refuse early, not in the push
+            # Checked here, as for a send: refused early, not in the push.
+            header.integer("sysFlag", 32)
             header.integer("bornTimestamp")
+            header.opt_int("flag", 0, 32)
+            header.opt_int("reconsumeTimes", 0, 32)
         except HeaderProblem as exc:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
         return self._reply(conn, cmd, header, queue_id)
@@ -180,9 +183,9 @@ class ReplyProcessor(SendProcessor):
         if props and not props.endswith(PROPERTY_SEPARATOR):
             props += PROPERTY_SEPARATOR
         msg = MessageToStore(
-            topic, queue_id, body, props, header.opt_int("flag", 0), header.integer("sysFlag"),
-            header.integer("bornTimestamp"), pack_host(*conn.peer_host),
-            header.opt_int("reconsumeTimes", 0),
+            topic, queue_id, body, props, header.opt_int("flag", 0, 32),
+            header.integer("sysFlag", 32), header.integer("bornTimestamp"),
+            pack_host(*conn.peer_host), header.opt_int("reconsumeTimes", 0, 32),
             wait_store_ok=find_property(props, Prop.WAIT_STORE_MSG_OK) != "false",
         )  # fmt: skip
         r = await self.broker.store.put_message(msg)

@@ -61,8 +61,8 @@ class SendBackProcessor:
             h = Header(cmd.ext_fields)
             offset = h.integer("offset")
             group_name = h.text("group")
-            delay_level = h.opt_int("delayLevel", 0)
-            max_times_asked = h.opt_int("maxReconsumeTimes", -1)
+            delay_level = h.opt_int("delayLevel", 0, 32)
+            max_times_asked = h.opt_int("maxReconsumeTimes", -1, 32)
         except HeaderProblem as exc:
             return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
         b = self.broker
