@@ -23,6 +23,7 @@ from rmqkit.protocol.codes import RequestCode as RC
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData, SubscriptionEntry
+from rmqkit.protocol.message_id import decode_offset_msg_id
 
 from .conftest import Cluster, running_cluster
 
@@ -64,7 +65,7 @@ _OFFSET = {"consumerGroup": "CG", "topic": "T", "queueId": "0"}
 Template = tuple[str, int, dict[str, str], bytes]
 
 
-def _templates(c: Cluster, phys: int, msg_id: str) -> list[Template]:
+def _templates(c: Cluster, phys: int, msg_id: str, end_tx: dict[str, str]) -> list[Template]:
     heartbeat = HeartbeatData(
         "10.0.0.1@1", ["PG"], [ConsumerEntry("CG", subscriptions=[SubscriptionEntry("T", "*")])]
     ).encode()
@@ -99,6 +100,7 @@ def _templates(c: Cluster, phys: int, msg_id: str) -> list[Template]:
         ("broker", RC.SEND_MESSAGE, _V1, b"body"),
         ("broker", RC.SEND_BATCH_MESSAGE, _V2, batch),
         ("broker", RC.PULL_MESSAGE, _PULL, b""),
+        ("broker", RC.LITE_PULL_MESSAGE, _PULL, b""),
         ("broker", RC.QUERY_CONSUMER_OFFSET, _OFFSET, b""),
         ("broker", RC.UPDATE_CONSUMER_OFFSET, _OFFSET | {"commitOffset": "1"}, b""),
         ("broker", RC.GET_MAX_OFFSET, _QUEUE, b""),
@@ -111,6 +113,7 @@ def _templates(c: Cluster, phys: int, msg_id: str) -> list[Template]:
         ("broker", RC.CONSUMER_SEND_MSG_BACK, {"offset": str(phys), "group": "CG",
                                                "delayLevel": "0", "originMsgId": msg_id,
                                                "originTopic": "T", "maxReconsumeTimes": "16"}, b""),
+        ("broker", RC.END_TRANSACTION, end_tx, b""),
         ("broker", RC.HEART_BEAT, {}, heartbeat),
         ("broker", RC.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": "CG"}, b""),
         ("broker", RC.LOCK_BATCH_MQ, {}, lock),
@@ -131,6 +134,9 @@ def _templates(c: Cluster, phys: int, msg_id: str) -> list[Template]:
         ("broker", RC.GET_ALL_TOPIC_CONFIG, {}, b""),
         ("broker", RC.GET_ALL_CONSUMER_OFFSET, {}, b""),
         ("broker", RC.GET_BROKER_RUNTIME_INFO, {}, b""),
+        ("broker", RC.TRIGGER_DELETE_FILES, {}, b""),
+        ("broker", RC.DELETE_SUBSCRIPTIONGROUP, {"groupName": "CG2"}, b""),
+        ("broker", RC.DELETE_TOPIC_IN_BROKER, {"topic": "T2"}, b""),
         ("broker", RC.UNREGISTER_CLIENT, {"clientID": "10.0.0.1@1", "producerGroup": "PG",
                                           "consumerGroup": "CG"}, b""),
         ("namesrv", RC.REGISTER_BROKER, fake, register),
@@ -226,7 +232,16 @@ async def test_every_bad_header_field_gets_an_answer_of_its_own(
         assert c.broker.store.look_message_by_offset(0) is not None  # the first record
         addr: dict[str, Callable[[], str]] = {"broker": lambda: c.br, "namesrv": lambda: c.ns}
         problems: list[str] = []
-        for server, code, fields, body in _templates(c, 0, sent.ext_fields["msgId"]):
+        half_props = "TRAN_MSG\u0001true\u0002PGROUP\u0001PG\u0002"
+        half = await c.call(RC.SEND_MESSAGE_V2, b"half", **(_V2 | {"i": half_props}))
+        assert half.code == ResponseCode.SUCCESS, half.remark
+        end_tx = {
+            "producerGroup": "PG", "tranStateTableOffset": half.ext_fields["queueOffset"],
+            "commitLogOffset": str(decode_offset_msg_id(half.ext_fields["msgId"])[1]),
+            "commitOrRollback": "8", "fromTransactionCheck": "false",
+            "msgId": half.ext_fields["msgId"],
+        }  # fmt: skip
+        for server, code, fields, body in _templates(c, 0, sent.ext_fields["msgId"], end_tx):
             ok = await c.call(code, body, addr[server](), **fields)
             assert ok.code == ResponseCode.SUCCESS, (RC(code).name, ok.remark)
             bad_bodies = _body_mutations(body) if body else []
