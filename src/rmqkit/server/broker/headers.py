@@ -7,7 +7,7 @@ broker answers.
 
 from __future__ import annotations
 
-from rmqkit.protocol.command import RemotingCommand, parse_bool, parse_int
+from rmqkit.protocol.command import RemotingCommand, json_int, parse_bool
 
 SEND_V2_NAMES = {
     "a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums",
@@ -55,8 +55,8 @@ class Header:
 
     @staticmethod
     def _number(name: str, raw: str, bits: int) -> int:
-        value = parse_int(raw)
-        if value is None or not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        value = json_int(raw, bits)
+        if value is None:
             java = "int" if bits == 32 else "long"
             raise HeaderProblem(
                 f"the request header field '{name}' is not a number (a Java {java}): {raw!r}"
