@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rmqkit.client.message import Message
+from rmqkit.common.java_values import parse_int
 from rmqkit.common.properties import REPLY_MESSAGE_FLAG, Prop, decode_properties, reply_topic
 from rmqkit.errors import ConfigurationError, CorruptRecordError, RequestTimeoutError
 from rmqkit.protocol.codes import ResponseCode
-from rmqkit.protocol.command import RemotingCommand, parse_int
+from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import Host, StoredMessage, inflate_body, pack_host
 from rmqkit.remoting.connection import Connection
 

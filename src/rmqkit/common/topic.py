@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rmqkit.common.java_values import json_bool, json_int
+
 PERM_PRIORITY = 0x8
 PERM_READ = 0x4
 PERM_WRITE = 0x2
@@ -60,15 +62,36 @@ class TopicConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TopicConfig:
+        """The topic a JSON object describes, as Java reads it.
+
+        Raises:
+            KeyError: no topicName.
+            ValueError: a number or a boolean that is not one, a number past a Java `int`, or
+                attributes that are not an object.
+        """
+
+        def number(key: str, default: int) -> int:
+            raw = d.get(key)
+            n = default if raw is None else json_int(raw, 32)
+            if n is None:
+                raise ValueError(f"{key} {raw!r:.40} is not a number (a Java int)")
+            return n
+
+        attributes = d.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise ValueError(f"attributes {attributes!r:.40} is not an object")
+        order = json_bool(d.get("order"), False)
+        if order is None:
+            raise ValueError(f"order {d.get('order')!r:.40} is not a boolean")
         return cls(
             topic_name=str(d["topicName"]),
-            read_queue_nums=int(d.get("readQueueNums", 8)),
-            write_queue_nums=int(d.get("writeQueueNums", 8)),
-            perm=int(d.get("perm", PERM_RW)),
+            read_queue_nums=number("readQueueNums", 8),
+            write_queue_nums=number("writeQueueNums", 8),
+            perm=number("perm", PERM_RW),
             topic_filter_type=str(d.get("topicFilterType", "SINGLE_TAG")),
-            topic_sys_flag=int(d.get("topicSysFlag", d.get("topicSynFlag", 0)) or 0),
-            order=bool(d.get("order", False)),
-            attributes={str(k): str(v) for k, v in (d.get("attributes") or {}).items()},
+            topic_sys_flag=number("topicSysFlag", number("topicSynFlag", 0)),
+            order=order,
+            attributes={str(k): str(v) for k, v in attributes.items()},
         )
 
 

@@ -51,47 +51,6 @@ def java_string(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
-def parse_bool(value: str | None, default: bool = False) -> bool:
-    """Java's `Boolean.parseBoolean`: true only for "true" in any case; "1" is false."""
-    if value is None:
-        return default
-    return value.strip().lower() == "true"
-
-
-LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
-"""Java's `long`, the widest type of any header field."""
-
-
-def parse_int(value: str | None, default: int | None = None) -> int | None:
-    """A lenient integer: surrounding spaces and a trailing ".0" are accepted. A number past
-    Java's `long` is not one (`default`), as Java's parsing fails on it."""
-    if value is None or value == "":
-        return default
-    v = value.strip()
-    try:
-        n = int(v)
-    except ValueError:
-        try:
-            f = float(v)
-        except ValueError:
-            return default
-        if not f.is_integer():
-            return default
-        n = int(f)
-    return n if LONG_MIN <= n <= LONG_MAX else default
-
-
-def json_int(value: object, bits: int = 64) -> int | None:
-    """A whole number as Java reads one into a `long` (or an `int`, `bits=32`) from a JSON
-    number or string; None for anything else (a bool, 5.7, a number that does not fit)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    n = value if isinstance(value, int) else parse_int(str(value))
-    if n is None or not -(1 << (bits - 1)) <= n < 1 << (bits - 1):
-        return None
-    return n
-
-
 @dataclass(slots=True)
 class RemotingCommand:
     """A request or a response."""

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from rmqkit.protocol.command import java_string, json_int
+from rmqkit.common.java_values import json_bool, json_int
+from rmqkit.protocol.command import java_string
 
 CONSUME_TYPES = {0: "CONSUME_ACTIVELY", 1: "CONSUME_PASSIVELY", 2: "CONSUME_POP"}
 MESSAGE_MODELS = {0: "BROADCASTING", 1: "CLUSTERING"}
@@ -111,6 +112,14 @@ def _items(d: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
+def _flag(d: dict[str, Any], key: str) -> bool:
+    """A boolean field (absent: false); anything fastjson would not read as one is refused."""
+    value = json_bool(d.get(key))
+    if value is None:
+        raise HeartbeatError(f"heartbeat field {key} is not a boolean: {d.get(key)!r:.60}")
+    return value
+
+
 def decode_heartbeat(body: bytes | memoryview) -> HeartbeatData:
     """Any of the three observed shapes; raises `HeartbeatError` with the reason."""
     try:
@@ -154,7 +163,7 @@ def decode_heartbeat(body: bytes | memoryview) -> HeartbeatData:
                     c.get("consumeFromWhere"), CONSUME_FROM, "CONSUME_FROM_LAST_OFFSET"
                 ),
                 subscriptions=subs,
-                unit_mode=bool(c.get("unitMode", False)),
+                unit_mode=_flag(c, "unitMode"),
             )
         )
     return HeartbeatData(client_id, producers, consumers)

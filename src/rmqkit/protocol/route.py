@@ -12,9 +12,9 @@ from typing import Any, TypeAlias
 
 import orjson
 
+from rmqkit.common.java_values import json_bool, json_int
 from rmqkit.common.topic import PERM_RW, DataVersion, TopicConfig
 from rmqkit.common.types import BrokerAddr, BrokerName, TopicName
-from rmqkit.protocol.command import json_int
 
 ClusterName: TypeAlias = str
 BrokerId: TypeAlias = int
@@ -83,6 +83,13 @@ def _int(d: dict[str, Any], key: str, default: int, what: str) -> int:
     if n is None:
         raise BodyError(f"{what}.{key} must be an integer (a Java long), not {value!r:.40}")
     return n
+
+
+def _bool(d: dict[str, Any], key: str, what: str) -> bool:
+    value = json_bool(d.get(key))
+    if value is None:
+        raise BodyError(f"{what}.{key} must be a boolean, not {d.get(key)!r:.60}")
+    return value
 
 
 def _str(d: dict[str, Any], key: str, what: str) -> str:
@@ -175,7 +182,7 @@ class BrokerData:
             broker_name=_str(d, "brokerName", "brokerData"),
             broker_addrs=addrs,
             zone_name=None if zone is None else str(zone),
-            enable_acting_master=bool(d.get("enableActingMaster", False)),
+            enable_acting_master=_bool(d, "enableActingMaster", "brokerData"),
         )
 
 

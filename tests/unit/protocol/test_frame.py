@@ -8,14 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rmqkit.common.java_values import parse_bool, parse_int
 from rmqkit.protocol.codes import RequestCode, ResponseCode, SerializeType
 from rmqkit.protocol.command import (
     FLAG_ONEWAY,
     RemotingCommand,
     encode_binary_header,
     java_string,
-    parse_bool,
-    parse_int,
 )
 from rmqkit.protocol.frame import FrameDecoder, FrameError, encode_frame
 

@@ -6,13 +6,16 @@ Persisted as `config/subscriptionGroup.json`; created on first use when
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rmqkit.common.java_values import json_bool, json_int
 from rmqkit.common.topic import DataVersion
-from rmqkit.protocol.command import json_int
 from rmqkit.server.broker.json_file import load_json, save_json
+
+log = logging.getLogger("rmqkit.broker.groups")
 
 
 @dataclass(slots=True)
@@ -59,13 +62,20 @@ class SubscriptionGroupConfig:
                 raise ValueError(f"{key} {raw!r:.40} is not a number (a Java {java})")
             return n
 
+        def flag(key: str, default: bool) -> bool:
+            raw = d.get(key)
+            b = json_bool(raw, default)
+            if b is None:
+                raise ValueError(f"{key} {raw!r:.40} is not a boolean")
+            return b
+
         return cls(
             str(d["groupName"]),
-            bool(d.get("consumeEnable", True)),
-            bool(d.get("consumeBroadcastEnable", True)),
+            flag("consumeEnable", True),
+            flag("consumeBroadcastEnable", True),
             number("retryQueueNums", 1),
             number("retryMaxTimes", 16),
-            bool(d.get("consumeMessageOrderly", False)),
+            flag("consumeMessageOrderly", False),
             number("brokerId", 0, 64),
             number("whichBrokerWhenConsumeSlowly", 1, 64),
         )
@@ -82,7 +92,10 @@ class SubscriptionGroupTable:
         data = load_json(self.path) if self.path else None
         if data:
             for name, cfg in (data.get("subscriptionGroupTable") or {}).items():
-                self.groups[name] = SubscriptionGroupConfig.from_json(cfg)
+                try:
+                    self.groups[name] = SubscriptionGroupConfig.from_json(cfg)
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.error("subscriptionGroup.json: skipping group %r: %s", name, exc)
             self.data_version = DataVersion.from_json(data.get("dataVersion"))
 
     def persist(self) -> None:

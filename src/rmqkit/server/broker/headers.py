@@ -7,7 +7,8 @@ broker answers.
 
 from __future__ import annotations
 
-from rmqkit.protocol.command import RemotingCommand, json_int, parse_bool
+from rmqkit.common.java_values import json_int, parse_bool
+from rmqkit.protocol.command import RemotingCommand
 
 SEND_V2_NAMES = {
     "a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums",

@@ -10,8 +10,9 @@ import logging
 import zlib
 from collections.abc import Callable
 
+from rmqkit.common.java_values import parse_bool, parse_int
 from rmqkit.protocol.codes import RequestCode, ResponseCode
-from rmqkit.protocol.command import RemotingCommand, parse_bool, parse_int
+from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import (
     NAMESPACE_ORDER_TOPIC_CONFIG,
     BodyError,

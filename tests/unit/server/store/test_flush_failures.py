@@ -82,7 +82,7 @@ async def test_a_failed_group_commit_writes_its_bytes_again_for_the_next(
         return real_pwrite(fd, data, pos)
 
     monkeypatch.setattr(mapped_file.os, "pwrite", spy)
-    _fail_syncs(monkeypatch)
+    _fail_syncs(monkeypatch, under=s.settings.commit_log_dir)
     r = await s.put_message(msg(body=b"y" * 300))
     assert r.status is PutStatus.FLUSH_DISK_TIMEOUT and r.stored
     assert "syncing the CommitLog failed" in caplog.text and "Input/output error" in caplog.text
@@ -164,7 +164,8 @@ async def test_a_sync_that_succeeds_starts_the_count_of_failures_again(
 ) -> None:  # type: ignore[no-untyped-def]
     s = await _sync_flush_store(make_store, monkeypatch)
     for _ in range(3):
-        _fail_syncs(monkeypatch)
+        # Only the CommitLog's: a failed ConsumeQueue sync rightly leaves the abort file.
+        _fail_syncs(monkeypatch, under=s.settings.commit_log_dir)
         for _ in range(FAILED_SYNCS_MAX - 1):
             assert (await s.put_message(msg())).status is PutStatus.FLUSH_DISK_TIMEOUT
         _heal_syncs(monkeypatch)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from rmqkit.common.java_values import parse_bool
 from rmqkit.protocol.codes import RequestCode, ResponseCode
-from rmqkit.protocol.command import RemotingCommand, parse_bool
+from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import HeartbeatError, decode_heartbeat
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.clients import ClientChannel

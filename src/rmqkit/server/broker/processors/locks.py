@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from rmqkit.common.java_values import json_int
 from rmqkit.protocol.codes import RequestCode, ResponseCode
-from rmqkit.protocol.command import RemotingCommand, json_int
+from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
 
 if TYPE_CHECKING:

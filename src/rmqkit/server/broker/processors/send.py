@@ -20,14 +20,14 @@ from collections.abc import Awaitable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from rmqkit.common.java_values import LONG_MAX as _LONG_MAX
+from rmqkit.common.java_values import LONG_MIN as _LONG_MIN
 from rmqkit.common.names import topic_problem
 from rmqkit.common.properties import PROPERTY_SEPARATOR, Prop, find_property
 from rmqkit.common.topic import TopicConfig, perm_writable
 from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.batch import decode_batch
 from rmqkit.protocol.codes import RequestCode, ResponseCode
-from rmqkit.protocol.command import LONG_MAX as _LONG_MAX
-from rmqkit.protocol.command import LONG_MIN as _LONG_MIN
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import Host, pack_host
 from rmqkit.remoting.connection import Connection, HandlerResult
