@@ -18,12 +18,14 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from rmqkit.common.properties import Prop, encode_properties, reply_topic
 from rmqkit.protocol.batch import BatchEntry, encode_batch
 from rmqkit.protocol.codes import RequestCode as RC
 from rmqkit.protocol.codes import ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry, HeartbeatData, SubscriptionEntry
 from rmqkit.protocol.message_id import decode_offset_msg_id
+from rmqkit.remoting.client import RemotingClient
 
 from .conftest import Cluster, running_cluster
 
@@ -58,11 +60,22 @@ _PULL = {
     "sysFlag": "5", "commitOffset": "0", "suspendTimeoutMillis": "0", "subscription": "*",
     "subVersion": "0", "expressionType": "TAG",
 }  # fmt: skip
+REQUESTER = "10.0.0.2@requester"
 _QUEUE = {"topic": "T", "queueId": "0"}
 _OFFSET = {"consumerGroup": "CG", "topic": "T", "queueId": "0"}
 
 # (server, code, fields, body): requests that succeed as they are (checked below).
 Template = tuple[str, int, dict[str, str], bytes]
+
+
+def _replies() -> tuple[dict[str, str], dict[str, str]]:
+    """SEND_REPLY_MESSAGE's V1 and V2 fields: a reply to `REQUESTER`, which takes its pushes."""
+    props = encode_properties({
+        Prop.MESSAGE_TYPE: "reply", Prop.CORRELATION_ID: "c-1",
+        Prop.MESSAGE_REPLY_TO_CLIENT: REQUESTER, Prop.MESSAGE_TTL: "3000",
+    })  # fmt: skip
+    topic = reply_topic("DefaultCluster")
+    return _V1 | {"topic": topic, "properties": props}, _V2 | {"b": topic, "i": props}
 
 
 def _templates(c: Cluster, phys: int, msg_id: str, end_tx: dict[str, str]) -> list[Template]:
@@ -95,8 +108,11 @@ def _templates(c: Cluster, phys: int, msg_id: str, end_tx: dict[str, str]) -> li
         "brokerDatas": [],
     })  # fmt: skip
     batch = encode_batch([BatchEntry(b"b1", ""), BatchEntry(b"b2", "")])
+    reply_v1, reply_v2 = _replies()
     return [
         ("broker", RC.SEND_MESSAGE_V2, _V2, b"body"),
+        ("broker", RC.SEND_REPLY_MESSAGE, reply_v1, b"reply"),
+        ("broker", RC.SEND_REPLY_MESSAGE_V2, reply_v2, b"reply"),
         ("broker", RC.SEND_MESSAGE, _V1, b"body"),
         ("broker", RC.SEND_BATCH_MESSAGE, _V2, batch),
         ("broker", RC.PULL_MESSAGE, _PULL, b""),
@@ -225,7 +241,8 @@ async def test_every_bad_header_field_gets_an_answer_of_its_own(
     tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.WARNING)
-    async with running_cluster(tmp_path) as c:
+    answer = lambda _conn, cmd: cmd.response(ResponseCode.SUCCESS)  # noqa: E731  (reply pushes)
+    async with running_cluster(tmp_path) as c, RemotingClient(handler=answer) as requester:
         await c.create_topic("T")
         sent = await c.call(RC.SEND_MESSAGE_V2, b"first", **_V2)
         assert sent.code == ResponseCode.SUCCESS, sent.remark
@@ -241,6 +258,8 @@ async def test_every_bad_header_field_gets_an_answer_of_its_own(
             "commitOrRollback": "8", "fromTransactionCheck": "false",
             "msgId": half.ext_fields["msgId"],
         }  # fmt: skip
+        hb = HeartbeatData(REQUESTER, producer_groups=["RPG"]).encode()
+        assert (await requester.invoke(c.br, RemotingCommand(RC.HEART_BEAT, body=hb))).code == 0
         for server, code, fields, body in _templates(c, 0, sent.ext_fields["msgId"], end_tx):
             ok = await c.call(code, body, addr[server](), **fields)
             assert ok.code == ResponseCode.SUCCESS, (RC(code).name, ok.remark)
