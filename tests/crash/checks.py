@@ -74,7 +74,7 @@ def scan_commit_log(commit_log_dir: Path, end: int, ctx: str) -> dict[int, Store
 def walk_queues(store: FileMessageStore, ctx: str) -> dict[QueueKey, list[StoredMessage]]:
     """Read every queue whole through `get_message`; each record must decode with a good CRC."""
     out: dict[QueueKey, list[StoredMessage]] = {}
-    for topic, qs in sorted(store.consume_queues.items()):
+    for topic, qs in sorted(store.consume_queues.by_topic.items()):
         for qid, cq in sorted(qs.items()):
             lo, hi = store.get_min_offset(topic, qid), store.get_max_offset(topic, qid)
             where = f"{ctx}: {topic}-{qid}"

@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.errors import ConfigurationError, DiskFullError, StoreClosedError, StoreError
 from rmqkit.protocol.message_id import offset_msg_id_prefix
 from rmqkit.protocol.record import MIN_BLANK_BYTES, Host, as_host, decode_record, record_size
 from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
-from rmqkit.server.store.delay import deliver_at, route_delayed
-from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest, ReputService
+from rmqkit.server.store.consume_queue_table import ConsumeQueueTable
+from rmqkit.server.store.delay import route_delayed
+from rmqkit.server.store.dispatch import Dispatcher, ReputService
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.flush import (
     CommitLogFlusher,
@@ -83,13 +83,14 @@ class FileMessageStore:
             ),
             self.store_host,
         )
-        self.consume_queues: dict[str, dict[int, ConsumeQueue]] = {}
+        self.consume_queues = ConsumeQueueTable(
+            settings.consume_queue_dir, settings.consume_queue_file_entries, self._delay_levels
+        )
         self.index = IndexService(
             settings.index_dir, settings.max_hash_slot_num, settings.max_index_num
         )
         self.checkpoint_file = CheckpointFile(settings.checkpoint_path)
         self._listeners: list[Dispatcher] = []
-        self._dirty_cqs: set[ConsumeQueue] = set()
         self._valid_topics: set[str] = set()
         self.running = False
         self._waits = False
@@ -127,9 +128,9 @@ class FileMessageStore:
         crashed = s.abort_path.exists()
         cp = self.checkpoint_file.read()
         self.commit_log.queue.load()
-        self._load_consume_queues()
+        self.consume_queues.load()
         report = plan_recovery(self.commit_log.queue, cp, crashed)
-        for cq in self._all_cqs():
+        for cq in self.consume_queues.all():
             cq.recover(report.redispatch_from)
             cq.correct_min_offset(self.commit_log.min_offset)
         index_from = report.redispatch_from
@@ -141,7 +142,9 @@ class FileMessageStore:
                 clean=cp is not None and not crashed,
             )
         self.commit_log.queue_offsets = {
-            (cq.topic, cq.queue_id): cq.max_offset for cq in self._all_cqs() if cq.max_offset
+            (cq.topic, cq.queue_id): cq.max_offset
+            for cq in self.consume_queues.all()
+            if cq.max_offset
         }
         if index_from < report.redispatch_from:
             # The index alone goes back further; the reput below skips what this indexes.
@@ -169,7 +172,7 @@ class FileMessageStore:
         # it in the page cache only), and every ConsumeQueue and index file it wrote.
         end = self.commit_log.max_offset
         files = [mf for mf in self.commit_log.queue.files if mf.end > report.redispatch_from]
-        files += [mf for mf, _ in self._dirty_logic_files()]
+        files += [mf for mf, _ in self.consume_queues.take_dirty()]
         mark = self._index_mark()
         await asyncio.to_thread(self._sync_and_checkpoint, files, end, end, mark)
         self._checkpointed = (end, mark)
@@ -214,9 +217,7 @@ class FileMessageStore:
         assert self.reput is not None
         self.reput.drain()
         end = self.commit_log.max_offset
-        files: list[MappedFile] = list(self.commit_log.queue.files)
-        for cq in self._all_cqs():
-            files.extend(cq.files.files)
+        files = self.commit_log.queue.files + self.consume_queues.files()
         clean = True
         try:
             self.index.store_slots()  # kept in memory while written; a clean start reads them
@@ -237,8 +238,7 @@ class FileMessageStore:
             clean = False
         await asyncio.to_thread(self._sync_and_checkpoint, files, end, logics, mark)
         self.commit_log.close()
-        for cq in self._all_cqs():
-            cq.close()
+        self.consume_queues.close()
         self.index.close()
         if clean:
             self.settings.abort_path.unlink(missing_ok=True)
@@ -260,12 +260,6 @@ class FileMessageStore:
         now = self.clock_ms()
         self.checkpoint_file.write(Checkpoint(now, now, now, cl_flushed, logics, mark))
 
-    def _dirty_logic_files(self) -> list[tuple[MappedFile, int]]:
-        """ConsumeQueue files written since their last sync, each with how far it is written."""
-        dirty = self._dirty_cqs
-        self._dirty_cqs = set()
-        return [t for cq in dirty for t in cq.files.dirty_targets()]
-
     async def flush_logics(self) -> None:
         """Sync dirty ConsumeQueue and index files, then record progress in the checkpoint.
 
@@ -283,7 +277,7 @@ class FileMessageStore:
         reput_at = self.reput.reput_offset
         cl_flushed = self.commit_log.queue.flushed_offset
         mark = self._index_mark()
-        targets = self._dirty_logic_files()
+        targets = self.consume_queues.take_dirty()
         index_files = self.index.dirty()
 
         def sync() -> None:
@@ -314,56 +308,17 @@ class FileMessageStore:
 
     # -- consume queues ---------------------------------------------------------------------------
 
-    def _load_consume_queues(self) -> None:
-        root = self.settings.consume_queue_dir
-        root.mkdir(parents=True, exist_ok=True)
-        for tdir in sorted(root.iterdir()):
-            if not tdir.is_dir():
-                continue
-            for qdir in sorted(tdir.iterdir()):
-                if qdir.is_dir() and qdir.name.isdigit():
-                    cq = self._new_cq(tdir.name, int(qdir.name), qdir)
-                    cq.load()
-
-    def _new_cq(self, topic: str, queue_id: int, qdir: Path | None = None) -> ConsumeQueue:
-        qdir = qdir or self.settings.consume_queue_dir / topic / str(queue_id)
-        cq = ConsumeQueue(topic, queue_id, qdir, self.settings.consume_queue_file_entries)
-        self.consume_queues.setdefault(topic, {})[queue_id] = cq
-        return cq
-
-    def _all_cqs(self) -> list[ConsumeQueue]:
-        return [cq for qs in self.consume_queues.values() for cq in qs.values()]
-
     def find_consume_queue(self, topic: str, queue_id: int) -> ConsumeQueue | None:
-        qs = self.consume_queues.get(topic)
-        return qs.get(queue_id) if qs else None
+        return self.consume_queues.find(topic, queue_id)
 
     def _refresh_queue_offsets(self) -> None:
-        for cq in self._all_cqs():
+        for cq in self.consume_queues.all():
             key = (cq.topic, cq.queue_id)
             if cq.max_offset > self.commit_log.queue_offsets.get(key, 0):
                 self.commit_log.queue_offsets[key] = cq.max_offset
 
-    def _dispatch_cq(self, run: list[DispatchRequest]) -> None:
-        queues = self.consume_queues
-        dirty = self._dirty_cqs
-        for req in run:
-            tt = req.sys_flag & 0xC
-            if tt == 0x4 or tt == 0xC:  # half and rollback records are not consumable
-                continue
-            topic = req.topic
-            qs = queues.get(topic)
-            cq = qs.get(req.queue_id) if qs else None
-            if cq is None:
-                cq = self._new_cq(topic, req.queue_id)
-            code = req.tags_code
-            if topic == SCHEDULE_TOPIC:  # the tag code of a delayed message is when it is due
-                code = deliver_at(req.store_timestamp, req.queue_id, self._delay_levels)
-            cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, code)
-            dirty.add(cq)
-
     def _dispatchers(self) -> list[Dispatcher]:
-        ds: list[Dispatcher] = [self._dispatch_cq]
+        ds: list[Dispatcher] = [self.consume_queues.dispatch]
         if self.settings.message_index_enable:
             ds.append(self.index.dispatch)
         ds.extend(self._listeners)

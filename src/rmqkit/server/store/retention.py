@@ -115,7 +115,6 @@ class CleanService(Service):
 
     def _clean_behind(self) -> None:
         cl_min = self.store.commit_log.min_offset
-        for qs in self.store.consume_queues.values():
-            for cq in qs.values():
-                cq.delete_expired_files(cl_min)
+        for cq in self.store.consume_queues.all():
+            cq.delete_expired_files(cl_min)
         self.store.index.delete_below(cl_min)
