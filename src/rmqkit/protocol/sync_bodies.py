@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from rmqkit.common.java_values import json_int
 from rmqkit.common.topic import DataVersion, TopicConfig
 from rmqkit.common.types import GroupName, QueueId, QueueOffset, TopicName
 from rmqkit.protocol.route import BodyError, loads_lenient
@@ -31,13 +32,13 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _integer(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise BodyError(f"{what} must be an integer, not {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise BodyError(f"{what} must be an integer, not {value!r}") from None
+def _integer(value: Any, what: str, bits: int = 64) -> int:
+    """A number as Java reads one into a `long` (`bits=32`: an `int`)."""
+    n = json_int(value, bits)
+    if n is None:
+        java = "int" if bits == 32 else "long"
+        raise BodyError(f"{what} must be an integer (a Java {java}), not {value!r:.40}")
+    return n
 
 
 def _data_version(value: Any) -> DataVersion:
@@ -90,13 +91,19 @@ def decode_consumer_offsets(
     d = _object(loads_lenient(body, "ConsumerOffsetSerializeWrapper"), "consumer offset body")
     out: dict[OffsetKey, dict[QueueId, QueueOffset]] = {}
     for key, queues in _object(d.get("offsetTable"), "offsetTable").items():
-        if "@" not in str(key):
-            raise BodyError(f"offsetTable key {key!r} is not <topic>@<group>")
-        out[str(key)] = {
-            _integer(q, f"offsetTable[{key!r}] queue id"): _integer(o, f"offsetTable[{key!r}]")
-            for q, o in _object(queues, f"offsetTable[{key!r}]").items()
-        }
+        out[str(key)] = queue_offsets(key, queues)
     return out
+
+
+def queue_offsets(key: object, queues: object) -> dict[QueueId, QueueOffset]:
+    """One `<topic>@<group>` entry of a consumer offset table: queue id -> offset. Raises
+    `BodyError` naming what Java would not read (the broker's own file is read with it too)."""
+    if "@" not in str(key):
+        raise BodyError(f"offsetTable key {key!r} is not <topic>@<group>")
+    return {
+        _integer(q, f"offsetTable[{key!r}] queue id", 32): _integer(o, f"offsetTable[{key!r}]")
+        for q, o in _object(queues, f"offsetTable[{key!r}]").items()
+    }
 
 
 def encode_delay_offsets(table: Mapping[DelayLevel, QueueOffset]) -> bytes:
@@ -106,8 +113,13 @@ def encode_delay_offsets(table: Mapping[DelayLevel, QueueOffset]) -> bytes:
 
 def decode_delay_offsets(body: bytes | memoryview | str) -> dict[DelayLevel, QueueOffset]:
     """GET_ALL_DELAY_OFFSET's body: the next offset to deliver of each delay level."""
-    d = _object(loads_lenient(body, "DelayOffsetSerializeWrapper"), "delay offset body")
+    return delay_offsets(loads_lenient(body, "DelayOffsetSerializeWrapper"))
+
+
+def delay_offsets(doc: object) -> dict[DelayLevel, QueueOffset]:
+    """The parsed content of `delayOffset.json`; raises `BodyError` naming what is wrong."""
+    d = _object(doc, "delay offset body")
     return {
-        _integer(k, "delay level"): _integer(v, f"offsetTable[{k!r}]")
+        _integer(k, "delay level", 32): _integer(v, f"offsetTable[{k!r}]")
         for k, v in _object(d.get("offsetTable"), "offsetTable").items()
     }

@@ -61,6 +61,13 @@ def test_subscription_groups_stay_json_objects() -> None:
         (decode_consumer_offsets, b'{"offsetTable":{"noAt":{"0":1}}}', "topic>@<group"),
         (decode_consumer_offsets, b'{"offsetTable":{"T@G":{"0":"x"}}}', "integer"),
         (decode_delay_offsets, b'{"offsetTable":[1,2]}', "JSON object"),
+        (
+            decode_consumer_offsets,
+            b'{"offsetTable":{"T@G":{"0":9223372036854775808}}}',
+            "Java long",
+        ),
+        (decode_consumer_offsets, b'{"offsetTable":{"T@G":{"2147483648":1}}}', "Java int"),
+        (decode_delay_offsets, b'{"offsetTable":{"3":true}}', "integer"),
         (decode_topic_configs, b'{"topicConfigTable":{"T":{"perm":6}}}', "topicConfigTable"),
         (decode_subscription_groups, b"not json", "not valid JSON"),
     ],

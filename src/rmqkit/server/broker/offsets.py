@@ -6,9 +6,14 @@ at stop: `{"offsetTable": {"<topic>@<group>": {"<queueId>": offset}}}`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from rmqkit.protocol.route import BodyError
+from rmqkit.protocol.sync_bodies import queue_offsets
 from rmqkit.server.broker.json_file import load_json, save_json
+
+log = logging.getLogger("rmqkit.broker.offsets")
 
 SEP = "@"
 
@@ -20,9 +25,17 @@ class ConsumerOffsetTable:
         self.dirty = False
 
     def load(self) -> None:
+        """Read the file; an entry Java would not read is left out, and the log names it."""
         data = load_json(self.path) if self.path else None
-        for key, queues in ((data or {}).get("offsetTable") or {}).items():
-            self.table[key] = {int(q): int(o) for q, o in queues.items()}
+        table = (data or {}).get("offsetTable") or {}
+        if not isinstance(table, dict):
+            log.error("consumerOffset.json: offsetTable is not an object; starting without it")
+            return
+        for key, queues in table.items():
+            try:
+                self.table[key] = queue_offsets(key, queues)
+            except BodyError as exc:
+                log.error("consumerOffset.json: skipping %s: %s", key, exc)
 
     def persist(self) -> None:
         if self.path is not None:

@@ -21,6 +21,8 @@ from rmqkit.common.names import SCHEDULE_TOPIC
 from rmqkit.common.properties import Prop, encode_properties
 from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.record import StoredMessage, decode_record
+from rmqkit.protocol.route import BodyError
+from rmqkit.protocol.sync_bodies import delay_offsets
 from rmqkit.server.broker.json_file import load_json, save_json
 from rmqkit.server.service import Service
 from rmqkit.server.store import FileMessageStore, MessageToStore, PutResult, PutStatus
@@ -50,8 +52,12 @@ class ScheduleService(Service):
         self._sleep_s = 1.0
 
     def load(self) -> None:
+        """Read the file; a file Java would not read is left out, and the log says why."""
         data = load_json(self.path) or {}
-        self.offsets = {int(k): int(v) for k, v in (data.get("offsetTable") or {}).items()}
+        try:
+            self.offsets = delay_offsets(data)
+        except BodyError as exc:
+            log.error("delayOffset.json: %s; delayed messages are delivered from the start", exc)
 
     def persist(self) -> None:
         if self._dirty:

@@ -3,6 +3,7 @@ read is skipped with a line naming it, and the others load."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import orjson
 import pytest
 
 from rmqkit.server.broker.groups import SubscriptionGroupTable
+from rmqkit.server.broker.offsets import ConsumerOffsetTable
+from rmqkit.server.broker.schedule import ScheduleService
 from rmqkit.server.broker.topic_table import TopicTable
 
 
@@ -45,3 +48,41 @@ def test_a_bad_topic_is_skipped_and_named(tmp_path: Path, caplog: pytest.LogCapt
     assert good is not None and good.order is False and good.read_queue_nums == 2
     assert table.get("Wide") is None
     assert "skipping topic 'Wide': readQueueNums 4294967296 is not a number" in caplog.text
+
+
+def test_consumer_offsets_java_would_not_read_are_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "consumerOffset.json"
+    table = {
+        "T@Good": {"0": 12, "1": "7"},
+        "T@Huge": {"0": 2**64},
+        "T@Text": {"0": "twelve"},
+        "NoGroup": {"0": 1},
+    }
+    path.write_text(json.dumps({"offsetTable": table}))  # orjson cannot write 2**64
+    offsets = ConsumerOffsetTable(path)
+    with caplog.at_level(logging.ERROR):
+        offsets.load()
+    assert offsets.table == {"T@Good": {0: 12, 1: 7}}
+    for key in ("T@Huge", "T@Text", "NoGroup"):
+        assert f"consumerOffset.json: skipping {key}:" in caplog.text
+    offsets.persist()  # what was kept can be written again
+    again = ConsumerOffsetTable(path)
+    again.load()
+    assert again.table == offsets.table
+
+
+def test_delay_offsets_java_would_not_read_start_delivery_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "delayOffset.json"
+    path.write_bytes(b'{"offsetTable": {"1": 5, "2": "soon"}}')
+    schedule = ScheduleService(None, path)  # type: ignore[arg-type]  # load reads no broker
+    with caplog.at_level(logging.ERROR):
+        schedule.load()
+    assert schedule.offsets == {}
+    assert "delayOffset.json: offsetTable['2'] must be an integer" in caplog.text
+    path.write_bytes(b'{"offsetTable": {"1": 5, "2": "6"}}')
+    schedule.load()
+    assert schedule.offsets == {1: 5, 2: 6}
