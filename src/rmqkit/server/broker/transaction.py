@@ -205,6 +205,12 @@ class TransactionService(Service):
         if not r.stored:
             log.error("could not record the decision on half message %d: %s", half.queue_offset,
                       r.remark or r.status.name)  # fmt: skip
+        elif r.queue_offset == self._op_read:
+            # The next op to read is this one, which says what was just noted: read past it
+            # rather than decode it again (`_catch_up_ops` would do the same with it).
+            self._op_read += 1
+            if half.queue_offset >= self.half_offset:
+                self._op_refs.append((r.queue_offset, half.queue_offset))
 
     def _remember(self, key: str) -> None:
         self.resolved_keys[key] = None

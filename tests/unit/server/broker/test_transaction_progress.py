@@ -84,3 +84,20 @@ async def test_a_commit_made_but_not_recorded_is_not_made_twice(
     await check_for(lambda: broker.store.get_max_offset(TRANS_OP_HALF_TOPIC, 0) == 1)
     assert [m.body for m in read(broker, "TX")] == [b"paid"]
     assert copies[1].queue_offset in again.resolved
+
+
+async def test_ops_read_past_as_written_leave_the_state_a_full_read_gives(broker: Broker) -> None:
+    """The service skips decoding the ops it writes itself; what it then knows (decisions,
+    the ops still needed, how far it read) must be what reading every op gives."""
+    tx = broker.transactions
+    await half(broker, b"open", CHECK_IMMUNITY_TIME_IN_SECONDS="3600")
+    for i in range(6):
+        h = await half(broker, f"h{i}".encode())
+        await tx.end(h, COMMIT if i % 2 else ROLLBACK)
+    await check_for(lambda: broker.store.get_max_offset(TRANS_OP_HALF_TOPIC, 0) == 6)
+    fresh = TransactionService(broker)
+    fresh._catch_up_ops()
+    assert tx._op_read == fresh._op_read == 6
+    assert tx.resolved == fresh.resolved == set(range(1, 7))
+    assert tx._op_refs == fresh._op_refs == [(i, i + 1) for i in range(6)]
+    assert set(tx.resolved_keys) == set(fresh.resolved_keys)
