@@ -1,6 +1,7 @@
 """Pending delay-level messages survive a broker restart, clean (SIGTERM) and SIGKILL.
 
-Shortened levels (`messageDelayLevel=200ms 1500ms 2500ms 3500ms`). Round 1 sends messages on
+Shortened levels (`messageDelayLevel=200ms 1500ms 2500ms 3500ms`), progress written every 200 ms
+(`flushDelayOffsetInterval`, 10 s by default). Round 1 sends messages on
 all four levels to `rmqkit serve`, waits until level 1 has been delivered and its progress
 written to `config/delayOffset.json`, and stops the broker with levels 2-4 pending. With SIGKILL,
 round 2 starts it again and kills it once level 2 has started to arrive, in the middle of
@@ -61,7 +62,8 @@ async def test_pending_delayed_messages_survive_a_restart(tmp_path: Path, how: S
     asked: dict[bytes, int] = {}
     levels = " ".join(f"{ms}ms" for ms in LEVELS_MS)
     async with NameServer(NameServerSettings(host="127.0.0.1", listen_port=0)) as ns:
-        conf = write_conf(tmp_path, ns.port, f"messageDelayLevel={levels}\n")
+        extra = f"messageDelayLevel={levels}\nflushDelayOffsetInterval=200\n"
+        conf = write_conf(tmp_path, ns.port, extra)
         nsaddr = f"127.0.0.1:{ns.port}"
 
         # Round 1: every level pending, level 1 delivered and recorded, then stop.

@@ -86,6 +86,25 @@ async def test_pending_delays_survive_a_restart(cluster: Cluster) -> None:
     assert "7" in (b.settings.store.store_path_root_dir / "config" / "delayOffset.json").read_text()
 
 
+async def test_delivery_progress_is_written_on_its_interval_and_at_stop(tmp_path: Path) -> None:
+    """Not at every pass: under load that was an fsync'd file write on the event loop for each
+    run of deliveries. A crash repeats what was delivered since the last write."""
+    async with running_cluster(
+        tmp_path, store={"message_delay_level": LEVELS}, flush_delay_offset_interval_ms=600_000
+    ) as c:
+        await c.create_topic("D5", 1)
+        path = c.broker.settings.store.store_path_root_dir / "config" / "delayOffset.json"
+        async with Producer("PG", c.ns) as p:
+            for i in range(5):
+                await p.send(Message("D5", str(i).encode(), delay_level=3))  # 100 ms
+        await check_for(lambda: len(arrived(c, "D5")) == 5, timeout=5)
+        await check_for(lambda: c.broker.schedule.offsets.get(3) == 5, timeout=5)
+        written = path.read_text() if path.exists() else ""
+        assert '"3": 5' not in written  # the first pass wrote the file; none since
+        await c.broker.stop()
+        assert '"3": 5' in path.read_text()
+
+
 async def test_failing_consumer_retries_with_back_off_then_dead_letters(cluster: Cluster) -> None:
     await cluster.create_topic("R1", 1)
     seen: list[tuple[bytes, int, str]] = []

@@ -124,6 +124,10 @@ class BrokerSettings(BaseSettings):
         5_000, ge=100, description="How often consumer offsets are written to disk.",
         json_schema_extra=_key("flushConsumerOffsetInterval"),
     )  # fmt: skip
+    flush_delay_offset_interval_ms: int = Field(
+        10_000, ge=100, description="How often the progress of delay levels is written to disk.",
+        json_schema_extra=_key("flushDelayOffsetInterval"),
+    )  # fmt: skip
     enable_property_filter: bool = Field(
         False, description="Let consumers filter by SQL92 expressions over message properties.",
         json_schema_extra=_key("enablePropertyFilter"),

@@ -120,7 +120,11 @@ class Broker(AsyncLifecycle):
         self.registration = Registration(self)
         self.slave_sync = SlaveSync(self)
         self.housekeeping = Housekeeping(self)
-        self.schedule = ScheduleService(self, config_dir / "delayOffset.json")
+        self.schedule = ScheduleService(
+            self,
+            config_dir / "delayOffset.json",
+            save_every_s=settings.flush_delay_offset_interval_ms / 1000,
+        )
         self.timer = TimerService(
             self, config_dir / "timerCheckpoint.json", settings.store.timer_precision_ms,
             data_dir=settings.store.store_path_root_dir,

@@ -41,10 +41,14 @@ MAX_PER_PASS = 1024
 class ScheduleService(Service):
     name = "schedule"
 
-    def __init__(self, broker: Broker, path: Path) -> None:
+    def __init__(self, broker: Broker, path: Path, *, save_every_s: float = 10.0) -> None:
         super().__init__(interval_s=1.0)
         self.broker = broker
         self.path = path
+        self._save_every_s = save_every_s
+        """`flushDelayOffsetInterval`: after a crash, delivery starts again from the progress
+        written last, so up to this much of it is delivered twice (none lost), as in RocketMQ."""
+        self._saved_at = -save_every_s
         self.offsets: dict[int, int] = {}
         """Delay level -> next offset of its schedule queue to deliver."""
         self.delivered = 0
@@ -66,6 +70,7 @@ class ScheduleService(Service):
     def _save(self) -> None:
         save_json(self.path, {"offsetTable": {str(k): v for k, v in self.offsets.items()}})
         self._dirty = False
+        self._saved_at = time.monotonic()
 
     def replace_offsets(self, offsets: dict[int, int]) -> None:
         """Take a master's delivery progress and write it (slave sync), so that a slave that
@@ -111,7 +116,8 @@ class ScheduleService(Service):
                 self._dirty = True
             if moved >= MAX_PER_PASS:
                 next_due = now
-        self.persist()
+        if time.monotonic() - self._saved_at >= self._save_every_s:
+            self.persist()
         self._sleep_s = max(0.0, (next_due - int(time.time() * 1000)) / 1000)
 
     async def _wait(self, interval_s: float) -> None:
