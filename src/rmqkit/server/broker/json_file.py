@@ -33,7 +33,9 @@ def load_json(path: Path) -> dict[str, Any] | None:
 
 
 def save_json(path: Path, obj: dict[str, Any]) -> None:
-    """Replace `path` atomically with `obj` as pretty JSON."""
+    """Replace `path` atomically with `obj` as pretty JSON, durably: the new file's bytes are
+    synced before the rename, and the folder after it, so a power loss leaves the new file or
+    the old one, and once this returns, the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
@@ -41,3 +43,8 @@ def save_json(path: Path, obj: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
