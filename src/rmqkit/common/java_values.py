@@ -5,6 +5,8 @@ value the broker refuses in a request is refused the same way in a file."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 def parse_bool(value: str | None, default: bool = False) -> bool:
     """Java's `Boolean.parseBoolean`: true only for "true" in any case; "1" is false."""
@@ -67,3 +69,27 @@ def json_bool(value: object, default: bool = False) -> bool | None:
         return default
     low = value.lower()
     return True if low in _TRUE else False if low in _FALSE else None
+
+
+_JAVA_INTS = {32: "int", 64: "long"}
+
+
+def field_int(d: Mapping[str, object], key: str, default: int, bits: int = 64) -> int:
+    """`d[key]` as fastjson reads it into a `long` (`bits=32`: an `int`) field; `default` when
+    absent or null. Raises ValueError naming the key and the value."""
+    raw = d.get(key)
+    n = default if raw is None else json_int(raw, bits)
+    if n is None:
+        raise ValueError(f"{key} {raw!r:.40} is not a number (a Java {_JAVA_INTS[bits]})")
+    return n
+
+
+def field_bool(d: Mapping[str, object], key: str, default: bool) -> bool:
+    """`d[key]` as fastjson reads it into a `boolean` field (see `json_bool`). Raises
+    ValueError naming the key and the value."""
+    raw = d.get(key)
+    b = json_bool(raw, default)
+    if b is None:
+        raise ValueError(f"{key} {raw!r:.40} is not a boolean")
+    return b
+

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rmqkit.common.java_values import json_bool, json_int
+from rmqkit.common.java_values import field_bool, field_int
 
 PERM_PRIORITY = 0x8
 PERM_READ = 0x4
@@ -70,27 +70,17 @@ class TopicConfig:
                 attributes that are not an object.
         """
 
-        def number(key: str, default: int) -> int:
-            raw = d.get(key)
-            n = default if raw is None else json_int(raw, 32)
-            if n is None:
-                raise ValueError(f"{key} {raw!r:.40} is not a number (a Java int)")
-            return n
-
         attributes = d.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise ValueError(f"attributes {attributes!r:.40} is not an object")
-        order = json_bool(d.get("order"), False)
-        if order is None:
-            raise ValueError(f"order {d.get('order')!r:.40} is not a boolean")
         return cls(
             topic_name=str(d["topicName"]),
-            read_queue_nums=number("readQueueNums", 8),
-            write_queue_nums=number("writeQueueNums", 8),
-            perm=number("perm", PERM_RW),
+            read_queue_nums=field_int(d, "readQueueNums", 8, 32),
+            write_queue_nums=field_int(d, "writeQueueNums", 8, 32),
+            perm=field_int(d, "perm", PERM_RW, 32),
             topic_filter_type=str(d.get("topicFilterType", "SINGLE_TAG")),
-            topic_sys_flag=number("topicSysFlag", number("topicSynFlag", 0)),
-            order=order,
+            topic_sys_flag=field_int(d, "topicSysFlag", field_int(d, "topicSynFlag", 0, 32), 32),
+            order=field_bool(d, "order", False),
             attributes={str(k): str(v) for k, v in attributes.items()},
         )
 

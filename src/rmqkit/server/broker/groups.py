@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmqkit.common.java_values import json_bool, json_int
+from rmqkit.common.java_values import field_bool, field_int
 from rmqkit.common.topic import DataVersion
 from rmqkit.server.broker.json_file import load_json, save_json
 
@@ -54,30 +54,15 @@ class SubscriptionGroupConfig:
             ValueError: a number that is not one, or does not fit its Java type.
         """
 
-        def number(key: str, default: int, bits: int = 32) -> int:
-            raw = d.get(key)
-            n = default if raw is None else json_int(raw, bits)
-            if n is None:
-                java = "int" if bits == 32 else "long"
-                raise ValueError(f"{key} {raw!r:.40} is not a number (a Java {java})")
-            return n
-
-        def flag(key: str, default: bool) -> bool:
-            raw = d.get(key)
-            b = json_bool(raw, default)
-            if b is None:
-                raise ValueError(f"{key} {raw!r:.40} is not a boolean")
-            return b
-
         return cls(
             str(d["groupName"]),
-            flag("consumeEnable", True),
-            flag("consumeBroadcastEnable", True),
-            number("retryQueueNums", 1),
-            number("retryMaxTimes", 16),
-            flag("consumeMessageOrderly", False),
-            number("brokerId", 0, 64),
-            number("whichBrokerWhenConsumeSlowly", 1, 64),
+            field_bool(d, "consumeEnable", True),
+            field_bool(d, "consumeBroadcastEnable", True),
+            field_int(d, "retryQueueNums", 1, 32),
+            field_int(d, "retryMaxTimes", 16, 32),
+            field_bool(d, "consumeMessageOrderly", False),
+            field_int(d, "brokerId", 0),
+            field_int(d, "whichBrokerWhenConsumeSlowly", 1),
         )
 
 

@@ -49,6 +49,16 @@ async def _sync_flush_store(make_store: Any, monkeypatch: pytest.MonkeyPatch) ->
     return s
 
 
+async def _failing_commit_log(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[FileMessageStore, MappedFileQueue, int]:
+    """A SYNC_FLUSH store holding one synced message, whose CommitLog syncs fail from now on;
+    with its CommitLog's files and the offset synced so far."""
+    s = await _sync_flush_store(make_store, monkeypatch)
+    _fail_syncs(monkeypatch, under=s.settings.commit_log_dir)
+    return s, s.commit_log.queue, s.commit_log.queue.flushed_offset
+
+
 async def _stop_and_recover(
     s: FileMessageStore, make_store: Any, before: int, stored: list[int], **settings: Any
 ) -> None:
@@ -106,10 +116,7 @@ async def test_a_failed_group_commit_writes_its_bytes_again_for_the_next(
 async def test_bytes_that_cannot_be_written_again_stop_the_store_taking_writes(
     make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
-    s = await _sync_flush_store(make_store, monkeypatch)
-    q = s.commit_log.queue
-    before = q.flushed_offset
-    _fail_syncs(monkeypatch)
+    s, q, before = await _failing_commit_log(make_store, monkeypatch)
     failing_pwrite(monkeypatch, q, errno.EIO, 2)  # the append's two writes pass, then EIO
     r = await s.put_message(msg(body=b"lost?"))
     assert r.status is PutStatus.FLUSH_DISK_TIMEOUT
@@ -137,10 +144,7 @@ def _errors(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogReco
 async def test_syncs_that_keep_failing_stop_the_store_taking_writes(
     make_store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
-    s = await _sync_flush_store(make_store, monkeypatch)
-    q = s.commit_log.queue
-    before = q.flushed_offset
-    _fail_syncs(monkeypatch)
+    s, q, before = await _failing_commit_log(make_store, monkeypatch)
     stored = []
     for _ in range(FAILED_SYNCS_MAX):
         assert q.sync_lost is None
