@@ -170,6 +170,24 @@ async def test_group_members_are_told_when_the_group_changes(cluster: Cluster) -
     await first.close()
 
 
+async def test_a_group_can_turn_its_notices_off(cluster: Cluster) -> None:
+    body = orjson.dumps({"groupName": "Quiet", "notifyConsumerIdsChangedEnable": "false"})
+    assert (await cluster.call(RC.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, body)).code == 0
+    notices: list[RemotingCommand] = []
+    member = RemotingClient(handler=lambda conn, cmd: notices.append(cmd))
+    other = RemotingClient()
+    hb = lambda cid, g: HeartbeatData(cid, [], [ConsumerEntry(g)]).encode()  # noqa: E731
+    await member.invoke(cluster.br, RemotingCommand(RC.HEART_BEAT, body=hb("m", "Quiet")), 5)
+    await other.invoke(cluster.br, RemotingCommand(RC.HEART_BEAT, body=hb("o", "Quiet")), 5)
+    # A group that does notify, on the same connection: its notice comes after any of Quiet's.
+    await member.invoke(cluster.br, RemotingCommand(RC.HEART_BEAT, body=hb("m", "Loud")), 5)
+    await check_for(lambda: notices)
+    assert [n.ext_fields["consumerGroup"] for n in notices] == ["Loud"]
+    assert cluster.broker.clients.consumer_ids("Quiet") == ["m", "o"]
+    await other.close()
+    await member.close()
+
+
 async def test_batch_view_by_id_and_query_by_key(cluster: Cluster) -> None:
     await cluster.create_topic("T8", 1)
     body = encode_batch(

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.java_values import LONG_MAX, LONG_MIN, json_bool, json_int, parse_int
 from rmqkit.common.topic import TopicConfig
 from rmqkit.protocol.heartbeat import HeartbeatError, decode_heartbeat
 from rmqkit.protocol.route import BodyError, BrokerData
-from rmqkit.server.broker.groups import SubscriptionGroupConfig
 
 
 @pytest.mark.parametrize(

@@ -301,6 +301,9 @@ class Broker(AsyncLifecycle):
     def _notify_ids_changed(self, info: ConsumerGroupInfo) -> None:
         if not self.settings.notify_consumer_ids_changed_enable:
             return
+        cfg = self.groups.groups.get(info.group)
+        if cfg is not None and not cfg.notify_consumer_ids_changed_enable:
+            return
         for ch in list(info.clients.values()):
             if ch.conn.is_open:
                 ch.conn.oneway(

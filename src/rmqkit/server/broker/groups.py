@@ -7,63 +7,13 @@ Persisted as `config/subscriptionGroup.json`; created on first use when
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rmqkit.common.java_values import field_bool, field_int
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.topic import DataVersion
 from rmqkit.server.broker.json_file import load_json, save_json
 
 log = logging.getLogger("rmqkit.broker.groups")
-
-
-@dataclass(slots=True)
-class SubscriptionGroupConfig:
-    """One consumer group's settings (RocketMQ `SubscriptionGroupConfig`)."""
-
-    group_name: str
-    consume_enable: bool = True
-    consume_broadcast_enable: bool = True
-    retry_queue_nums: int = 1
-    retry_max_times: int = 16
-    consume_message_orderly: bool = False
-    broker_id: int = 0
-    """The broker a pull that keeps up is sent to, with slaveReadEnable (0: the master)."""
-    which_broker_when_consume_slowly: int = 1
-    """The broker a pull that has fallen behind is sent to, with slaveReadEnable."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "groupName": self.group_name,
-            "consumeEnable": self.consume_enable,
-            "consumeBroadcastEnable": self.consume_broadcast_enable,
-            "retryQueueNums": self.retry_queue_nums,
-            "retryMaxTimes": self.retry_max_times,
-            "consumeMessageOrderly": self.consume_message_orderly,
-            "brokerId": self.broker_id,
-            "whichBrokerWhenConsumeSlowly": self.which_broker_when_consume_slowly,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> SubscriptionGroupConfig:
-        """The group a JSON object describes, as Java reads it.
-
-        Raises:
-            KeyError: no groupName.
-            ValueError: a number that is not one, or does not fit its Java type.
-        """
-
-        return cls(
-            str(d["groupName"]),
-            field_bool(d, "consumeEnable", True),
-            field_bool(d, "consumeBroadcastEnable", True),
-            field_int(d, "retryQueueNums", 1, 32),
-            field_int(d, "retryMaxTimes", 16, 32),
-            field_bool(d, "consumeMessageOrderly", False),
-            field_int(d, "brokerId", 0),
-            field_int(d, "whichBrokerWhenConsumeSlowly", 1),
-        )
 
 
 class SubscriptionGroupTable:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.errors import RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
@@ -31,7 +32,6 @@ from rmqkit.protocol.sync_bodies import (
     decode_topic_configs,
 )
 from rmqkit.remoting.client import RemotingClient
-from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.service import Service
 
 if TYPE_CHECKING:

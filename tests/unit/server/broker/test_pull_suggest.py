@@ -10,11 +10,11 @@ from typing import cast
 
 import pytest
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.server.broker.broker import Broker, BrokerStats
-from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.broker.headers import Header
 from rmqkit.server.broker.processors import pull
 from rmqkit.server.broker.processors.pull import (

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.topic import DataVersion, TopicConfig
 from rmqkit.server.broker.broker import Broker
-from rmqkit.server.broker.groups import SubscriptionGroupConfig, SubscriptionGroupTable
+from rmqkit.server.broker.groups import SubscriptionGroupTable
 from rmqkit.server.broker.json_file import load_json
 from rmqkit.server.broker.offsets import ConsumerOffsetTable
 from rmqkit.server.broker.schedule import ScheduleService

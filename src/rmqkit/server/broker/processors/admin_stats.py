@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.names import retry_topic
 from rmqkit.protocol.admin_bodies import MQKey, encode_mq_table_json
 from rmqkit.protocol.codes import RequestCode, ResponseCode
@@ -18,7 +19,6 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import encode_kv_table
 from rmqkit.protocol.sync_bodies import encode_consumer_offsets, encode_delay_offsets
 from rmqkit.remoting.connection import Connection, HandlerResult
-from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.ha import HAClient, HAService
 

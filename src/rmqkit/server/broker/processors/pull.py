@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.sql92 import SqlParseError
 from rmqkit.common.subscription import EXPRESSION_SQL92, EXPRESSION_TAG, SubscriptionData
 from rmqkit.common.topic import perm_readable
 from rmqkit.protocol.codes import PULL_COMMIT_OFFSET, PULL_SUBSCRIPTION, PULL_SUSPEND, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
-from rmqkit.server.broker.groups import SubscriptionGroupConfig
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.store import GetResult, GetStatus, MessageFilter, TagFilter
 from rmqkit.server.store.sql_filter import SqlFilter, sql_filter_for
