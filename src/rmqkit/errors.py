@@ -169,9 +169,29 @@ def _all_subclasses(cls: type[BrokerResponseError]) -> list[type[BrokerResponseE
     return found
 
 
+_BY_CODE: dict[int, type[BrokerResponseError]] = {}
+
+
 def error_for_code(code: int) -> type[BrokerResponseError]:
-    """The exception class for a response code; unknown codes map to `BrokerResponseError`."""
+    """The exception class for a response code.
+
+    A RocketMQ code without a class of its own above (CONSUMER_NOT_ONLINE, ...) gets a
+    `BrokerResponseError` subclass made once, so the error names the code that came back; a
+    code RocketMQ does not define maps to `BrokerResponseError` itself.
+    """
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls
     for sub in _all_subclasses(BrokerResponseError):
         if sub.code == code:
-            return sub
-    return BrokerResponseError
+            cls = sub
+            break
+    else:
+        try:
+            known = ResponseCode(code)
+        except ValueError:
+            return BrokerResponseError
+        name = "".join(part.title() for part in known.name.split("_")) + "Error"
+        cls = type(name, (BrokerResponseError,), {"code": known, "__module__": __name__})
+    _BY_CODE[code] = cls
+    return cls

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from rmqkit.cli.admin import admin_group
 from rmqkit.cli.bench import bench_group
 from rmqkit.cli.config import config_group
 from rmqkit.cli.run import run_command
@@ -103,6 +104,7 @@ def namesrv(port: int, tls_config: Path | None) -> None:
 
 
 cli.add_command(run_command)
+cli.add_command(admin_group)
 cli.add_command(config_group)
 cli.add_command(bench_group)
 

@@ -18,6 +18,18 @@ TOPIC_MAX_LENGTH = 127
 """V1 records store the topic length in one signed byte."""
 _TOPIC_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 
+SYSTEM_GROUPS = frozenset({
+    "TOOLS_CONSUMER", "FILTERSRV_CONSUMER", "__MONITOR_CONSUMER", "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY", "CID_ONSAPI_PULL", "CID_ONSAPI_PERMISSION", "CID_ONSAPI_OWNER",
+})  # fmt: skip
+"""Consumer groups RocketMQ's brokers and tools use themselves (`MixAll`)."""
+
+
+def is_system_group(group: str) -> bool:
+    """A group of RocketMQ's own, not an application's (`MixAll.isSysConsumerGroup` and the
+    groups a Java broker creates at start)."""
+    return group in SYSTEM_GROUPS or group.startswith("CID_RMQ_SYS_")
+
 
 def retry_topic(group: str) -> str:
     """`%RETRY%<group>`: where a clustering group's failed messages wait for redelivery."""

@@ -48,4 +48,10 @@ def decode_offset_msg_id(msg_id: str) -> tuple[Host, int]:
     except ValueError as exc:
         raise CorruptRecordError(f"offset message id {msg_id!r} is not hex") from exc
     ip, port, offset = layout.unpack(raw)
+    if not 0 <= port <= 65535 or offset < 0:
+        # A client's message id (UNIQ_KEY) has 32 hex characters too; its pid lands here.
+        raise CorruptRecordError(
+            f"{msg_id!r} is not an offset message id: it would name port {port} and CommitLog "
+            f"offset {offset}"
+        )
     return (ip, port), offset

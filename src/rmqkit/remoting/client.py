@@ -23,6 +23,8 @@ def split_addr(addr: str) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
         raise RemotingConnectError(f"address {addr!r} is not host:port")
+    if int(port) > 65535:
+        raise RemotingConnectError(f"address {addr!r} has a port past 65535")
     return host.strip("[]"), int(port)
 
 

@@ -243,3 +243,31 @@ def broker_keys() -> dict[str, tuple[str | None, str]]:
             if isinstance(extra, dict) and "broker_key" in extra:
                 out[str(extra["broker_key"])] = (prefix, name)
     return out
+
+
+_EFFECTIVE_PATHS = {
+    "store_path_commit_log": "commit_log_dir",
+    "store_path_consume_queue": "consume_queue_dir",
+    "store_path_index": "index_dir",
+    "store_checkpoint": "checkpoint_path",
+    "abort_file": "abort_path",
+}
+"""Store paths that default to a place under storePathRootDir: shown where they are."""
+
+
+def broker_properties(settings: BrokerSettings) -> dict[str, str]:
+    """Every broker.properties key with the value the broker runs with, as Java writes values
+    (`true`/`false`, plain numbers, paths): the body of GET_BROKER_CONFIG. A key with no value
+    (an unset `namesrvAddr`, `haMasterAddress`) is left out, as Java leaves out nulls."""
+    out: dict[str, str] = {}
+    for key, (nested, name) in sorted(broker_keys().items()):
+        owner: Any = settings.store if nested == "store" else settings
+        value = getattr(owner, name)
+        if value is None and name in _EFFECTIVE_PATHS:
+            value = getattr(owner, _EFFECTIVE_PATHS[name])
+        if value is None:
+            continue
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if settings.broker_ip2 is None:
+        out["brokerIP2"] = settings.broker_ip1
+    return out

@@ -34,6 +34,18 @@ def test_bad_offset_msg_ids_are_refused_clearly(bad: str) -> None:
         decode_offset_msg_id(bad)
 
 
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "7F0000012C115BAF96BE6FE6DE37EFA4",  # a UNIQ_KEY: ip, pid 0x2C11, ... (port 739,335,087)
+        "7F000001000051AFFFFFFFFFFFFFFFFF",  # offset -1
+    ],
+)
+def test_an_id_that_names_no_port_and_offset_is_not_an_offset_id(client_id: str) -> None:
+    with pytest.raises(CorruptRecordError, match="is not an offset message id"):
+        decode_offset_msg_id(client_id)
+
+
 def test_batch_body_layout() -> None:
     body = encode_batch([BatchEntry(b"ab", "TAGS\x01x\x02", flag=3)])
     assert (

@@ -258,3 +258,11 @@ async def test_a_request_that_cannot_be_encoded_leaves_nothing_pending() -> None
     await check_for(lambda: conn.pending)
     answer_all(conn)
     assert (await good).remark == "ok"
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "127.0.0.1:x", "127.0.0.1:739335087"])
+async def test_an_address_that_is_not_host_and_port_is_a_connect_error(addr: str) -> None:
+    client = RemotingClient()
+    with pytest.raises(RemotingConnectError, match=r"host:port|past 65535"):
+        await client.invoke(addr, RemotingCommand(ECHO), 1.0)
+    await client.close()

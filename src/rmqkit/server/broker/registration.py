@@ -39,6 +39,14 @@ class Registration(Service):
     def register_soon(self) -> None:
         self.wakeup()
 
+    async def register_now(self, timeout_s: float = FIRST_REGISTRATION_TIMEOUT_S) -> None:
+        """Register with every NameServer before returning (waiting at most `timeout_s`), so
+        that a topic an admin request created is routable once the request is answered, as
+        with Java's broker. A NameServer that does not answer is left to the periodic rounds."""
+        # wait_for, not asyncio.timeout: a request handler starts outside a task (eagerly).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._run_once(), timeout_s)
+
     async def start(self) -> None:
         # Register once before the loop, as Java's BrokerController.start() does: a client told
         # that the broker is up finds its routes at once instead of after the first period.

@@ -1,22 +1,24 @@
 """Offsets, messages by id and key, and topic administration (RocketMQ `AdminBrokerProcessor`,
 `QueryMessageProcessor`): GET_MAX/MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP,
 GET_EARLIEST_MSG_STORETIME, VIEW_MESSAGE_BY_ID, QUERY_MESSAGE, UPDATE_AND_CREATE_TOPIC,
-DELETE_TOPIC_IN_BROKER, GET_ALL_TOPIC_CONFIG.
+DELETE_TOPIC_IN_BROKER, GET_ALL_TOPIC_CONFIG, GET_BROKER_CONFIG.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import orjson
 
 from rmqkit.common.names import DEFAULT_TOPIC, topic_problem
-from rmqkit.common.topic import PERM_RW, TopicConfig
+from rmqkit.common.topic import PERM_RW, DataVersion, TopicConfig
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
 from rmqkit.server.broker.headers import Header, HeaderProblem
+from rmqkit.server.settings import broker_properties
 
 if TYPE_CHECKING:
     from rmqkit.server.broker.broker import Broker
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 class AdminProcessor:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self._config_version = DataVersion()
+        """The configuration's version (GET_BROKER_CONFIG's header): it is read at start-up
+        and never changes while the broker runs (no UPDATE_BROKER_CONFIG)."""
         self.handlers = {
             RequestCode.GET_MAX_OFFSET: self.max_offset,
             RequestCode.GET_MIN_OFFSET: self.min_offset,
@@ -35,6 +40,7 @@ class AdminProcessor:
             RequestCode.UPDATE_AND_CREATE_TOPIC: self.create_topic,
             RequestCode.DELETE_TOPIC_IN_BROKER: self.delete_topic,
             RequestCode.GET_ALL_TOPIC_CONFIG: self.all_topics,
+            RequestCode.GET_BROKER_CONFIG: self.broker_config,
         }
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
@@ -94,7 +100,7 @@ class AdminProcessor:
                                 "range not correct", ext)  # fmt: skip
         return cmd.response(ResponseCode.SUCCESS, None, ext, b"".join(q.records))
 
-    def create_topic(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+    def create_topic(self, cmd: RemotingCommand, h: Header) -> HandlerResult:
         topic = h.text("topic")
         problem = topic_problem(topic)
         if problem is not None:
@@ -114,13 +120,17 @@ class AdminProcessor:
             h.flag("order"),
         )  # fmt: skip
         self.broker.topics.put(cfg)
-        self.broker.registration.register_soon()
-        return cmd.response(ResponseCode.SUCCESS)
+        return self._registered(cmd.response(ResponseCode.SUCCESS))
 
-    def delete_topic(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+    def delete_topic(self, cmd: RemotingCommand, h: Header) -> Awaitable[RemotingCommand]:
         self.broker.topics.delete(h.text("topic"))
-        self.broker.registration.register_soon()
-        return cmd.response(ResponseCode.SUCCESS)
+        return self._registered(cmd.response(ResponseCode.SUCCESS))
+
+    async def _registered(self, response: RemotingCommand) -> RemotingCommand:
+        """`response`, once the NameServers have the new topic table (as Java's broker
+        answers), or after a few seconds without a NameServer's answer."""
+        await self.broker.registration.register_now()
+        return response
 
     def all_topics(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
         t = self.broker.topics
@@ -129,3 +139,13 @@ class AdminProcessor:
             "dataVersion": t.data_version.to_json(),
         }
         return cmd.response(ResponseCode.SUCCESS, body=orjson.dumps(body))
+
+    def broker_config(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+        """Every broker.properties key with its running value, as Java's `properties2String`
+        writes it (`key=value` lines); the ports are the bound ones."""
+        b = self.broker
+        props = broker_properties(b.settings)
+        props["haListenPort"] = str(b.ha_port)
+        body = "".join(f"{k}={v}\n" for k, v in props.items()).encode()
+        version = orjson.dumps(self._config_version.to_json()).decode()
+        return cmd.response(ResponseCode.SUCCESS, body=body, ext_fields={"version": version})

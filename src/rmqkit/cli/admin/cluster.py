@@ -1,0 +1,131 @@
+"""`rmqkit admin` commands about brokers and the NameServers: clusterList, brokerStatus,
+getBrokerConfig, updateKvConfig, deleteKvConfig."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from rmqkit.cli.admin._common import (
+    Target,
+    cluster_options,
+    emit,
+    json_option,
+    print_json,
+    where_options,
+)
+from rmqkit.client.admin import AdminClient
+from rmqkit.errors import BrokerResponseError, RemotingError
+
+_CLUSTER_COLUMNS = [
+    ("cluster", "Cluster Name"), ("brokerName", "Broker Name"), ("brokerId", "BID"),
+    ("addr", "Addr"), ("version", "Version"), ("putToday", "InTotalToday"),
+    ("getToday", "OutTotalToday"), ("diskRatio", "SPACE"), ("runtime", "Runtime"),
+]  # fmt: skip
+
+
+def register_cluster(group: click.Group) -> None:
+    for command in (cluster_list, broker_status, get_broker_config, update_kv, delete_kv):
+        group.add_command(command)
+
+
+@click.command(name="clusterList")
+@cluster_options
+@click.option("-c", "--clusterName", "cluster", default=None, help="Only this cluster.")
+@json_option
+def cluster_list(target: Target, cluster: str | None, as_json: bool) -> None:
+    """Every broker of every cluster (or of one): its members, and what each has done today.
+
+    A broker that does not answer is listed with '-' for its figures."""
+
+    async def work(admin: AdminClient) -> list[dict[str, Any]]:
+        info = await admin.cluster()
+        rows = []
+        for name in sorted(info.cluster_addr_table):
+            if cluster is not None and name != cluster:
+                continue
+            for broker_name in sorted(info.cluster_addr_table[name]):
+                bd = info.broker_addr_table.get(broker_name)
+                for bid, addr in sorted(bd.broker_addrs.items()) if bd else ():
+                    try:
+                        rt = await admin.broker_runtime(addr)
+                    except (BrokerResponseError, RemotingError):
+                        rt = {}
+                    rows.append({
+                        "cluster": name, "brokerName": broker_name, "brokerId": bid,
+                        "addr": addr, "version": rt.get("brokerVersionDesc"),
+                        "putToday": rt.get("msgPutTotalTodayNow"),
+                        "getToday": rt.get("msgGetTotalTodayNow"),
+                        "diskRatio": rt.get("commitLogDiskRatio"), "runtime": rt.get("runtime"),
+                    })  # fmt: skip
+        if cluster is not None and not rows:
+            raise click.ClickException(f"no cluster named {cluster!r} is registered")
+        return rows
+
+    emit(target.run(work), _CLUSTER_COLUMNS, as_json)
+
+
+@click.command(name="brokerStatus")
+@cluster_options
+@where_options
+@json_option
+def broker_status(
+    target: Target, cluster: str | None, broker_addr: str | None, as_json: bool
+) -> None:
+    """One broker's runtime figures (-b), or every master's (-c, or neither)."""
+    _each_broker(target, cluster, broker_addr, AdminClient.broker_runtime, as_json)
+
+
+@click.command(name="getBrokerConfig")
+@cluster_options
+@where_options
+@json_option
+def get_broker_config(
+    target: Target, cluster: str | None, broker_addr: str | None, as_json: bool
+) -> None:
+    """The configuration a broker runs with (-b), or every master's (-c, or neither)."""
+    _each_broker(target, cluster, broker_addr, AdminClient.broker_config, as_json)
+
+
+def _each_broker(
+    target: Target, cluster: str | None, broker_addr: str | None,
+    ask: Callable[[AdminClient, str], Awaitable[dict[str, str]]], as_json: bool,
+) -> None:  # fmt: skip
+    """Ask one broker, or every master, for a key-value table and print the tables."""
+
+    async def work(admin: AdminClient) -> dict[str, dict[str, str]]:
+        return {a: await ask(admin, a) for a in await admin.write_addrs(cluster, broker_addr)}
+
+    tables = target.run(work)
+    if as_json:
+        print_json(tables)
+        return
+    for addr, table in tables.items():
+        if len(tables) > 1:
+            click.echo(f"============ {addr} ============")
+        width = max((len(k) for k in table), default=0)
+        for key in sorted(table):
+            click.echo(f"{key:<{width}} : {table[key]}")
+
+
+@click.command(name="updateKvConfig")
+@cluster_options
+@click.option("-s", "--namespace", required=True)
+@click.option("-k", "--key", required=True)
+@click.option("-v", "--value", required=True)
+def update_kv(target: Target, namespace: str, key: str, value: str) -> None:
+    """Set a KV config item on every NameServer."""
+    target.run(lambda admin: admin.put_kv(namespace, key, value))
+    click.echo(f"set {namespace}/{key} on every NameServer")
+
+
+@click.command(name="deleteKvConfig")
+@cluster_options
+@click.option("-s", "--namespace", required=True)
+@click.option("-k", "--key", required=True)
+def delete_kv(target: Target, namespace: str, key: str) -> None:
+    """Delete a KV config item from every NameServer."""
+    target.run(lambda admin: admin.delete_kv(namespace, key))
+    click.echo(f"deleted {namespace}/{key} from every NameServer")
