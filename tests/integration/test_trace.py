@@ -4,11 +4,14 @@ message's way from its send through a retry and a dead-letter queue, read back b
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from rmqkit.cli.main import cli
 from rmqkit.client.admin import AdminClient
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message
@@ -169,6 +172,21 @@ async def test_a_message_traced_from_send_through_retry_and_dead_letters(cluster
             await check_for(complete, timeout=10)
             trace = await admin.query_trace(sent.msg_id)
             assert (await admin.query_trace("no-such-message")).sends == []
+        # The same through `rmqkit admin queryMsgTraceById`.
+        args = ["admin", "queryMsgTraceById", "-n", cluster.ns, "-i", sent.msg_id, "--json"]
+        shown = await asyncio.to_thread(CliRunner().invoke, cli, args)
+        assert shown.exit_code == 0, shown.output
+        rows = [(r["type"], r["group"], r["retryTimes"], r["status"])
+                for r in json.loads(shown.output)]  # fmt: skip
+        assert rows[0] == ("Pub", "TracePG", 0, "success")
+        assert sorted(rows[1:]) == [
+            ("DLQ", "TraceDLQ", 2, "in %DLQ%TraceDLQ"),  # the dead letter's reconsume times
+            ("Sub", "TraceDLQ", 0, "failed"), ("Sub", "TraceDLQ", 1, "failed"),
+            ("Sub", "TraceOK", 0, "failed"), ("Sub", "TraceOK", 1, "success"),
+        ]  # fmt: skip
+        missing = await asyncio.to_thread(CliRunner().invoke, cli, [
+            "admin", "queryMsgTraceById", "-n", cluster.ns, "-i", "no-such-message"])  # fmt: skip
+        assert missing.exit_code == 1 and "no trace of message no-such-message" in missing.output
 
     # Stored: one send, by which group, where.
     (pub,) = trace.sends

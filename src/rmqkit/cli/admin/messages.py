@@ -1,5 +1,5 @@
 """`rmqkit admin` commands about messages: queryMsgById, queryMsgByKey, queryMsgByUniqueKey,
-sendMessage."""
+queryMsgTraceById, sendMessage."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from rmqkit.cli.admin._common import (
 )
 from rmqkit.client.message import Message, MessageQueue, SendResult
 from rmqkit.client.producer import Producer
+from rmqkit.client.trace import TRACE_TOPIC, MessageTrace
 from rmqkit.common.properties import Prop
 from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.message_id import decode_offset_msg_id
@@ -27,7 +28,8 @@ from rmqkit.protocol.record import StoredMessage, format_host
 
 
 def register_messages(group: click.Group) -> None:
-    for command in (query_msg_by_id, query_msg_by_key, query_msg_by_unique_key, send_message):
+    for command in (query_msg_by_id, query_msg_by_key, query_msg_by_unique_key,
+                    query_msg_trace_by_id, send_message):  # fmt: skip
         group.add_command(command)
 
 
@@ -101,6 +103,64 @@ def query_msg_by_key(
     ]  # fmt: skip
     emit(rows, [("msgId", "Message ID"), ("offsetMsgId", "Offset Message ID"), ("queueId", "QID"),
                 ("queueOffset", "Offset"), ("storeTime", "Store Time")], as_json)  # fmt: skip
+
+
+_TRACE_COLUMNS = [
+    ("type", "Type"), ("group", "Group"), ("clientHost", "ClientHost"), ("time", "Time"),
+    ("costMs", "CostTimes(ms)"), ("retryTimes", "RetryTimes"), ("status", "Status"),
+]  # fmt: skip
+
+
+@click.command(name="queryMsgTraceById")
+@cluster_options
+@click.option("-i", "--msgId", "msg_id", required=True, help="The message id a send returned.")
+@click.option("-t", "--traceTopic", "trace_topic", default=TRACE_TOPIC, show_default=True,
+              help="The topic the clients wrote their traces to.")  # fmt: skip
+@json_option
+def query_msg_trace_by_id(target: Target, msg_id: str, trace_topic: str, as_json: bool) -> None:
+    """Where a message went, from its clients' message traces: the send that stored it, each
+    delivery to each consumer group (retries included), transaction ends, dead letters."""
+    trace: MessageTrace = target.run(
+        lambda admin: admin.query_trace(msg_id, trace_topic=trace_topic)
+    )
+    if not (trace.sends or trace.consumes or trace.transactions):
+        raise click.ClickException(
+            f"no trace of message {msg_id} in {trace_topic} (was it sent with message trace on?)"
+        )
+    rows = _trace_rows(trace)
+    if not as_json:
+        for row in rows:
+            row["time"] = format_ms(row["time"])
+    emit(rows, _TRACE_COLUMNS, as_json)
+
+
+def _trace_rows(trace: MessageTrace) -> list[dict[str, Any]]:
+    def status(success: bool | None) -> str:
+        return "-" if success is None else ("success" if success else "failed")
+
+    rows = [
+        {"type": "Pub", "group": c.group, "clientHost": c.beans[0].client_host if c.beans else "",
+         "time": c.timestamp, "costMs": c.cost_time, "retryTimes": 0, "status": status(c.success)}
+        for c in trace.sends
+    ]  # fmt: skip
+    rows += [
+        {"type": "Sub", "group": c.group, "clientHost": c.client_host, "time": c.timestamp,
+         "costMs": c.cost_ms, "retryTimes": c.retry_times, "status": status(c.success)}
+        for c in trace.consumes
+    ]  # fmt: skip
+    rows += [
+        {"type": "EndTransaction", "group": c.group,
+         "clientHost": c.beans[0].client_host if c.beans else "", "time": c.timestamp,
+         "costMs": c.cost_time, "retryTimes": 0,
+         "status": c.beans[0].transaction_state if c.beans else status(c.success)}
+        for c in trace.transactions
+    ]  # fmt: skip
+    rows += [
+        {"type": "DLQ", "group": group, "clientHost": "", "time": m.store_timestamp, "costMs": 0,
+         "retryTimes": m.reconsume_times, "status": f"in %DLQ%{group}"}
+        for group, m in sorted(trace.dead_letters.items())
+    ]  # fmt: skip
+    return rows
 
 
 def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> None:
