@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,17 +49,13 @@ class Target:
 
         return self.run_async(main)
 
-    def run_async(self, main: Callable[[], Awaitable[T]]) -> T:
+    def run_async(self, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run `main` in a new event loop; a failure becomes a `ClickException` (exit status 1,
         one line), never a traceback."""
         try:
-            return asyncio.run(_awaited(main))
+            return asyncio.run(main())
         except (RmqkitError, BodyError, OSError) as exc:
             raise click.ClickException(str(exc) or type(exc).__name__) from None
-
-
-async def _awaited(main: Callable[[], Awaitable[T]]) -> T:
-    return await main()
 
 
 def cluster_options(command: F) -> F:

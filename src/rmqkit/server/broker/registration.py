@@ -50,9 +50,7 @@ class Registration(Service):
     async def start(self) -> None:
         # Register once before the loop, as Java's BrokerController.start() does: a client told
         # that the broker is up finds its routes at once instead of after the first period.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(FIRST_REGISTRATION_TIMEOUT_S):
-                await self._run_once()
+        await self.register_now()
         await super().start()
 
     def _header(self) -> dict[str, str]:
