@@ -159,6 +159,17 @@ async def test_cluster_broker_status_config_and_kv(cluster: Cluster) -> None:
     rows = await admin_json(cluster, "clusterList")
     assert [(r["cluster"], r["brokerName"], r["brokerId"], r["addr"], r["version"])
             for r in rows] == [("DefaultCluster", "broker-a", 0, cluster.br, "rmqkit")]  # fmt: skip
+    assert (rows[0]["inTps"], rows[0]["inTotalToday"], rows[0]["hour"]) == (0.0, 0, 0.0)
+    await cluster.create_topic("Counted", 1)
+    async with Producer("PG", cluster.ns, instance_name="cli-count") as p:
+        for i in range(3):
+            await p.send(Message("Counted", str(i).encode()))
+    rows = await admin_json(cluster, "clusterList", "-m")
+    assert (rows[0]["inTotalToday"], rows[0]["outTotalToday"], rows[0]["inTotalYest"]) == (3, 0, 0)
+    assert rows[0]["inTps"] > 0 and rows[0]["hour"] >= 0 and 0 <= rows[0]["space"] < 1
+    table = (await admin_ok(cluster, "clusterList", "-m")).splitlines()
+    assert table[0].split() == ["#Cluster", "Name", "#Broker", "Name", "#BID", "#InTotalYest",
+                                "#OutTotalYest", "#InTotalToday", "#OutTotalToday"]  # fmt: skip
     status = await admin_json(cluster, "brokerStatus", "-b", cluster.br)
     assert status[cluster.br]["brokerName"] == "broker-a"
     config = (await admin_json(cluster, "getBrokerConfig", "-c", "DefaultCluster"))[cluster.br]

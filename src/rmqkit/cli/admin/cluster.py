@@ -17,12 +17,16 @@ from rmqkit.cli.admin._common import (
     where_options,
 )
 from rmqkit.client.admin import AdminClient
-from rmqkit.errors import BrokerResponseError, RemotingError
 
 _CLUSTER_COLUMNS = [
     ("cluster", "Cluster Name"), ("brokerName", "Broker Name"), ("brokerId", "BID"),
-    ("addr", "Addr"), ("version", "Version"), ("putToday", "InTotalToday"),
-    ("getToday", "OutTotalToday"), ("diskRatio", "SPACE"), ("runtime", "Runtime"),
+    ("addr", "Addr"), ("version", "Version"), ("inTps", "InTPS"), ("outTps", "OutTPS"),
+    ("hour", "Hour"), ("space", "SPACE"),
+]  # fmt: skip
+_MORE_STATS_COLUMNS = [
+    ("cluster", "Cluster Name"), ("brokerName", "Broker Name"), ("brokerId", "BID"),
+    ("inTotalYest", "InTotalYest"), ("outTotalYest", "OutTotalYest"),
+    ("inTotalToday", "InTotalToday"), ("outTotalToday", "OutTotalToday"),
 ]  # fmt: skip
 
 
@@ -34,37 +38,24 @@ def register_cluster(group: click.Group) -> None:
 @click.command(name="clusterList")
 @cluster_options
 @click.option("-c", "--clusterName", "cluster", default=None, help="Only this cluster.")
+@click.option(
+    "-m", "--moreStats", "more_stats", is_flag=True,
+    help="Messages in and out yesterday and today instead of the rates.",
+)  # fmt: skip
 @json_option
-def cluster_list(target: Target, cluster: str | None, as_json: bool) -> None:
-    """Every broker of every cluster (or of one): its members, and what each has done today.
+def cluster_list(target: Target, cluster: str | None, more_stats: bool, as_json: bool) -> None:
+    """Every broker of every cluster (or of one): its members, messages in and out per second
+    over the last 10 s, hours of messages kept, and the share of its disk used.
 
     A broker that does not answer is listed with '-' for its figures."""
 
     async def work(admin: AdminClient) -> list[dict[str, Any]]:
-        info = await admin.cluster()
-        rows = []
-        for name in sorted(info.cluster_addr_table):
-            if cluster is not None and name != cluster:
-                continue
-            for broker_name in sorted(info.cluster_addr_table[name]):
-                bd = info.broker_addr_table.get(broker_name)
-                for bid, addr in sorted(bd.broker_addrs.items()) if bd else ():
-                    try:
-                        rt = await admin.broker_runtime(addr)
-                    except (BrokerResponseError, RemotingError):
-                        rt = {}
-                    rows.append({
-                        "cluster": name, "brokerName": broker_name, "brokerId": bid,
-                        "addr": addr, "version": rt.get("brokerVersionDesc"),
-                        "putToday": rt.get("msgPutTotalTodayNow"),
-                        "getToday": rt.get("msgGetTotalTodayNow"),
-                        "diskRatio": rt.get("commitLogDiskRatio"), "runtime": rt.get("runtime"),
-                    })  # fmt: skip
+        rows = await admin.brokers(cluster)
         if cluster is not None and not rows:
             raise click.ClickException(f"no cluster named {cluster!r} is registered")
-        return rows
+        return [r.to_json() for r in rows]
 
-    emit(target.run(work), _CLUSTER_COLUMNS, as_json)
+    emit(target.run(work), _MORE_STATS_COLUMNS if more_stats else _CLUSTER_COLUMNS, as_json)
 
 
 @click.command(name="brokerStatus")

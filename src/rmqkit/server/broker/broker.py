@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from rmqkit.common.lifecycle import AsyncLifecycle
@@ -39,6 +38,7 @@ from rmqkit.server.broker.processors.send import SendProcessor
 from rmqkit.server.broker.processors.send_back import SendBackProcessor
 from rmqkit.server.broker.registration import Registration
 from rmqkit.server.broker.schedule import ScheduleService
+from rmqkit.server.broker.stats import BrokerStats, StatsSampler
 from rmqkit.server.broker.timer import TimerService
 from rmqkit.server.broker.topic_table import TopicTable
 from rmqkit.server.broker.transaction import TransactionService
@@ -50,20 +50,6 @@ from rmqkit.server.store import FileMessageStore
 from rmqkit.server.store.timer import TIMER_TOPIC
 
 log = logging.getLogger("rmqkit.broker")
-
-
-@dataclass(slots=True)
-class BrokerStats:
-    """Running totals (the runtime-info admin code and the dashboard will read them)."""
-
-    messages_put: int = 0
-    messages_got: int = 0
-
-    def put(self, n: int) -> None:
-        self.messages_put += n
-
-    def get(self, n: int) -> None:
-        self.messages_got += n
 
 
 class Housekeeping(Service):
@@ -115,6 +101,7 @@ class Broker(AsyncLifecycle):
         self.clients = ClientRegistry(self._notify_ids_changed)
         self.pull_holds = PullHoldService()
         self.stats = BrokerStats()
+        self.stats_sampler = StatsSampler(self.stats)
         self.running = False
         self._store: FileMessageStore | None = None
         self.registration = Registration(self)
@@ -218,6 +205,7 @@ class Broker(AsyncLifecycle):
         if not s.is_master:
             await self.slave_sync.start()
         await self.housekeeping.start()
+        await self.stats_sampler.start()
         if s.is_master:
             await self.schedule.start()
             await self.transactions.start()
@@ -324,6 +312,7 @@ class Broker(AsyncLifecycle):
             await self.ha.stop()
         await self.registration.stop()
         await self.housekeeping.stop()
+        await self.stats_sampler.stop()
         await self.schedule.stop()
         await self.timer.stop()
         await self.transactions.stop()

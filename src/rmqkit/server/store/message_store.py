@@ -649,6 +649,12 @@ class FileMessageStore:
     def get_earliest_store_time(self, topic: str, queue_id: int) -> int:
         return self.get_store_time(topic, queue_id, self.get_min_offset(topic, queue_id))
 
+    def earliest_message_time(self) -> int:
+        """The store time of the oldest record the CommitLog holds, -1 when it holds none."""
+        cl = self.commit_log
+        rec = cl.read_record(cl.min_offset) if cl.max_offset > cl.min_offset else None
+        return cl.store_timestamp_at(cl.min_offset, len(rec)) if rec is not None else -1
+
     def look_message_by_offset(self, physical_offset: int) -> memoryview | None:
         if physical_offset < self.commit_log.min_offset:
             return None

@@ -14,7 +14,7 @@ from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
-from rmqkit.server.broker.broker import Broker, BrokerStats
+from rmqkit.server.broker.broker import Broker
 from rmqkit.server.broker.headers import Header
 from rmqkit.server.broker.processors import pull
 from rmqkit.server.broker.processors.pull import (
@@ -24,6 +24,7 @@ from rmqkit.server.broker.processors.pull import (
     is_far_behind,
     suggest_broker,
 )
+from rmqkit.server.broker.stats import BrokerStats
 from rmqkit.server.store import FileMessageStore, MessageToStore, PutStatus
 from rmqkit.server.store.settings import StoreSettings
 from rmqkit.testing import check_for

@@ -16,7 +16,8 @@ import pytest
 from rmqkit.common.properties import encode_properties
 from rmqkit.protocol.record import StoredMessage, decode_records
 from rmqkit.server.broker import timer as timer_module
-from rmqkit.server.broker.broker import Broker, BrokerStats
+from rmqkit.server.broker.broker import Broker
+from rmqkit.server.broker.stats import BrokerStats
 from rmqkit.server.broker.timer import TimerService
 from rmqkit.server.store import (
     FileMessageStore,

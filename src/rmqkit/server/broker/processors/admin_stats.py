@@ -171,8 +171,6 @@ class AdminStatsProcessor:
             "brokerVersionDesc": "rmqkit",
             "brokerName": b.settings.broker_name,
             "runtime": f"{int(time.time() - _STARTED)}s",
-            "msgPutTotalTodayNow": str(b.stats.messages_put),
-            "msgGetTotalTodayNow": str(b.stats.messages_got),
             "commitLogMinOffset": str(store.min_physical_offset),
             "commitLogMaxOffset": str(store.max_physical_offset),
             "commitLogDiskRatio": f"{usage:.4f}",
@@ -182,6 +180,10 @@ class AdminStatsProcessor:
             "transactionChecks": str(b.transactions.checks_sent),
             "pid": str(os.getpid()),
         }
+        table.update(b.stats.runtime_info(time.monotonic()))
+        earliest = store.earliest_message_time()
+        if earliest >= 0:
+            table["earliestMessageTimeStamp"] = str(earliest)
         table.update(b.timer.runtime_info())
         table.update(replication_info(b))
         return cmd.response(ResponseCode.SUCCESS, body=encode_kv_table(table))
