@@ -7,11 +7,12 @@ running the tests, and every `file NAME` block of its document. Commands run wit
 - Documented ports (`127.0.0.1:9876`, `--port 10911`, `listenPort=10911`, ...) become free ports,
   the same free port for the same number everywhere in the block and its files; the default
   ports of `rmqkit serve`/`rmqkit namesrv` are made explicit so they move too.
-- `rmqkit serve`, `rmqkit namesrv`, `rmqkit run` and `make serve` are servers: each starts in the
-  background and must be ready before the next command: servers print a "listening on" line
-  and then must answer a request; `rmqkit run` is started with `-v`, so that its log says when
-  the app is running (what it does is shown by the commands after it). At the end of the block
-  each must still be running, and must exit 0 after SIGTERM (servers: saying `stopped cleanly`).
+- `rmqkit serve`, `rmqkit namesrv`, `rmqkit run`, `rmqkit dashboard` and `make serve` are
+  servers: each starts in the background and must be ready before the next command: servers
+  print a "listening on" line (the dashboard its URL) and then must answer a request; `rmqkit
+  run` is started with `-v`, so that its log says when the app is running (what it does is
+  shown by the commands after it). At the end of the block each must still be running, and must
+  exit 0 after SIGTERM (servers: saying `stopped cleanly`).
 - Other commands run in order with `set -e`; each must exit 0.
 - `make` never reinstalls the venv (`-o .venv/.installed-stamp`); `make test` runs as `make -n
   test`, since it would run this test.
@@ -28,6 +29,8 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,7 @@ VENV = BIN.parent
 STAMP = ".venv/.installed-stamp"
 NOT_LINKED = frozenset({"rmqkit-data", "build", "dist"})
 """Top-level entries of the checkout a workspace leaves out (besides hidden ones): data."""
-NAMESRV_PORT, BROKER_PORT = 9876, 10911
+NAMESRV_PORT, BROKER_PORT, DASHBOARD_PORT = 9876, 10911, 8080
 FOREGROUND_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 60.0
@@ -56,7 +59,9 @@ _PORT = re.compile(
     r"(?P<port>\d{4,5})\b"
 )
 _ENV = re.compile(r"^\s*((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)(.*)$", re.S)
-_SERVER = re.compile(r"^(?:\S*/)?rmqkit(?:\s+-v|\s+--verbose)?\s+(serve|namesrv|run)\b")
+_SERVER = re.compile(
+    r"^(?:\S*/)?rmqkit(?:\s+-v|\s+--verbose)?\s+(serve|namesrv|run|dashboard)\b"
+)
 _MAKE = re.compile(r"^make\b")
 _COMMENT = re.compile(r"\s+#.*$")
 _taken: set[int] = set()
@@ -179,7 +184,7 @@ def dry_run(command: str) -> str:
 class Server:
     """A long-running documented command, started in the background."""
 
-    kind: str  # serve, namesrv or run
+    kind: str  # serve, namesrv, run or dashboard
     command: str
     env: dict[str, str]
     proc: subprocess.Popen[str] | None = None
@@ -237,6 +242,9 @@ class Server:
         elif self.kind == "namesrv":
             m = self.wait_line(r"NameServer listening on port (\d+)", ws)
             _answers(f"127.0.0.1:{m[1]}", RequestCode.GET_BROKER_CLUSTER_INFO, ws)
+        elif self.kind == "dashboard":
+            m = self.wait_line(r"dashboard of \S+ on (http://\S+)", ws)
+            _serves_http(m[1], ws)
         else:
             self.wait_line(r"rmqkit app running", ws)
 
@@ -288,6 +296,22 @@ def _answers(addr: str, code: RequestCode, ws: Workspace) -> None:
         raise ws.fail(f"{addr} does not answer {code.name}: {exc}") from None
 
 
+def _serves_http(url: str, ws: Workspace) -> None:
+    def ok() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=3):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an answer, if not a page (a cluster not up yet, a password asked)
+        except OSError:
+            return False
+
+    try:
+        asyncio.run(check_for(ok, timeout=READY_TIMEOUT_S, interval=0.05, message=url))
+    except AssertionError as exc:
+        raise ws.fail(f"{url} does not answer: {exc}") from None
+
+
 def server_for(command: str, ws: Workspace) -> Server | None:
     """The server a command starts (with its default ports made explicit), or None."""
     env, rest = _split_env(_uncomment(command))
@@ -313,6 +337,8 @@ def server_for(command: str, ws: Workspace) -> Server | None:
             rest += f" --namesrv-port {ws.ports.port(NAMESRV_PORT)}"
     elif kind == "namesrv" and "--port" not in args:
         rest += f" --port {ws.ports.port(NAMESRV_PORT)}"
+    elif kind == "dashboard" and "--port" not in args:
+        rest += f" --port {ws.ports.port(DASHBOARD_PORT)}"
     elif kind == "run" and not re.search(r"\s(-v|--verbose)\s", rest):
         rest = re.sub(r"rmqkit\s+run\b", "rmqkit -v run", rest, count=1)
     return Server(kind, rest, env)

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
@@ -30,6 +31,7 @@ from rmqkit.client.trace import (
     encode_context,
 )
 from rmqkit.common.topic import TopicConfig
+from rmqkit.dashboard import Dashboard
 from rmqkit.protocol.record import StoredMessage, decode_records
 from rmqkit.server.broker.broker import Broker
 from rmqkit.server.namesrv.namesrv import NameServer, NameServerSettings
@@ -187,6 +189,31 @@ async def test_a_message_traced_from_send_through_retry_and_dead_letters(cluster
         missing = await asyncio.to_thread(CliRunner().invoke, cli, [
             "admin", "queryMsgTraceById", "-n", cluster.ns, "-i", "no-such-message"])  # fmt: skip
         assert missing.exit_code == 1 and "no trace of message no-such-message" in missing.output
+
+    # The same in the dashboard: the message's page has the trace, the dead letter's a resend.
+    dash = Dashboard(cluster.ns)
+    await dash.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession(base_url=dash.url) as http:
+            async with http.get(f"/api/messages/{sent.offset_msg_id}") as r:
+                timeline = (await r.json())["trace"]
+            assert [(t["type"], t["group"], t["retryTimes"], t["status"]) for t in timeline] == [
+                (row["type"], row["group"], row["retryTimes"], row["status"])
+                for row in json.loads(shown.output)
+            ]  # fmt: skip
+            dead = trace.dead_letters["TraceDLQ"]
+            async with http.get(f"/messages/{dead.offset_msg_id}") as r:
+                assert "Dead letter of TraceDLQ" in await r.text()
+            retried = cluster.broker.store.get_max_offset("%RETRY%TraceDLQ", 0)
+            async with http.post(f"/messages/{dead.offset_msg_id}/resend",
+                                 data={"_token": dash.token}) as r:  # fmt: skip
+                assert r.status == 200, await r.text()
+            assert cluster.broker.store.get_max_offset("%RETRY%TraceDLQ", 0) == retried + 1
+            async with http.post(f"/messages/{sent.offset_msg_id}/resend",
+                                 data={"_token": dash.token}) as r:  # fmt: skip
+                assert r.status == 400 and "not in a dead-letter topic" in await r.text()
+    finally:
+        await dash.stop()
 
     # Stored: one send, by which group, where.
     (pub,) = trace.sends

@@ -11,6 +11,7 @@ import click
 from rmqkit.cli.admin import admin_group
 from rmqkit.cli.bench import bench_group
 from rmqkit.cli.config import config_group
+from rmqkit.cli.dashboard import dashboard_command
 from rmqkit.cli.run import run_command
 
 _TLS_CONFIG = click.option(
@@ -107,6 +108,7 @@ cli.add_command(run_command)
 cli.add_command(admin_group)
 cli.add_command(config_group)
 cli.add_command(bench_group)
+cli.add_command(dashboard_command)
 
 
 def main() -> None:

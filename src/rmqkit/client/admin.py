@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
-from rmqkit.client.admin_base import AdminBase, read_addr
+from rmqkit.client.admin_base import AdminBase, BrokerSummary, read_addr
 from rmqkit.client.admin_messages import MessageQueries
 from rmqkit.client.message import MessageQueue
 from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.java_properties import parse_properties
-from rmqkit.common.names import DEFAULT_TOPIC
+from rmqkit.common.names import DEFAULT_TOPIC, is_system_group
 from rmqkit.common.topic import PERM_RW
 from rmqkit.errors import BrokerResponseError, error_for_code
 from rmqkit.protocol.admin_bodies import decode_mq_table_json
@@ -26,7 +26,10 @@ from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import decode_kv_table, loads_lenient
 
-__all__ = ["AdminBase", "AdminClient", "QueueProgress", "QueueStatus", "read_addr"]
+__all__ = [
+    "AdminBase", "AdminClient", "BrokerSummary", "GroupSummary", "QueueProgress", "QueueStatus",
+    "read_addr",
+]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -51,6 +54,21 @@ class QueueStatus:
     min_offset: int
     max_offset: int
     last_update_timestamp: int
+
+
+@dataclass(slots=True)
+class GroupSummary:
+    """One consumer group as `mqadmin consumerProgress` lists it without -g."""
+
+    group: str
+    count: int
+    """Clients online."""
+    consume_type: str | None
+    """CONSUME_PASSIVELY (push) or CONSUME_ACTIVELY (pull); None while no client is online."""
+    message_model: str | None
+    """CLUSTERING or BROADCASTING; None while no client is online."""
+    diff_total: int
+    """Messages stored but not yet consumed, over all its queues."""
 
 
 class AdminClient(MessageQueries):
@@ -146,6 +164,37 @@ class AdminClient(MessageQueries):
                 for (t, b, q), v in table.items()
             ]  # fmt: skip
         return sorted(out, key=lambda p: (p.queue.topic, p.queue.broker_name, p.queue.queue_id))
+
+    async def group_summaries(self) -> list[GroupSummary]:
+        """Every consumer group the brokers know (system groups left out), sorted by name,
+        with its online clients and total lag."""
+        names: set[str] = set()
+        for addr in (await self.read_addrs()).values():
+            names |= {g for g in await self.groups(addr) if not is_system_group(g)}
+        out = []
+        for g in sorted(names):
+            try:
+                conn = await self.consumer_connections(g)
+            except BrokerResponseError:
+                conn = {}
+            lag = sum(p.lag for p in await self.consumer_progress(g))
+            clients = len(conn.get("connectionSet", []))
+            out.append(
+                GroupSummary(g, clients, conn.get("consumeType"), conn.get("messageModel"), lag)
+            )
+        return out
+
+    async def topic_consumers(self, topic: str) -> list[str]:
+        """The consumer groups that have offsets on `topic` or subscribe to it, on any broker
+        that serves it (QUERY_TOPIC_CONSUME_BY_WHO)."""
+        groups: set[str] = set()
+        for bd in (await self.route(topic)).broker_datas:
+            addr = read_addr(bd)
+            if addr is None:
+                continue
+            resp = await self._call(addr, RequestCode.QUERY_TOPIC_CONSUME_BY_WHO, topic=topic)
+            groups |= set(orjson.loads(resp.body or b"{}").get("groupList") or ())
+        return sorted(groups)
 
     async def consumer_connections(self, group: str) -> dict[str, Any]:
         """The group's live clients and subscriptions, from the first broker that has them."""

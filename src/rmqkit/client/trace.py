@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rmqkit.client.publish import FaultTracker, PublishInfo
 from rmqkit.client.uniq_id import local_ip, new_uniq_id
@@ -498,6 +498,40 @@ class MessageTrace:
 
     def retried(self, group: str) -> bool:
         return any(c.retry_times > 0 or c.success is False for c in self.attempts(group))
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """One row per event as `mqadmin queryMsgTraceById` lists them: `type` (Pub, Sub,
+        EndTransaction, DLQ), `group`, `clientHost`, `time` (ms), `costMs`, `retryTimes` and
+        `status`; sends first, then deliveries, transaction ends and dead letters."""
+
+        def status(success: bool | None) -> str:
+            return "-" if success is None else ("success" if success else "failed")
+
+        def host(c: TraceContext) -> str:
+            return c.beans[0].client_host if c.beans else ""
+
+        rows = [
+            {"type": "Pub", "group": c.group, "clientHost": host(c), "time": c.timestamp,
+             "costMs": c.cost_time, "retryTimes": 0, "status": status(c.success)}
+            for c in self.sends
+        ]  # fmt: skip
+        rows += [
+            {"type": "Sub", "group": c.group, "clientHost": c.client_host, "time": c.timestamp,
+             "costMs": c.cost_ms, "retryTimes": c.retry_times, "status": status(c.success)}
+            for c in self.consumes
+        ]  # fmt: skip
+        rows += [
+            {"type": "EndTransaction", "group": c.group, "clientHost": host(c),
+             "time": c.timestamp, "costMs": c.cost_time, "retryTimes": 0,
+             "status": c.beans[0].transaction_state if c.beans else status(c.success)}
+            for c in self.transactions
+        ]  # fmt: skip
+        rows += [
+            {"type": "DLQ", "group": group, "clientHost": "", "time": m.store_timestamp,
+             "costMs": 0, "retryTimes": m.reconsume_times, "status": f"in %DLQ%{group}"}
+            for group, m in sorted(self.dead_letters.items())
+        ]  # fmt: skip
+        return rows
 
 
 def build_trace(msg_id: str, trace_messages: list[StoredMessage]) -> MessageTrace:

@@ -18,8 +18,6 @@ from rmqkit.cli.admin._common import (
     where_options,
 )
 from rmqkit.client.admin import AdminClient
-from rmqkit.common.names import is_system_group
-from rmqkit.errors import BrokerResponseError
 
 
 def register_groups(group: click.Group) -> None:
@@ -123,22 +121,11 @@ def consumer_progress(target: Target, group: str | None, topic: str | None, as_j
 
 
 async def _all_groups(admin: AdminClient) -> list[dict[str, Any]]:
-    names: set[str] = set()
-    for addr in (await admin.read_addrs()).values():
-        names |= {g for g in await admin.groups(addr) if not is_system_group(g)}
-    rows = []
-    for g in sorted(names):
-        try:
-            conn = await admin.consumer_connections(g)
-        except BrokerResponseError:
-            conn = {}
-        progress = await admin.consumer_progress(g)
-        rows.append({
-            "group": g, "count": len(conn.get("connectionSet", [])),
-            "type": conn.get("consumeType"), "model": conn.get("messageModel"),
-            "diffTotal": sum(p.lag for p in progress),
-        })  # fmt: skip
-    return rows
+    return [
+        {"group": g.group, "count": g.count, "type": g.consume_type, "model": g.message_model,
+         "diffTotal": g.diff_total}
+        for g in await admin.group_summaries()
+    ]  # fmt: skip
 
 
 _CONNECTION_COLUMNS = [

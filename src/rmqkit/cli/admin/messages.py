@@ -127,40 +127,11 @@ def query_msg_trace_by_id(target: Target, msg_id: str, trace_topic: str, as_json
         raise click.ClickException(
             f"no trace of message {msg_id} in {trace_topic} (was it sent with message trace on?)"
         )
-    rows = _trace_rows(trace)
+    rows = trace.timeline()
     if not as_json:
         for row in rows:
             row["time"] = format_ms(row["time"])
     emit(rows, _TRACE_COLUMNS, as_json)
-
-
-def _trace_rows(trace: MessageTrace) -> list[dict[str, Any]]:
-    def status(success: bool | None) -> str:
-        return "-" if success is None else ("success" if success else "failed")
-
-    rows = [
-        {"type": "Pub", "group": c.group, "clientHost": c.beans[0].client_host if c.beans else "",
-         "time": c.timestamp, "costMs": c.cost_time, "retryTimes": 0, "status": status(c.success)}
-        for c in trace.sends
-    ]  # fmt: skip
-    rows += [
-        {"type": "Sub", "group": c.group, "clientHost": c.client_host, "time": c.timestamp,
-         "costMs": c.cost_ms, "retryTimes": c.retry_times, "status": status(c.success)}
-        for c in trace.consumes
-    ]  # fmt: skip
-    rows += [
-        {"type": "EndTransaction", "group": c.group,
-         "clientHost": c.beans[0].client_host if c.beans else "", "time": c.timestamp,
-         "costMs": c.cost_time, "retryTimes": 0,
-         "status": c.beans[0].transaction_state if c.beans else status(c.success)}
-        for c in trace.transactions
-    ]  # fmt: skip
-    rows += [
-        {"type": "DLQ", "group": group, "clientHost": "", "time": m.store_timestamp, "costMs": 0,
-         "retryTimes": m.reconsume_times, "status": f"in %DLQ%{group}"}
-        for group, m in sorted(trace.dead_letters.items())
-    ]  # fmt: skip
-    return rows
 
 
 def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> None:
