@@ -19,7 +19,9 @@ import pytest
 
 from rmqkit.client.message import Message
 from rmqkit.client.producer import Producer
+from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
 from rmqkit.dashboard import Dashboard
+from rmqkit.protocol.record import StoredMessage
 from rmqkit.testing import check_for
 
 from .conftest import Cluster
@@ -240,3 +242,30 @@ async def test_the_command_serves_until_sigterm(cluster: Cluster) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_live_clients_show_on_their_group_pages(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    await cluster.create_topic("Live", 1)
+
+    async def handler(msgs: list[StoredMessage], ctx: ConsumeContext) -> ConsumeResult:
+        return ConsumeResult.CONSUME_SUCCESS
+
+    pc = PushConsumer("watchers", cluster.ns, instance_name="dash-c")
+    pc.subscribe("Live", "a || b")
+    pc.register(handler)
+    async with pc, Producer("senders", cluster.ns, instance_name="dash-p4") as p:
+        await p.send(Message("Live", b"x", tags="a"))
+
+        async def online() -> str | None:
+            html = await page(http, "/groups/watchers")
+            return html if pc.instance.client_id in html else None
+
+        html = await check_for(online, timeout=10)
+        assert "a || b" in html and "CLUSTERING" in html
+        listed = await page(http, "/groups")
+        assert "watchers" in listed and "push" in listed
+        producers = await page(http, "/producers?group=senders")
+        assert p.instance.client_id in producers and cluster.br in producers
+        assert "No producer of group nobody" in await page(http, "/producers?group=nobody")

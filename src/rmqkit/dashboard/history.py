@@ -68,6 +68,8 @@ class RateHistory:
         while True:
             try:
                 await self.sample()
-            except (RmqkitError, BodyError, OSError) as exc:
+            except (RmqkitError, BodyError, OSError) as exc:  # the cluster is down: no point
                 log.debug("dashboard: rates not sampled: %s", exc)
+            except Exception:
+                log.exception("dashboard: sampling the rates failed; trying again")
             await asyncio.sleep(self.interval_s)
