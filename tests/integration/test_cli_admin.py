@@ -78,6 +78,13 @@ async def test_a_topic_from_creation_to_deletion(cluster: Cluster) -> None:
     assert (by_id["OffsetID"], by_id["Tags"], by_id["body"]) == (
         sent[0]["offsetMsgId"], "pay", "hello",
     )  # fmt: skip
+    printed = await admin_json(cluster, "printMsg", "-t", "Orders")
+    assert [(m["msgId"], m["queueId"], m["body"]) for m in printed] == [
+        (sent[0]["msgId"], 2, "hello")
+    ]
+    assert await admin_json(cluster, "printMsg", "-t", "Orders", "-e", "1000") == []
+    table = await admin_ok(cluster, "printMsg", "-t", "Orders", "-d", "false")
+    assert "#Message ID" in table and "#Body" not in table and sent[0]["msgId"] in table
     route = json.loads(await admin_ok(cluster, "topicRoute", "-t", "Orders"))
     assert route["brokerDatas"][0]["brokerAddrs"] == {"0": cluster.br}
 

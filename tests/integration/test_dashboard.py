@@ -13,10 +13,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
 
 import aiohttp
 import pytest
 
+from rmqkit.client.admin import AdminClient
 from rmqkit.client.message import Message
 from rmqkit.client.producer import Producer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
@@ -59,6 +62,12 @@ async def post(
         text = await r.text()
         assert r.status == status, text
         return text
+
+
+async def api(http: aiohttp.ClientSession, path: str, **params: str) -> Any:
+    async with http.get(path, params=params) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -127,10 +136,12 @@ async def test_messages_are_found_by_key_by_id_and_by_offset_id(
     async with Producer("PG", cluster.ns, instance_name="dash-p2") as p:
         r = await p.send(Message("Pay", b"x", keys=["k-1"], tags="t"))
         await p.send(Message("Pay", b"y", keys=["k-2"]))
-    by_key = await (await http.get("/api/messages", params={"topic": "Pay", "key": "k-1"})).json()
-    assert [(m["msgId"], m["body"], m["tags"]) for m in by_key] == [(r.msg_id, "x", "t")]
-    by_id = await (await http.get("/api/messages", params={"topic": "Pay", "id": r.msg_id})).json()
-    assert [m["offsetMsgId"] for m in by_id] == [r.offset_msg_id]
+    by_key = await api(http, "/api/messages", topic="Pay", key="k-1")
+    assert [(m["msgId"], m["body"], m["tags"]) for m in by_key["messages"]] == [
+        (r.msg_id, "x", "t")
+    ]
+    by_id = await api(http, "/api/messages", topic="Pay", id=r.msg_id)
+    assert [m["offsetMsgId"] for m in by_id["messages"]] == [r.offset_msg_id]
     html = await page(http, f"/messages?id={r.offset_msg_id}")
     assert r.msg_id in html
     none = await page(http, "/messages?topic=Pay&key=nothing")
@@ -269,3 +280,34 @@ async def test_live_clients_show_on_their_group_pages(
         producers = await page(http, "/producers?group=senders")
         assert p.instance.client_id in producers and cluster.br in producers
         assert "No producer of group nobody" in await page(http, "/producers?group=nobody")
+
+
+async def test_messages_are_listed_by_the_time_they_were_stored(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    await cluster.create_topic("Timed", 3)
+    async with Producer("PG", cluster.ns, instance_name="dash-p5") as p:
+        sent = [await p.send(Message("Timed", str(i).encode())) for i in range(6)]
+    async with AdminClient(cluster.ns, instance_name="dash-admin") as admin:
+        stored = {m.offset_msg_id: m.store_timestamp for m in
+                  [await admin.view_message(r.offset_msg_id) for r in sent]}  # fmt: skip
+        times = sorted(stored.values())
+        everything, more = await admin.messages_between("Timed", times[0], times[-1])
+        assert sorted(m.offset_msg_id for m in everything) == sorted(stored) and not more
+        assert [m.store_timestamp for m in everything] == times  # oldest first
+        first_two, more = await admin.messages_between("Timed", 0, times[-1], max_num=2)
+        assert len(first_two) == 2 and more
+        assert cluster.broker.offsets.query("TOOLS_CONSUMER", "Timed", 0) < 0  # nothing committed
+    middle = [oid for oid, t in stored.items() if times[1] <= t <= times[4]]
+    begin, end = (local_iso(t) for t in (times[1], times[4]))
+    listed = await api(http, "/api/messages", topic="Timed", begin=begin, end=end)
+    assert sorted(m["offsetMsgId"] for m in listed["messages"]) == sorted(middle)
+    html = await page(http, f"/messages?topic=Timed&begin={begin}&end={end}")
+    assert all(oid in html for oid in middle)
+    backwards = await page(http, f"/messages?topic=Timed&begin={end}&end={begin}", status=400)
+    assert "end must not come before begin" in backwards
+
+
+def local_iso(ms: int) -> str:
+    """A store time as an HTML datetime-local input sends it, to the millisecond."""
+    return datetime.fromtimestamp(ms / 1000).isoformat(timespec="milliseconds")

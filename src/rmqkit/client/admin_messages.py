@@ -1,5 +1,5 @@
-"""Finding messages: by offset message id, by key, their trace, and sending a dead letter back.
-Part of `AdminClient` (`rmqkit.client.admin`)."""
+"""Finding messages: by offset message id, by key, by the time they were stored, their trace,
+and sending a dead letter back. Part of `AdminClient` (`rmqkit.client.admin`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from rmqkit.client.admin_base import AdminBase, read_addr
 from rmqkit.client.trace import TRACE_TOPIC, MessageTrace, build_trace
-from rmqkit.common.names import DEFAULT_TOPIC, dlq_topic, retry_topic
+from rmqkit.common.names import DEFAULT_TOPIC, TOOLS_CONSUMER_GROUP, dlq_topic, retry_topic
 from rmqkit.common.properties import Prop, encode_properties
 from rmqkit.errors import (
     BrokerResponseError,
@@ -16,7 +16,8 @@ from rmqkit.errors import (
     TopicNotExistError,
     error_for_code,
 )
-from rmqkit.protocol.codes import RequestCode, ResponseCode
+from rmqkit.protocol.codes import PULL_SUBSCRIPTION, RequestCode, ResponseCode
+from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.message_id import decode_offset_msg_id
 from rmqkit.protocol.record import Host, StoredMessage, decode_records, format_host
 from rmqkit.protocol.route import MASTER_ID
@@ -83,6 +84,60 @@ class MessageQueries(AdminBase):
                     continue
                 raise
             out += decode_records(resp.body)
+        return out
+
+    async def messages_between(
+        self, topic: str, begin_ms: int, end_ms: int, *, max_num: int = 2000
+    ) -> tuple[list[StoredMessage], bool]:
+        """The messages of `topic` stored from `begin_ms` to `end_ms` (both included), from every
+        queue of every broker that has it, oldest first (mqadmin's `printMsg`, the dashboard's
+        query by topic). They are read with PULL_MESSAGE as RocketMQ's tools read them (group
+        `TOOLS_CONSUMER`, no offset committed), from each queue's offset at `begin_ms`.
+
+        Returns:
+            At most `max_num` messages, and whether more were in the range.
+        """
+        route = await self.route(topic)
+        queues = {q.broker_name: q.read_queue_nums for q in route.queue_datas}
+        found: list[StoredMessage] = []
+        for bd in route.broker_datas:
+            addr = read_addr(bd)
+            if addr is None:
+                continue
+            for qid in range(queues.get(bd.broker_name, 0)):
+                found += await self._queue_between(addr, topic, qid, begin_ms, end_ms, max_num + 1)
+        found.sort(key=lambda m: (m.store_timestamp, m.queue_id, m.queue_offset))
+        return found[:max_num], len(found) > max_num
+
+    async def _queue_between(
+        self, addr: str, topic: str, qid: int, begin_ms: int, end_ms: int, limit: int
+    ) -> list[StoredMessage]:
+        async def offset_at(ms: int) -> int:
+            resp = await self._call(addr, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, topic=topic,
+                                    queueId=qid, timestamp=ms)  # fmt: skip
+            return int(resp.ext_fields.get("offset", "0"))
+
+        offset, end = await offset_at(begin_ms), await offset_at(end_ms + 1)
+        out: list[StoredMessage] = []
+        while offset < end and len(out) < limit:
+            cmd = RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
+                "consumerGroup": TOOLS_CONSUMER_GROUP, "topic": topic, "queueId": str(qid),
+                "queueOffset": str(offset), "maxMsgNums": str(min(32, end - offset)),
+                "sysFlag": str(PULL_SUBSCRIPTION), "commitOffset": "0",
+                "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0",
+                "expressionType": "TAG",
+            })  # fmt: skip
+            resp = await self.instance.invoke(addr, cmd, 10_000)
+            next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
+            if resp.code == ResponseCode.SUCCESS:
+                msgs = decode_records(resp.body)
+                out += [m for m in msgs if begin_ms <= m.store_timestamp <= end_ms]
+            elif resp.code not in (ResponseCode.PULL_OFFSET_MOVED,
+                                   ResponseCode.PULL_RETRY_IMMEDIATELY):  # fmt: skip
+                break  # PULL_NOT_FOUND: nothing more in this queue
+            if next_offset <= offset:
+                break
+            offset = next_offset
         return out
 
     async def query_trace(

@@ -18,8 +18,11 @@ TOPIC_MAX_LENGTH = 127
 """V1 records store the topic length in one signed byte."""
 _TOPIC_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 
+TOOLS_CONSUMER_GROUP = "TOOLS_CONSUMER"
+"""The group RocketMQ's admin tools read messages as (`MixAll.TOOLS_CONSUMER_GROUP`)."""
+
 SYSTEM_GROUPS = frozenset({
-    "TOOLS_CONSUMER", "FILTERSRV_CONSUMER", "__MONITOR_CONSUMER", "SELF_TEST_C_GROUP",
+    TOOLS_CONSUMER_GROUP, "FILTERSRV_CONSUMER", "__MONITOR_CONSUMER", "SELF_TEST_C_GROUP",
     "CID_ONS-HTTP-PROXY", "CID_ONSAPI_PULL", "CID_ONSAPI_PERMISSION", "CID_ONSAPI_OWNER",
 })  # fmt: skip
 """Consumer groups RocketMQ's brokers and tools use themselves (`MixAll`)."""

@@ -17,6 +17,8 @@ from rmqkit.protocol.record import StoredMessage, format_host
 if TYPE_CHECKING:
     from rmqkit.dashboard.app import Dashboard
 
+MAX_LISTED = 2000
+"""Messages a search by time lists at most (as rocketmq-dashboard)."""
 BODY_PREVIEW = 64 * 1024
 """Bytes of a body shown on its page; the rest is left out (and said so)."""
 
@@ -62,16 +64,23 @@ class MessagePages:
         router.add_get("/api/messages", self.api_search)
         router.add_get("/api/messages/{offset_id}", self.api_message)
 
-    async def _found(self, request: web.Request) -> list[StoredMessage] | None:
-        """The messages a search asks for (None: no search yet).
+    async def _found(self, request: web.Request) -> tuple[list[StoredMessage] | None, bool]:
+        """The messages a search asks for (None: no search yet), and whether there were more.
 
         `topic` and `key`: by KEYS (or UNIQ_KEY); `topic` and `id`: by the id a producer
-        gave it; `id` alone: by offset message id."""
+        gave it; `id` alone: by offset message id; `topic`, `begin` and `end`: stored in that
+        time range (at most `MAX_LISTED`)."""
         q = request.query
         topic, key, msg_id = (q.get(n, "").strip() for n in ("topic", "key", "id"))
         admin = self.dash.admin
+        if q.get("begin") or q.get("end"):
+            forms.topic({"topic": topic})
+            begin, end = forms.timestamp(q, "begin"), forms.timestamp(q, "end")
+            if end < begin:
+                raise forms.FormError("end must not come before begin")
+            return await admin.messages_between(topic, begin, end, max_num=MAX_LISTED)
         if not (key or msg_id):
-            return None
+            return None, False
         if not topic:
             if not msg_id:
                 raise forms.FormError("a search by key needs its topic")
@@ -81,19 +90,19 @@ class MessagePages:
                     f"{msg_id!r} is not an offset message id ({problem}); a producer's message "
                     "id (UNIQ_KEY) is searched with its topic"
                 )
-            return [await admin.view_message(msg_id)]
+            return [await admin.view_message(msg_id)], False
         forms.topic({"topic": topic})
-        wanted = key or msg_id
-        found = await admin.query_by_key(topic, wanted, max_num=64)
+        found = await admin.query_by_key(topic, key or msg_id, max_num=64)
         if key:  # index hashes can collide: keep the messages that carry the key
-            return [m for m in found if key in m.keys or m.uniq_key == key]
-        return [m for m in found if m.uniq_key == msg_id]
+            return [m for m in found if key in m.keys or m.uniq_key == key], False
+        return [m for m in found if m.uniq_key == msg_id], False
 
     async def search(self, request: web.Request) -> web.Response:
-        found = await self._found(request)
+        found, more = await self._found(request)
         rows = sorted(found, key=lambda m: m.store_timestamp) if found else found
-        asked = {n: request.query.get(n, "") for n in ("topic", "key", "id")}
-        return self.dash.render(request, "messages.html", found=rows, q=asked)
+        asked = {n: request.query.get(n, "") for n in ("topic", "key", "id", "begin", "end")}
+        return self.dash.render(request, "messages.html", found=rows, more=more, q=asked,
+                                max_listed=MAX_LISTED)  # fmt: skip
 
     async def _message(self, offset_id: str) -> dict[str, Any]:
         problem = offset_id_problem(offset_id)
@@ -126,8 +135,8 @@ class MessagePages:
                                 new_id=new_id)  # fmt: skip
 
     async def api_search(self, request: web.Request) -> web.Response:
-        found = await self._found(request)
-        return self.dash.json([describe(m) for m in found or []])
+        found, more = await self._found(request)
+        return self.dash.json({"messages": [describe(m) for m in found or []], "more": more})
 
     async def api_message(self, request: web.Request) -> web.Response:
         return self.dash.json(await self._message(request.match_info["offset_id"]))

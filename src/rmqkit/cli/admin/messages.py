@@ -1,5 +1,5 @@
 """`rmqkit admin` commands about messages: queryMsgById, queryMsgByKey, queryMsgByUniqueKey,
-queryMsgTraceById, sendMessage."""
+queryMsgTraceById, printMsg, sendMessage."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from rmqkit.protocol.record import StoredMessage, format_host
 
 def register_messages(group: click.Group) -> None:
     for command in (query_msg_by_id, query_msg_by_key, query_msg_by_unique_key,
-                    query_msg_trace_by_id, send_message):  # fmt: skip
+                    query_msg_trace_by_id, print_msg, send_message):  # fmt: skip
         group.add_command(command)
 
 
@@ -103,6 +103,40 @@ def query_msg_by_key(
     ]  # fmt: skip
     emit(rows, [("msgId", "Message ID"), ("offsetMsgId", "Offset Message ID"), ("queueId", "QID"),
                 ("queueOffset", "Offset"), ("storeTime", "Store Time")], as_json)  # fmt: skip
+
+
+@click.command(name="printMsg")
+@cluster_options
+@click.option("-t", "--topic", required=True)
+@click.option("-b", "--beginTimestamp", "begin", default="0",
+              help="Stored at or after (now, ms, yyyy-MM-dd#HH:mm:ss:SSS).")  # fmt: skip
+@click.option("-e", "--endTimestamp", "end", default="now", help="Stored at or before.")
+@click.option("-d", "--printBody", "print_body", type=click.BOOL, default=True,
+              show_default=True, help="Print each body (as UTF-8 text).")  # fmt: skip
+@click.option("-m", "--maxNum", "max_num", type=click.IntRange(1, 1_000_000), default=2000,
+              show_default=True, help="At most this many, the oldest first.")  # fmt: skip
+@json_option
+def print_msg(
+    target: Target, topic: str, begin: str, end: str, print_body: bool, max_num: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """The messages of a topic stored in a time range, from every queue, oldest first."""
+    begin_ms, end_ms = parse_time(begin), parse_time(end)
+    found, more = target.run(lambda admin: admin.messages_between(
+        topic, begin_ms, end_ms, max_num=max_num))  # fmt: skip
+    rows = [
+        {"msgId": m.msg_id, "queueId": m.queue_id, "queueOffset": m.queue_offset,
+         "storeTime": m.store_timestamp if as_json else format_ms(m.store_timestamp),
+         "tags": m.tags, "keys": " ".join(m.keys),
+         **({"body": m.body.decode("utf-8", "replace")} if print_body else {})}
+        for m in found
+    ]  # fmt: skip
+    columns = [("msgId", "Message ID"), ("queueId", "QID"), ("queueOffset", "Offset"),
+               ("storeTime", "Store Time"), ("tags", "Tags"), ("keys", "Keys")]  # fmt: skip
+    emit(rows, [*columns, ("body", "Body")] if print_body else columns, as_json)
+    if more:
+        click.echo(f"more than {max_num} messages are in the range; the first {max_num} are "
+                   "printed (-m for more, or a narrower range)", err=True)  # fmt: skip
 
 
 _TRACE_COLUMNS = [
