@@ -78,6 +78,15 @@ async def test_a_topic_from_creation_to_deletion(cluster: Cluster) -> None:
     assert (by_id["OffsetID"], by_id["Tags"], by_id["body"]) == (
         sent[0]["offsetMsgId"], "pay", "hello",
     )  # fmt: skip
+    at = await admin_json(cluster, "queryMsgByOffset", "-t", "Orders", "-b", "broker-a",
+                          "-i", "2", "-o", "0")  # fmt: skip
+    assert (at["MsgId"], at["Queue Offset"], at["body"]) == (sent[0]["msgId"], 0, "hello")
+    nothing = await admin(cluster, "queryMsgByOffset", "-t", "Orders", "-b", "broker-a",
+                          "-i", "2", "-o", "1")  # fmt: skip
+    assert nothing.exit_code == 1 and "has no message at offset 1" in nothing.output
+    elsewhere = await admin(cluster, "queryMsgByOffset", "-t", "Orders", "-b", "broker-z",
+                            "-i", "0", "-o", "0")  # fmt: skip
+    assert elsewhere.exit_code == 1 and "no broker named 'broker-z'" in elsewhere.output
     printed = await admin_json(cluster, "printMsg", "-t", "Orders")
     assert [(m["msgId"], m["queueId"], m["body"]) for m in printed] == [
         (sent[0]["msgId"], 2, "hello")

@@ -22,6 +22,10 @@ from rmqkit.protocol.message_id import decode_offset_msg_id
 from rmqkit.protocol.record import Host, StoredMessage, decode_records, format_host
 from rmqkit.protocol.route import MASTER_ID
 
+_PULL_GOES_ON = (ResponseCode.SUCCESS, ResponseCode.PULL_OFFSET_MOVED,
+                 ResponseCode.PULL_RETRY_IMMEDIATELY)  # fmt: skip
+"""Pull answers after which a queue may hold more at `nextBeginOffset`."""
+
 
 class MessageQueries(AdminBase):
     """The message look-ups of `AdminClient`."""
@@ -120,25 +124,52 @@ class MessageQueries(AdminBase):
         offset, end = await offset_at(begin_ms), await offset_at(end_ms + 1)
         out: list[StoredMessage] = []
         while offset < end and len(out) < limit:
-            cmd = RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
-                "consumerGroup": TOOLS_CONSUMER_GROUP, "topic": topic, "queueId": str(qid),
-                "queueOffset": str(offset), "maxMsgNums": str(min(32, end - offset)),
-                "sysFlag": str(PULL_SUBSCRIPTION), "commitOffset": "0",
-                "suspendTimeoutMillis": "0", "subscription": "*", "subVersion": "0",
-                "expressionType": "TAG",
-            })  # fmt: skip
-            resp = await self.instance.invoke(addr, cmd, 10_000)
-            next_offset = int(resp.ext_fields.get("nextBeginOffset", offset))
-            if resp.code == ResponseCode.SUCCESS:
-                msgs = decode_records(resp.body)
-                out += [m for m in msgs if begin_ms <= m.store_timestamp <= end_ms]
-            elif resp.code not in (ResponseCode.PULL_OFFSET_MOVED,
-                                   ResponseCode.PULL_RETRY_IMMEDIATELY):  # fmt: skip
+            code, msgs, next_offset = await self._pull(addr, topic, qid, offset, end - offset)
+            out += [m for m in msgs if begin_ms <= m.store_timestamp <= end_ms]
+            if code not in _PULL_GOES_ON or next_offset <= offset:
                 break  # PULL_NOT_FOUND: nothing more in this queue
-            if next_offset <= offset:
-                break
             offset = next_offset
         return out
+
+    async def _pull(
+        self, addr: str, topic: str, qid: int, offset: int, max_nums: int
+    ) -> tuple[int, list[StoredMessage], int]:
+        """One PULL_MESSAGE as RocketMQ's tools pull (group `TOOLS_CONSUMER`, every tag, no
+        offset committed, no waiting): the answer's code, its messages, `nextBeginOffset`."""
+        cmd = RemotingCommand(RequestCode.PULL_MESSAGE, ext_fields={
+            "consumerGroup": TOOLS_CONSUMER_GROUP, "topic": topic, "queueId": str(qid),
+            "queueOffset": str(offset), "maxMsgNums": str(min(32, max_nums)),
+            "sysFlag": str(PULL_SUBSCRIPTION), "commitOffset": "0", "suspendTimeoutMillis": "0",
+            "subscription": "*", "subVersion": "0", "expressionType": "TAG",
+        })  # fmt: skip
+        resp = await self.instance.invoke(addr, cmd, 10_000)
+        msgs = decode_records(resp.body) if resp.code == ResponseCode.SUCCESS else []
+        return resp.code, msgs, int(resp.ext_fields.get("nextBeginOffset", offset))
+
+    async def message_at(
+        self, topic: str, broker_name: str, queue_id: int, offset: int
+    ) -> StoredMessage:
+        """The message at `offset` of one queue (mqadmin's `queryMsgByOffset`).
+
+        Raises:
+            BrokerResponseError: no broker of that name serves the topic (TOPIC_NOT_EXIST), or
+                the queue holds no message at that offset (QUERY_NOT_FOUND).
+        """
+        route = await self.route(topic)
+        bd = next((b for b in route.broker_datas if b.broker_name == broker_name), None)
+        addr = read_addr(bd) if bd is not None else None
+        if addr is None:
+            raise error_for_code(ResponseCode.TOPIC_NOT_EXIST)(
+                f"no broker named {broker_name!r} serves topic {topic!r}", request="message_at"
+            )
+        code, msgs, _ = await self._pull(addr, topic, queue_id, offset, 1)
+        if not msgs or msgs[0].queue_offset != offset:
+            why = ResponseCode(code).name if code != ResponseCode.SUCCESS else "another offset"
+            raise error_for_code(ResponseCode.QUERY_NOT_FOUND)(
+                f"queue {queue_id} of {topic} on {broker_name} has no message at offset {offset}"
+                f" ({why})", addr=addr, request="message_at",
+            )  # fmt: skip
+        return msgs[0]
 
     async def query_trace(
         self, msg_id: str, *, trace_topic: str = TRACE_TOPIC, max_num: int = 64,

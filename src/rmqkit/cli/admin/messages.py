@@ -1,5 +1,5 @@
 """`rmqkit admin` commands about messages: queryMsgById, queryMsgByKey, queryMsgByUniqueKey,
-queryMsgTraceById, printMsg, sendMessage."""
+queryMsgByOffset, queryMsgTraceById, printMsg, sendMessage."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from rmqkit.protocol.record import StoredMessage, format_host
 
 def register_messages(group: click.Group) -> None:
     for command in (query_msg_by_id, query_msg_by_key, query_msg_by_unique_key,
-                    query_msg_trace_by_id, print_msg, send_message):  # fmt: skip
+                    query_msg_by_offset, query_msg_trace_by_id, print_msg,
+                    send_message):  # fmt: skip
         group.add_command(command)
 
 
@@ -56,6 +57,23 @@ def query_msg_by_id(target: Target, msg_id: str, body_file: Path | None, as_json
             param_hint="'-i'",
         ) from None
     msg: StoredMessage = target.run(lambda admin: admin.view_message(msg_id))
+    _show([msg], body_file, as_json)
+
+
+@click.command(name="queryMsgByOffset")
+@cluster_options
+@click.option("-t", "--topic", required=True)
+@click.option("-b", "--brokerName", "broker_name", required=True)
+@click.option("-i", "--queueId", "queue_id", type=click.IntRange(0), required=True)
+@click.option("-o", "--offset", type=click.IntRange(0), required=True)
+@_BODY_FILE
+@json_option
+def query_msg_by_offset(
+    target: Target, topic: str, broker_name: str, queue_id: int, offset: int,
+    body_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """The message at one offset of one queue."""
+    msg = target.run(lambda admin: admin.message_at(topic, broker_name, queue_id, offset))
     _show([msg], body_file, as_json)
 
 
