@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from rmqkit.client.instance import ClientConfig, ClientInstance
+from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.errors import BrokerResponseError, RemotingError, TopicNotExistError, error_for_code
 from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
@@ -91,7 +91,7 @@ class BrokerSummary:
         self.out_total_today = diff("msgGetTotalTodayNow", "msgGetTotalTodayMorning")
 
 
-class AdminBase:
+class AdminBase(AsyncLifecycle):
     """A started client instance and the cluster look-ups (see `AdminClient` for the rest)."""
 
     def __init__(
@@ -106,16 +106,10 @@ class AdminBase:
             ClientConfig(namesrv_addr, instance_name, credentials=credentials, tls=tls)
         )
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         await self.instance.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self.instance.stop()
 
     async def _call(self, addr: str, code: int, body: bytes = b"", **ext: Any) -> RemotingCommand:

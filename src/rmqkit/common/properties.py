@@ -61,6 +61,11 @@ class Prop:
     DLQ_ORIGIN_MESSAGE_ID = "DLQ_ORIGIN_MESSAGE_ID"
 
 
+SYSTEM_KEYS = frozenset(
+    v for k, v in vars(Prop).items() if not k.startswith("_") and isinstance(v, str)
+)
+"""Every key of `Prop`: RocketMQ's own properties, as against those a sender sets."""
+
 REPLY_MESSAGE_FLAG = "reply"
 """The MSG_TYPE of a reply (RocketMQ `MixAll.REPLY_MESSAGE_FLAG`): such a message is sent with
 SEND_REPLY_MESSAGE(_V2) and pushed by the broker to the client named in REPLY_TO_CLIENT."""

@@ -98,7 +98,7 @@ class Dashboard:
         self, host: str = "127.0.0.1", port: int = 8080, *, sock: socket.socket | None = None
     ) -> None:
         """Connect to the cluster and serve on `host:port` (or on an already bound `sock`)."""
-        await self.admin.__aenter__()
+        await self.admin.start()
         try:
             self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
             await self._runner.setup()
@@ -127,7 +127,7 @@ class Dashboard:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-        await self.admin.__aexit__(None, None, None)
+        await self.admin.stop()
 
     async def producer(self) -> Producer:
         """The dashboard's producer (for "send a message"), started on first use."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from rmqkit.common.names import DLQ_GROUP_TOPIC_PREFIX
-from rmqkit.common.properties import Prop
+from rmqkit.common.properties import SYSTEM_KEYS
 from rmqkit.dashboard import forms
 from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.message_id import decode_offset_msg_id
@@ -22,7 +22,6 @@ MAX_LISTED = 2000
 BODY_PREVIEW = 64 * 1024
 """Bytes of a body shown on its page; the rest is left out (and said so)."""
 
-_SYSTEM_PROPS = frozenset(v for k, v in vars(Prop).items() if k.isupper())
 
 
 def describe(m: StoredMessage) -> dict[str, Any]:
@@ -40,8 +39,8 @@ def describe(m: StoredMessage) -> dict[str, Any]:
         "bornHost": m.born_host_str, "storeHost": format_host(m.store_host),
         "sysFlag": m.sys_flag, "bodySize": len(m.body), "body": text, "binary": binary,
         "truncated": len(m.body) > BODY_PREVIEW,
-        "userProperties": {k: v for k, v in m.properties.items() if k not in _SYSTEM_PROPS},
-        "systemProperties": {k: v for k, v in m.properties.items() if k in _SYSTEM_PROPS},
+        "userProperties": {k: v for k, v in m.properties.items() if k not in SYSTEM_KEYS},
+        "systemProperties": {k: v for k, v in m.properties.items() if k in SYSTEM_KEYS},
     }  # fmt: skip
 
 

@@ -55,7 +55,10 @@ class TopicPages:
         router.add_get("/api/topics", self.api_list)
         router.add_get("/api/topics/{topic}", self.api_topic)
 
-    async def _listed(self, request: web.Request) -> tuple[list[dict[str, str]], set[str]]:
+    async def _listed(
+        self, request: web.Request
+    ) -> tuple[list[dict[str, str]], set[str], list[str]]:
+        """The topics the query asks for, the kinds shown, and the clusters."""
         info = await self.dash.admin.cluster()
         structural = set(info.cluster_addr_table) | set(info.broker_addr_table)
         kinds = set(request.query.getall("kind", ["normal"]))
@@ -65,11 +68,10 @@ class TopicPages:
             kind = "system" if t in structural else topic_kind(t)
             if kind in kinds and needle in t.lower():
                 rows.append({"topic": t, "kind": kind})
-        return rows, kinds
+        return rows, kinds, sorted(info.cluster_addr_table)
 
     async def list(self, request: web.Request) -> web.Response:
-        rows, kinds = await self._listed(request)
-        clusters = sorted((await self.dash.admin.cluster()).cluster_addr_table)
+        rows, kinds, clusters = await self._listed(request)
         return self.dash.render(request, "topics.html", topics=rows, kinds=kinds,
                                 q=request.query.get("q", ""), clusters=clusters,
                                 perms=list(PERMS))  # fmt: skip
@@ -132,7 +134,7 @@ class TopicPages:
         raise web.HTTPSeeOther("/topics")
 
     async def api_list(self, request: web.Request) -> web.Response:
-        rows, _ = await self._listed(request)
+        rows, _, _ = await self._listed(request)
         return self.dash.json(rows)
 
     async def api_topic(self, request: web.Request) -> web.Response:

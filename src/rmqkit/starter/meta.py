@@ -7,13 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from rmqkit.common.properties import Prop
+from rmqkit.common.properties import SYSTEM_KEYS, Prop
 from rmqkit.protocol.record import StoredMessage
 
 # System properties that are not the sender's own: kept out of `MessageMeta.user_properties`.
-_SYSTEM = frozenset(
-    v for k, v in vars(Prop).items() if not k.startswith("_") and isinstance(v, str)
-) | {"traceparent", "tracestate", "baggage"}
+_SYSTEM = SYSTEM_KEYS | {"traceparent", "tracestate", "baggage"}
 IDEMPOTENCY_KEY = "RMQKIT_IDEMPOTENCY_KEY"
 """The user property that carries a send's idempotency key."""
 FLOW_PROPERTY = "RMQKIT_TX_FLOW"

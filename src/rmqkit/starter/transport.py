@@ -168,7 +168,7 @@ class RemotingTransport:
                 key.name_server or self.namesrv_addr, instance_name=f"{key.instance_name}-ADMIN",
                 credentials=key.credentials, tls=key.tls,
             )  # fmt: skip
-            await admin.__aenter__()
+            await admin.start()
             self._admins[key] = admin
         return admin
 
@@ -212,4 +212,4 @@ class RemotingTransport:
     async def close(self) -> None:
         admins, self._admins = self._admins, {}
         for admin in admins.values():
-            await admin.__aexit__(None, None, None)
+            await admin.stop()

@@ -21,7 +21,7 @@ from rmqkit.cli.admin._common import (
 from rmqkit.client.message import Message, MessageQueue, SendResult
 from rmqkit.client.producer import Producer
 from rmqkit.client.trace import TRACE_TOPIC, MessageTrace
-from rmqkit.common.properties import Prop
+from rmqkit.common.properties import SYSTEM_KEYS
 from rmqkit.errors import CorruptRecordError
 from rmqkit.protocol.message_id import decode_offset_msg_id
 from rmqkit.protocol.record import StoredMessage, format_host
@@ -211,7 +211,7 @@ def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> N
 
 
 def _describe(m: StoredMessage) -> dict[str, Any]:
-    user = {k: v for k, v in m.properties.items() if k not in _SYSTEM_PROPS}
+    user = {k: v for k, v in m.properties.items() if k not in SYSTEM_KEYS}
     return {
         "OffsetID": m.offset_msg_id, "MsgId": m.msg_id, "Topic": m.topic,
         "Tags": m.tags or "", "Keys": " ".join(m.keys), "Queue ID": m.queue_id,
@@ -224,7 +224,6 @@ def _describe(m: StoredMessage) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_SYSTEM_PROPS = frozenset(v for k, v in vars(Prop).items() if k.isupper())
 
 
 @click.command(name="sendMessage")
