@@ -180,21 +180,29 @@ async def put_forever(
         topic = rng.choice(TOPICS)
         qid = rng.randrange(QUEUES)
         n = 1 if rng.random() < 0.75 else rng.randint(2, 6)
+        # Several messages go in as a batch, or as the sends of one read (put_each: a record
+        # each, written together, each with its own result).
+        each = n > 1 and rng.random() < 0.5
         msgs = [
             make_message(
                 f"r{round_no}w{worker}n{next(counter)}",
                 topic,
                 qid,
-                body_size(rng, n > 1),
+                body_size(rng, n > 1 and not each),
                 0 if rng.random() < 0.8 else rng.randint(100, 6000),
             )
             for _ in range(n)
         ]
-        r = await (store.put_message(msgs[0]) if n == 1 else store.put_messages(msgs))
-        if r.status is PutStatus.OK:
-            emit("".join(a.line() for a in acks_of(msgs, r.physical_offset, r.queue_offset)))
-        elif r.status is not PutStatus.FLUSH_DISK_TIMEOUT:  # a slow disk: stored, not acknowledged
-            emit(f"FAIL {r.status.name} {r.remark!r}\n")
+        if each:
+            results = await store.put_each(msgs)
+        else:
+            results = [await (store.put_message(msgs[0]) if n == 1 else store.put_messages(msgs))]
+        for i, r in enumerate(results):
+            if r.status is PutStatus.OK:
+                acked = msgs[i : i + 1] if each else msgs
+                emit("".join(a.line() for a in acks_of(acked, r.physical_offset, r.queue_offset)))
+            elif r.status is not PutStatus.FLUSH_DISK_TIMEOUT:  # slow disk: stored, not acked
+                emit(f"FAIL {r.status.name} {r.remark!r}\n")
         # Under ASYNC_FLUSH a put never suspends; a broker would read the network here.
         await asyncio.sleep(0)
 

@@ -8,10 +8,11 @@ Under ASYNC_FLUSH records are packed straight into a writable mapping. Under SYN
 segments are mapped read-only and an append is encoded into a scratch buffer and copied in with
 `pwrite` (`MappedFile.write`): the group commit's fdatasync of pages written that way took half
 as long (0.53-0.71 ms against 1.03-1.17 ms for 64 records in the broker), which is what a
-SYNC_FLUSH send waits for. Under ASYNC_FLUSH nothing waits for the disk, and each small `pwrite`
-costs the kernel more than a copy into the mapping: the store's append rate halved (44,039 to
-46,033 msgs/s against 94,652 to 103,739), so there the mapping stays. See docs/storage.md and
-docs/benchmarks.md.
+SYNC_FLUSH send waits for; the sends of one read go in as one run (`append_each`), two
+`pwrite`s per segment instead of two per record. Under ASYNC_FLUSH nothing waits for the disk,
+and each small `pwrite` costs the kernel more than a copy into the mapping: the store's append
+rate halved (44,039 to 46,033 msgs/s against 94,652 to 103,739), so there the mapping stays. See
+docs/storage.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -313,6 +314,53 @@ class CommitLog:
         total = sum(x[3] for x in measured)
         if total + MIN_BLANK_BYTES > self.file_size:
             raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
+        return self._append_run(msgs, measured, total, now_ms)
+
+    def append_each(
+        self, msgs: list[MessageToStore], now_ms: int
+    ) -> tuple[list[Appended], StoreError | None]:
+        """Write one record for each of `msgs`, as `append` would one after another, in as few
+        writes as the segments allow: the records that fit the current segment go in as one run
+        written like `append_batch`, the rest into the next one.
+
+        The broker stores a read's sends this way. Under SYNC_FLUSH that is two `pwrite`s for
+        the run instead of two per record; nothing is acknowledged before the group commit, so
+        a run cut short by a crash loses only unacknowledged records (recovery ends the log at
+        its first record). Returns where each record went, and the error that stopped a run
+        (`DiskFullError`, `StoreError`): the records before that run stay written, none of that
+        run or after it counts as written.
+        """
+        measured = [self._measure(m) for m in msgs]
+        out: list[Appended] = []
+        n = len(msgs)
+        i = 0
+        while i < n:
+            mf = self.queue.last()
+            room = (mf.size - mf.write_pos if mf is not None else 0) - MIN_BLANK_BYTES
+            j, total = i, 0
+            while j < n and total + measured[j][3] <= room:
+                total += measured[j][3]
+                j += 1
+            if j == i:  # none fits: this run opens the next segment, as many as fit there
+                room = self.file_size - MIN_BLANK_BYTES
+                while j < n and (j == i or total + measured[j][3] <= room):
+                    total += measured[j][3]
+                    j += 1
+            try:
+                out += self._append_run(msgs[i:j], measured[i:j], total, now_ms)
+            except StoreError as exc:
+                return out, exc
+            i = j
+        return out, None
+
+    def _append_run(
+        self,
+        msgs: Sequence[MessageToStore],
+        measured: list[tuple[bytes, bytes, int, int]],
+        total: int,
+        now_ms: int,
+    ) -> list[Appended]:
+        """Write the records of `msgs` (`measured`, `total` bytes) together into one segment."""
         mf = self._writable(total)
         first = mf.write_pos
         if first + total > mf.ahead:

@@ -415,8 +415,10 @@ class FileMessageStore:
         if refusal is not None:
             return [refusal] * len(msgs)
         now = self.clock_ms()
-        one = self._append_one
-        results = [one(m, now) for m in msgs]
+        if len(msgs) == 1:
+            results = [self._append_one(msgs[0], now)]
+        else:
+            results = self._append_each(msgs, now)
         wait_to = -1
         stored = False
         for m, r in zip(msgs, results, strict=True):
@@ -441,22 +443,48 @@ class FileMessageStore:
         One message always fits a segment (checked at start-up): `_refusal`'s batch checks
         cannot refuse it.
         """
+        checked = self._checked(msg)
+        if isinstance(checked, PutResult):
+            return checked
+        try:
+            a = self.commit_log.append(checked, now_ms)
+        except StoreError as exc:
+            return self._write_refused(exc)
+        return self._put_ok(a)
+
+    def _checked(self, msg: MessageToStore) -> MessageToStore | PutResult:
+        """`msg` routed (a delayed message to its schedule queue) and checked, or its refusal."""
         routed = route_delayed(msg, self._delay_levels)
         if routed is not msg:
             if isinstance(routed, PutResult):
                 return routed
             msg = routed
         refusal = check_message(msg, self._max_message_size, self._valid_topics)
-        if refusal is not None:
-            return refusal
-        try:
-            a = self.commit_log.append(msg, now_ms)
-        except StoreError as exc:
-            return self._write_refused(exc)
+        return msg if refusal is None else refusal
+
+    def _put_ok(self, a: Appended) -> PutResult:
         msg_id = f"{self._msg_id_prefix}{a.physical_offset:016X}"
         return PutResult(
             _OK, a.physical_offset, a.queue_offset, a.size, a.store_timestamp, msg_id, 1, [msg_id]
         )
+
+    def _append_each(self, msgs: list[MessageToStore], now_ms: int) -> list[PutResult]:
+        """`_append_one` for each of `msgs`, the accepted ones appended together
+        (`CommitLog.append_each`); a refused one keeps its own result, in its place."""
+        checked = [self._checked(m) for m in msgs]
+        accepted = [c for c in checked if not isinstance(c, PutResult)]
+        appended, error = self.commit_log.append_each(accepted, now_ms) if accepted else ([], None)
+        it = iter(appended)
+        out: list[PutResult] = []
+        for c in checked:
+            if isinstance(c, PutResult):
+                out.append(c)
+            elif (a := next(it, None)) is not None:
+                out.append(self._put_ok(a))
+            else:  # its run, or one before it, was refused: each send its own result
+                assert error is not None
+                out.append(self._write_refused(error))
+        return out
 
     def _appended(self) -> None:
         """Records were appended: wake dispatch, and tell the listeners (replication)."""

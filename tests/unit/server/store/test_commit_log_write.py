@@ -163,20 +163,73 @@ async def test_an_io_error_refuses_only_the_sends_it_hit(
     s = make_store(flush_disk_type="SYNC_FLUSH")
     await s.start()
     try:
-        first = await s.put_message(msg())
-        # The next append's two writes go through, then EIO.
+        body = b"b" * 10_000
+        size = (await s.put_message(msg(body=body))).size
+        seg = s.commit_log.file_size
+        while seg - s.commit_log.max_offset >= 2 * size + 8:  # leave room for one more
+            assert (await s.put_message(msg(body=body))).ok
+        done = s.commit_log.queue_offsets[("T", 0)]
+        # put_each writes a run per segment: the first send fills this one, the other two
+        # open the next. The first run's two writes go through, then EIO (at the BLANK that
+        # ends this segment).
         failing_pwrite(monkeypatch, s.commit_log.queue, errno.EIO, 2)
-        results = await s.put_each([msg(), msg(), msg()])
+        results = await s.put_each([msg(body=body), msg(body=body), msg(body=body)])
         assert [r.status for r in results] == [
             PutStatus.OK,
             PutStatus.UNKNOWN_ERROR,
             PutStatus.UNKNOWN_ERROR,
         ]
+        assert results[1] is not results[2]  # each send its own result
         assert str(s.commit_log.queue.files[0].path) in results[1].remark
+        assert results[0].queue_offset == done
         monkeypatch.undo()
-        again = await s.put_message(msg())
-        assert again.ok and again.queue_offset == 2
-        assert again.physical_offset == results[0].physical_offset + results[0].size
-        assert results[0].physical_offset == first.physical_offset + first.size
+        again = await s.put_message(msg(body=body))
+        assert again.ok and again.queue_offset == done + 1
+        assert again.physical_offset == seg  # the next segment's first record
     finally:
         await s.stop()
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_append_each_writes_what_appends_one_by_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writable: bool
+) -> None:
+    one, each = (open_log(tmp_path / n, mapped_writable=writable) for n in ("one", "each"))
+    ms = messages()
+    for i, m in enumerate(ms[:5]):
+        one.append(m, 1_000 + i)
+        each.append(m, 1_000 + i)
+    one_by_one = [one.append(m, 2_000) for m in ms[5:]]
+    real = os.pwrite
+    calls = [0]
+
+    def counting(fd: int, data: Any, pos: int) -> int:
+        calls[0] += 1
+        return real(fd, data, pos)
+
+    monkeypatch.setattr(mapped_file.os, "pwrite", counting)
+    out, error = each.append_each(ms[5:], 2_000)  # crosses into the second segment
+    monkeypatch.undo()
+    assert error is None and len(each.queue.files) == 2
+    assert log_bytes(one) == log_bytes(each)
+    assert one.queue_offsets == each.queue_offsets and list(one.fresh) == list(each.fresh)
+    assert out == one_by_one
+    assert calls[0] == (0 if writable else 5)  # two per segment's run, and the BLANK
+    for log in (one, each):
+        log.close()
+
+
+def test_append_each_stops_at_a_failed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = open_log(tmp_path, mapped_writable=False)
+    ms = messages()
+    failing_pwrite(monkeypatch, log.queue, errno.ENOSPC, 2)
+    out, error = log.append_each(ms, 7)  # the first segment's run is written, the next fails
+    monkeypatch.undo()
+    assert isinstance(error, DiskFullError)
+    assert 0 < len(out) < len(ms) and log.max_offset == sum(a.size for a in out)
+    assert sum(log.queue_offsets.values()) == len(out) and len(log.fresh) == len(out)
+    again = log.append(ms[len(out)], 8)
+    assert again.physical_offset == SEGMENT  # the failed run's place is taken again
+    rec = log.read_record(again.physical_offset)
+    assert rec is not None and decode_record(rec, check_crc=True).body == ms[len(out)].body
+    log.close()
