@@ -180,9 +180,10 @@ class GroupCommitService:
     """SYNC_FLUSH: one fdatasync releases every append that was waiting for it.
 
     RocketMQ's `GroupCommitService`. `request` queues a waiter; when no round is in flight it
-    starts one at once: the dirty CommitLog files and how far each is written, handed to a
-    `DiskSync` (kernel AIO, or a thread). When the round is on the disk, the waiters it covers
-    are released together, and the ones that came meanwhile start the next round.
+    starts one once the event loop's turn is done: the dirty CommitLog files and how far each
+    is written, handed to a `DiskSync` (kernel AIO, or a thread). When the round is on the
+    disk, the waiters it covers are released together, and the ones that came meanwhile start
+    the next round.
 
     `flushed_pos` is only written on the event loop, from positions read before the sync. A
     waiter not released within `timeout_ms` gets FLUSH_DISK_TIMEOUT (one timer, armed for the
@@ -209,6 +210,8 @@ class GroupCommitService:
         """Set for `stop`, which waits for the round in flight."""
         self._wanted = 0
         """The furthest offset any waiter asked for, timed out or not."""
+        self._round_soon = False
+        """A round is to start at the end of the loop's turn (`request`)."""
 
     @property
     def running(self) -> bool:
@@ -234,9 +237,17 @@ class GroupCommitService:
         self._wanted = max(self._wanted, offset)
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
-        if self._round is None:
-            self._start_round()
+        if self._round is None and not self._round_soon:
+            # Once this turn of the loop is done, so that the round takes every append of the
+            # turn: a read of several batch sends, say, waits for one sync, not two.
+            self._round_soon = True
+            loop.call_soon(self._start_soon)
         return fut
+
+    def _start_soon(self) -> None:
+        self._round_soon = False
+        if self._round is None and self.disk_sync is not None and self._pending:
+            self._start_round()
 
     async def stop(self) -> None:
         """Let the round in flight finish, sync what is left, and answer every waiter."""

@@ -41,6 +41,9 @@ from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
 
+_Asked = tuple["asyncio.Future[PutStatus] | None", "asyncio.Future[PutStatus] | None"]
+"""The futures of a flush and a slave wait (`FileMessageStore._ask_stored`)."""
+
 NO_ROOM_LOG_INTERVAL_S = 10.0
 """A failed write (a full disk, an I/O error) is logged, and for a full disk retention woken, at
 most this often, not at every refused send."""
@@ -399,9 +402,10 @@ class FileMessageStore:
         r = self._append_one(msg, self.clock_ms())
         if r.status is not _OK:
             return r
+        asked = self._ask_stored(r.physical_offset + r.size) if msg.wait_store_ok else None
         self._appended()
-        if self._waits and msg.wait_store_ok:
-            r.status = await self._wait_stored(r.physical_offset + r.size)
+        if asked is not None:
+            r.status = await self._stored(asked)
         return r
 
     async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]:
@@ -426,10 +430,11 @@ class FileMessageStore:
                 stored = True
                 if m.wait_store_ok:
                     wait_to = r.physical_offset + r.size
+        asked = self._ask_stored(wait_to) if wait_to >= 0 else None
         if stored:
             self._appended()
-        if self._waits and wait_to >= 0:
-            status = await self._wait_stored(wait_to)
+        if asked is not None:
+            status = await self._stored(asked)
             if status is not _OK:
                 for m, r in zip(msgs, results, strict=True):
                     if r.status is _OK and m.wait_store_ok:
@@ -523,12 +528,11 @@ class FileMessageStore:
         return PutResult(PutStatus.DISK_FULL if full else PutStatus.UNKNOWN_ERROR, remark=str(exc))
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
+        last = appended[-1]
+        asked = self._ask_stored(last.physical_offset + last.size) if wait else None
         self._appended()
         first = appended[0]
-        status = _OK
-        if wait and self._waits:
-            last = appended[-1]
-            status = await self._wait_stored(last.physical_offset + last.size)
+        status = _OK if asked is None else await self._stored(asked)
         prefix = self._msg_id_prefix
         ids = [f"{prefix}{a.physical_offset:016X}" for a in appended]
         return PutResult(
@@ -542,11 +546,25 @@ class FileMessageStore:
             ids,
         )
 
-    async def _wait_stored(self, end: int) -> PutStatus:
-        """Wait until the log is flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`."""
+    def _ask_stored(self, end: int) -> _Asked | None:
+        """Ask for the log to be flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`;
+        None when the store waits for neither.
+
+        Asked before dispatch is woken (`_appended`): the group commit starts its round once the
+        event loop's current turn is done (see `GroupCommitService.request`), so the round takes
+        every append of the turn, a network read's batches with it, and starts ahead of the
+        dispatch of those records, not behind it.
+        """
+        if not self._waits:
+            return None
         # Both waits run at once; a disk flush failure is reported before a slave's.
         flushed = None if self._group_commit is None else self._group_commit.request(end)
         replicated = None if self.transfer is None else self.transfer.request(end)
+        return flushed, replicated
+
+    async def _stored(self, asked: _Asked) -> PutStatus:
+        """Wait for what `_ask_stored` asked."""
+        flushed, replicated = asked
         status = _OK
         if flushed is not None:
             status = await flushed

@@ -88,6 +88,38 @@ async def test_put_each_waits_once_for_the_run(make_store, engine: str) -> None:
     await s.stop()
 
 
+async def test_one_round_takes_every_append_of_a_loop_turn(make_store, engine: str) -> None:  # type: ignore[no-untyped-def]
+    # As a network read of several batch sends: each is stored and waits on its own, all in
+    # one turn of the loop, and one sync covers them all.
+    s = make_store(flush_disk_type="SYNC_FLUSH")
+    await s.start()
+    gc = _group_commit(s)
+    before = gc.groups
+    batches = [[msg(queue_id=q, body=b"z" * 200) for _ in range(5)] for q in range(4)]
+    puts = [asyncio.ensure_future(s.put_messages(b)) for b in batches]
+    results = await asyncio.gather(*puts)
+    assert [r.status for r in results] == [PutStatus.OK] * 4
+    assert gc.groups - before == 1
+    await s.stop()
+
+
+async def test_the_round_starts_before_its_records_are_dispatched(make_store, engine: str) -> None:  # type: ignore[no-untyped-def]
+    # Dispatch (ConsumeQueue, index) costs the event loop far more than starting a sync: the
+    # sync goes first and runs on the disk meanwhile.
+    s = make_store(flush_disk_type="SYNC_FLUSH")
+    await s.start()
+    gc = _group_commit(s)
+    assert (await s.put_message(msg())).ok  # the services' first turns are behind us
+    syncing_at_dispatch: list[bool] = []
+    s.add_dispatch_listener(lambda run: syncing_at_dispatch.append(gc._round is not None))
+    for batch in (False, True):
+        m = [msg(), msg()]
+        r = await (s.put_messages(m) if batch else s.put_each(m))
+        assert r.status is PutStatus.OK if batch else [x.status for x in r] == [PutStatus.OK] * 2
+    assert syncing_at_dispatch == [True, True]
+    await s.stop()
+
+
 async def test_stop_answers_every_waiter_and_ends_the_engine(make_store, engine: str) -> None:  # type: ignore[no-untyped-def]
     threads = _sync_threads()
     s = make_store(flush_disk_type="SYNC_FLUSH")
