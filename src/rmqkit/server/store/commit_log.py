@@ -337,15 +337,12 @@ class CommitLog:
         while i < n:
             mf = self.queue.last()
             room = (mf.size - mf.write_pos if mf is not None else 0) - MIN_BLANK_BYTES
-            j, total = i, 0
+            if measured[i][3] > room:  # this run opens the next segment (one record always fits)
+                room = self.file_size - MIN_BLANK_BYTES
+            j, total = i + 1, measured[i][3]
             while j < n and total + measured[j][3] <= room:
                 total += measured[j][3]
                 j += 1
-            if j == i:  # none fits: this run opens the next segment, as many as fit there
-                room = self.file_size - MIN_BLANK_BYTES
-                while j < n and (j == i or total + measured[j][3] <= room):
-                    total += measured[j][3]
-                    j += 1
             try:
                 out += self._append_run(msgs[i:j], measured[i:j], total, now_ms)
             except StoreError as exc:

@@ -402,7 +402,8 @@ class FileMessageStore:
         r = self._append_one(msg, self.clock_ms())
         if r.status is not _OK:
             return r
-        asked = self._ask_stored(r.physical_offset + r.size) if msg.wait_store_ok else None
+        end = r.physical_offset + r.size
+        asked = self._ask_stored(end) if self._waits and msg.wait_store_ok else None
         self._appended()
         if asked is not None:
             r.status = await self._stored(asked)
@@ -430,7 +431,7 @@ class FileMessageStore:
                 stored = True
                 if m.wait_store_ok:
                     wait_to = r.physical_offset + r.size
-        asked = self._ask_stored(wait_to) if wait_to >= 0 else None
+        asked = self._ask_stored(wait_to) if self._waits and wait_to >= 0 else None
         if stored:
             self._appended()
         if asked is not None:
@@ -529,7 +530,8 @@ class FileMessageStore:
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
         last = appended[-1]
-        asked = self._ask_stored(last.physical_offset + last.size) if wait else None
+        end = last.physical_offset + last.size
+        asked = self._ask_stored(end) if wait and self._waits else None
         self._appended()
         first = appended[0]
         status = _OK if asked is None else await self._stored(asked)
@@ -546,17 +548,15 @@ class FileMessageStore:
             ids,
         )
 
-    def _ask_stored(self, end: int) -> _Asked | None:
-        """Ask for the log to be flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`;
-        None when the store waits for neither.
+    def _ask_stored(self, end: int) -> _Asked:
+        """Ask for the log to be flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`
+        (callers ask only when `_waits`).
 
         Asked before dispatch is woken (`_appended`): the group commit starts its round once the
         event loop's current turn is done (see `GroupCommitService.request`), so the round takes
         every append of the turn, a network read's batches with it, and starts ahead of the
         dispatch of those records, not behind it.
         """
-        if not self._waits:
-            return None
         # Both waits run at once; a disk flush failure is reported before a slave's.
         flushed = None if self._group_commit is None else self._group_commit.request(end)
         replicated = None if self.transfer is None else self.transfer.request(end)
