@@ -147,7 +147,7 @@ async def test_connections_of_live_consumers_and_producers(cluster: Cluster) -> 
     await cluster.create_topic("Live", 1)
 
     async def handler(msgs: list[StoredMessage], ctx: ConsumeContext) -> ConsumeResult:
-        return ConsumeResult.CONSUME_SUCCESS
+        return ConsumeResult.SUCCESS
 
     pc = PushConsumer("watchers", cluster.ns, instance_name="cli-c")
     pc.subscribe("Live", "a || b")
@@ -169,6 +169,55 @@ async def test_connections_of_live_consumers_and_producers(cluster: Cluster) -> 
         assert [(r["brokerAddr"], r["clientId"]) for r in producers] == [
             (cluster.br, p.instance.client_id)
         ]
+
+
+async def test_consumer_status_and_a_message_pushed_to_one_client(cluster: Cluster) -> None:
+    await cluster.create_topic("Stat", 2)
+    seen: list[bytes] = []
+
+    async def handler(msgs: list[StoredMessage], ctx: ConsumeContext) -> ConsumeResult:
+        seen.extend(m.body for m in msgs)
+        return ConsumeResult.SUCCESS
+
+    pcs = []
+    for i, expr in enumerate(("*", "*", "a")):
+        pc = PushConsumer(f"stat{i // 2}", cluster.ns, instance_name=f"cli-s{i}",
+                          consume_from_where="CONSUME_FROM_FIRST_OFFSET")  # fmt: skip
+        pc.subscribe("Stat", expr)
+        pc.register(handler)
+        pcs.append(pc)
+    async with pcs[0], pcs[1], pcs[2], Producer("senders", cluster.ns, instance_name="cli-p3") as p:
+        sent = await p.send(Message("Stat", b"hello"))
+        await check_for(lambda: len(seen) >= 1, timeout=5)
+
+        async def both_online() -> bool:
+            r = await admin(cluster, "consumerConnection", "-g", "stat0", "--json")
+            return r.exit_code == 0 and len(json.loads(r.output)["connectionSet"]) == 2
+
+        await check_for(both_online, timeout=5)
+        table = await admin_ok(cluster, "consumerStatus", "-g", "stat0")
+        assert pcs[0].instance.client_id in table and pcs[1].instance.client_id in table
+        assert "Same subscription in the same group of consumer" in table
+        one = await admin_ok(cluster, "consumerStatus", "-g", "stat0", "-i",
+                             pcs[0].instance.client_id)  # fmt: skip
+        for section in ("#Consumer Properties#", "#Consumer Subscription#", "#Consumer Offset#",
+                        "#Consumer MQ Detail#", "#Consumer RT&TPS#"):  # fmt: skip
+            assert section in one
+        assert "PROP_CONSUME_TYPE" in one and "CONSUME_PASSIVELY" in one
+        everything = await admin_json(cluster, "consumerStatus", "-g", "stat0")
+        held = [q for info in everything.values() for q in info["mqTable"] if q["topic"] == "Stat"]
+        assert sorted(q["queueId"] for q in held) == [0, 1]  # the two clients share the queues
+        # The third client's subscription differs from the group's other (a group of one here);
+        # mixing them in one group is what the warning is for.
+        pushed = await admin_json(cluster, "queryMsgById", "-i", sent.offset_msg_id, "-g", "stat1",
+                                  "-d", pcs[2].instance.client_id)  # fmt: skip
+        assert pushed["ConsumeMessageDirectlyResult"]["consumeResult"] == "CR_SUCCESS"
+        text = await admin_ok(cluster, "queryMsgByUniqueKey", "-i", sent.msg_id, "-t", "Stat",
+                              "-g", "stat1", "-d", pcs[2].instance.client_id)  # fmt: skip
+        assert "Consume Result:      CR_SUCCESS" in text
+        assert seen.count(b"hello") >= 3  # consumed by its group, and pushed twice
+        half = await admin(cluster, "queryMsgById", "-i", sent.offset_msg_id, "-g", "stat1")
+        assert half.exit_code == 2 and "-g and -d go together" in half.output
 
 
 async def test_cluster_broker_status_config_and_kv(cluster: Cluster) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from rmqkit.client.admin_base import AdminBase, BrokerSummary, read_addr
-from rmqkit.client.admin_messages import MessageQueries
+from rmqkit.client.admin_consumers import ConsumerCalls, ConsumerRunningInfo
 from rmqkit.client.message import MessageQueue
 from rmqkit.common.group import SubscriptionGroupConfig
 from rmqkit.common.java_properties import parse_properties
@@ -27,8 +27,8 @@ from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.route import decode_kv_table, loads_lenient
 
 __all__ = [
-    "AdminBase", "AdminClient", "BrokerSummary", "GroupSummary", "QueueProgress", "QueueStatus",
-    "read_addr",
+    "AdminBase", "AdminClient", "BrokerSummary", "ConsumerRunningInfo", "GroupSummary",
+    "QueueProgress", "QueueStatus", "read_addr",
 ]  # fmt: skip
 
 
@@ -71,7 +71,7 @@ class GroupSummary:
     """Messages stored but not yet consumed, over all its queues."""
 
 
-class AdminClient(MessageQueries):
+class AdminClient(ConsumerCalls):
     """Admin operations over the remoting protocol, against rmqkit or Apache RocketMQ.
 
     With `credentials`, every request is signed (brokers with `aclEnable=true`); creating and

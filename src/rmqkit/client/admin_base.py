@@ -112,9 +112,11 @@ class AdminBase(AsyncLifecycle):
     async def stop(self) -> None:
         await self.instance.stop()
 
-    async def _call(self, addr: str, code: int, body: bytes = b"", **ext: Any) -> RemotingCommand:
+    async def _call(
+        self, addr: str, code: int, body: bytes = b"", *, timeout_ms: int = 10_000, **ext: Any
+    ) -> RemotingCommand:
         cmd = RemotingCommand(code, ext_fields={k: str(v) for k, v in ext.items()}, body=body)
-        resp = await self.instance.invoke(addr, cmd, 10_000)
+        resp = await self.instance.invoke(addr, cmd, timeout_ms)
         if resp.code != ResponseCode.SUCCESS:
             raise error_for_code(resp.code)(
                 resp.remark or "", addr=addr, request=RequestCode(code).name

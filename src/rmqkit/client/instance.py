@@ -128,6 +128,12 @@ class ClientInstance:
         self.reset_hooks: dict[str, Callable[[dict[tuple[str, str, int], int]], None]] = {}
         """Consumer group -> what to call when an admin resets its offsets."""
         self.server_handlers[RequestCode.RESET_CONSUMER_CLIENT_OFFSET] = self._reset_offsets
+        self.running_info_hooks: dict[str, Callable[[bool], bytes]] = {}
+        """Consumer group -> its answer to GET_CONSUMER_RUNNING_INFO (with stacks or not)."""
+        self.server_handlers[RequestCode.GET_CONSUMER_RUNNING_INFO] = self._running_info
+        self.direct_consume_hooks: dict[str, Callable[[RemotingCommand], Awaitable[bytes]]] = {}
+        """Consumer group -> its answer to CONSUME_MESSAGE_DIRECTLY (a push consumer's)."""
+        self.server_handlers[RequestCode.CONSUME_MESSAGE_DIRECTLY] = self._consume_directly
         self.requests = RequestRegistry()
         """Requests (request-reply) waiting for the reply the broker pushes to this client."""
         self.server_handlers[RequestCode.PUSH_REPLY_MESSAGE_TO_CLIENT] = self.requests.on_push_reply
@@ -378,6 +384,25 @@ class ClientInstance:
             hook({k: int(v.get("offset", -1)) for k, v in table.items()})
         return None
 
+    def _running_info(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        group = cmd.ext_fields.get("consumerGroup", "")
+        hook = self.running_info_hooks.get(group)
+        if hook is None:
+            return _no_group(cmd, group)
+        jstack = cmd.ext_fields.get("jstackEnable", "false").strip().lower() in ("true", "1")
+        return cmd.response(ResponseCode.SUCCESS, body=hook(jstack))
+
+    def _consume_directly(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
+        group = cmd.ext_fields.get("consumerGroup", "")
+        hook = self.direct_consume_hooks.get(group)
+        if hook is None:
+            return _no_group(cmd, group)
+
+        async def answer() -> RemotingCommand:
+            return cmd.response(ResponseCode.SUCCESS, body=await hook(cmd))
+
+        return answer()
+
     def _ids_changed(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         hook = self.rebalance_hooks.get(cmd.ext_fields.get("consumerGroup", ""))
         if hook is not None:
@@ -391,3 +416,11 @@ class ClientInstance:
                 ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request type {cmd.code} not supported"
             )
         return handler(conn, cmd)
+
+
+def _no_group(cmd: RemotingCommand, group: str) -> RemotingCommand:
+    """Java's answer when an admin names a group this client does not consume for (or, for
+    CONSUME_MESSAGE_DIRECTLY, not with a push consumer)."""
+    return cmd.response(
+        ResponseCode.SYSTEM_ERROR, f"The Consumer Group {group} not exist in this consumer"
+    )

@@ -6,7 +6,12 @@ flight (or one past the largest seen when none is): a crash redelivers, it never
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rmqkit.protocol.record import StoredMessage
+
+_MIB = 1024 * 1024
 
 
 class ProcessQueue:
@@ -19,6 +24,12 @@ class ProcessQueue:
         self.bytes = 0
         self.max_offset_seen = -1
         self.dropped = False
+        self.last_pull_ms = 0
+        """When a pull of this queue last started (epoch ms; for running info)."""
+        self.last_consume_ms = 0
+        """When messages of it were last consumed (epoch ms)."""
+        self.last_lock_ms = 0
+        """ORDERLY: when the broker last granted this consumer the queue's lock (epoch ms)."""
 
     def put(self, msgs: list[StoredMessage]) -> None:
         for m in msgs:
@@ -33,6 +44,7 @@ class ProcessQueue:
         for m in msgs:
             if self.messages.pop(m.queue_offset, None) is not None:
                 self.bytes -= len(m.body)
+        self.last_consume_ms = int(time.time() * 1000)
         return self.commit_offset()
 
     def commit_offset(self) -> int:
@@ -43,3 +55,23 @@ class ProcessQueue:
     @property
     def count(self) -> int:
         return len(self.messages)
+
+    def info(self, commit_offset: int, *, locked: bool) -> dict[str, Any]:
+        """RocketMQ's `ProcessQueueInfo` of this queue (GET_CONSUMER_RUNNING_INFO's mqTable)."""
+        cached = self.messages
+        return {
+            "commitOffset": commit_offset,
+            "cachedMsgMinOffset": next(iter(cached)) if cached else 0,
+            "cachedMsgMaxOffset": next(reversed(cached)) if cached else 0,
+            "cachedMsgCount": len(self.messages),
+            "cachedMsgSizeInMiB": self.bytes // _MIB,
+            "transactionMsgMinOffset": 0,
+            "transactionMsgMaxOffset": 0,
+            "transactionMsgCount": 0,
+            "locked": locked,
+            "tryUnlockTimes": 0,
+            "lastLockTimestamp": self.last_lock_ms,
+            "droped": self.dropped,
+            "lastPullTimestamp": self.last_pull_ms,
+            "lastConsumeTimestamp": self.last_consume_ms,
+        }

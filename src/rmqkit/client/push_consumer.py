@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -43,17 +44,31 @@ from rmqkit.client.rebalance import (
     start_offset,
     unregister,
 )
+from rmqkit.client.running_info import (
+    CM_RESULTS,
+    ConsumerStats,
+    client_version,
+    direct_result_body,
+    process_stacks,
+    running_info_body,
+    sample_forever,
+)
 from rmqkit.client.trace import AccessChannel, trace_dispatcher
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import retry_topic
 from rmqkit.common.properties import Prop
 from rmqkit.common.subscription import SubscriptionData
-from rmqkit.errors import BrokerResponseError, ConfigurationError, RemotingError
+from rmqkit.errors import (
+    BrokerResponseError,
+    ConfigurationError,
+    CorruptRecordError,
+    RemotingError,
+)
 from rmqkit.protocol.acl import SessionCredentials
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.heartbeat import ConsumerEntry
-from rmqkit.protocol.record import StoredMessage
+from rmqkit.protocol.record import StoredMessage, decode_record
 from rmqkit.protocol.route import MASTER_ID
 from rmqkit.remoting.eager import Suspended
 from rmqkit.remoting.tls import ClientTls
@@ -68,6 +83,7 @@ __all__ = [
     "Handler",
     "MessageModel",
     "PushConsumer",
+    "failed_messages",
 ]
 
 ConsumeMode = Literal["CONCURRENTLY", "ORDERLY"]
@@ -204,6 +220,12 @@ class PushConsumer(AsyncLifecycle):
         self.local_retry_s = local_retry_delay_ms / 1000
         self.subscriptions: dict[str, SubscriptionData] = {}
         self.handler: Handler | None = None
+        self._user_handler: Handler | None = None
+        """The handler as registered (without the trace wrapper): CONSUME_MESSAGE_DIRECTLY
+        calls it, as Java calls the listener, with no hooks."""
+        self.stats = ConsumerStats()
+        """Pull and consume figures per topic, for GET_CONSUMER_RUNNING_INFO."""
+        self.started_ms = 0
         self.offsets: OffsetStore = (
             # One folder per instance name (RocketMQ uses the client id), so instances of a
             # broadcasting group on one host keep their own progress.
@@ -236,6 +258,7 @@ class PushConsumer(AsyncLifecycle):
 
     def register(self, handler: Handler) -> None:
         """The async function called with each batch."""
+        self._user_handler = handler
         self.handler = handler if self.trace is None else self.trace.wrap_handler(self, handler)
 
     def _entry(self) -> ConsumerEntry:
@@ -258,6 +281,9 @@ class PushConsumer(AsyncLifecycle):
         self.instance.consumer_entries[self.group] = self._entry
         self.instance.rebalance_hooks[self.group] = self._rebalancer.now
         self.instance.reset_hooks[self.group] = self.reset_offsets
+        self.instance.running_info_hooks[self.group] = self.running_info
+        self.instance.direct_consume_hooks[self.group] = self.consume_directly
+        self.started_ms = int(time.time() * 1000)
         await self.instance.start()
         self.running = True
         for topic in self.subscriptions:
@@ -268,6 +294,7 @@ class PushConsumer(AsyncLifecycle):
         self._rebalancer.start()
         self._tasks = [loop.create_task(self._persist_loop())]
         self._tasks += [loop.create_task(self._worker()) for _ in range(self.concurrency)]
+        self._tasks.append(loop.create_task(sample_forever(self.stats)))
 
     async def stop(self) -> None:
         """Stop pulling, let handlers finish (up to `await_termination_ms`), commit, unregister."""
@@ -293,6 +320,8 @@ class PushConsumer(AsyncLifecycle):
         self.instance.consumer_entries.pop(self.group, None)
         self.instance.rebalance_hooks.pop(self.group, None)
         self.instance.reset_hooks.pop(self.group, None)
+        self.instance.running_info_hooks.pop(self.group, None)
+        self.instance.direct_consume_hooks.pop(self.group, None)
         await self.instance.stop()
 
     # -- rebalance --------------------------------------------------------------------------------
@@ -330,6 +359,10 @@ class PushConsumer(AsyncLifecycle):
             locked = await self.orderly.lock(sorted(new | set(held), key=str))
             for mq in [q for q in held if q not in locked]:  # our lock lapsed: stop reading it
                 await self._assign_drop(mq)
+            now_ms = int(time.time() * 1000)
+            for mq in held:
+                if mq in locked:
+                    self.process_queues[mq].last_lock_ms = now_ms
             new &= locked
         for mq in new:
             start = await self._start_offset(mq)
@@ -337,6 +370,7 @@ class PushConsumer(AsyncLifecycle):
                 continue
             pq = self.process_queues[mq] = ProcessQueue()
             if self.orderly is not None:
+                pq.last_lock_ms = int(time.time() * 1000)
                 self.orderly.start_queue(mq, pq)
             self._pulls[mq] = asyncio.get_running_loop().create_task(self._pull_loop(mq, pq, start))
             log.info("%s: took %s from offset %d", self.group, mq, start)
@@ -377,11 +411,15 @@ class PushConsumer(AsyncLifecycle):
     async def _pull_loop(self, mq: MessageQueue, pq: ProcessQueue, offset: int) -> None:
         sub = self.subscriptions[mq.topic]
         clustering = self.message_model == "CLUSTERING"
+        counters = self.stats.topic(mq.topic)
+        clock = asyncio.get_running_loop().time
         while self.running and not pq.dropped:
             if pq.count >= self.pull_threshold or pq.bytes >= self.pull_threshold_bytes:
                 await asyncio.sleep(0.05)  # flow control: the handlers are behind
                 continue
             commit = self.offsets.table.get(mq, -1) if clustering else -1  # type: ignore[attr-defined]
+            pq.last_pull_ms = int(time.time() * 1000)
+            began = clock()
             pulled = await self._nodes.pull(mq, offset, partial(
                 pull_command, self.group, mq, offset, self.pull_batch_size, sub, commit,
                 PULL_SUSPEND_MS,
@@ -397,6 +435,9 @@ class PushConsumer(AsyncLifecycle):
                 msgs = found_messages(resp.body, mq, sub)
                 offset = next_offset
                 if msgs:
+                    counters.pulls += 1
+                    counters.pulled += len(msgs)
+                    counters.pull_rt_ms += (clock() - began) * 1000
                     pq.put(msgs)
                     if self.orderly is not None:
                         self.orderly.submit(mq, msgs)
@@ -455,17 +496,19 @@ class PushConsumer(AsyncLifecycle):
             if ns:
                 m.topic = unwrap(m.topic, ns)
         ctx = ConsumeContext(self._user_queue(mq) if ns else mq, len(batch) - 1)
+        began = time.monotonic()
         try:
             result = await self._call(self.handler, batch, ctx) or ConsumeResult.SUCCESS
         except Exception:
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
-        level = ctx.delay_level_when_next_consume
-        if result is not ConsumeResult.SUCCESS:
-            return [(m, level) for m in batch]
-        if ctx.failed is not None:
-            return [(batch[i], lv) for i, lv in sorted(ctx.failed.items()) if 0 <= i < len(batch)]
-        return [(m, level) for m in batch[max(-1, ctx.ack_index) + 1 :]]
+        failed = failed_messages(batch, result, ctx)
+        c = self.stats.topic(mq.topic)
+        c.calls += 1
+        c.consume_rt_ms += (time.monotonic() - began) * 1000
+        c.failed += len(failed)
+        c.ok += len(batch) - len(failed)
+        return failed
 
     async def _call(
         self, handler: Handler, batch: list[StoredMessage], ctx: ConsumeContext
@@ -535,3 +578,86 @@ class PushConsumer(AsyncLifecycle):
         except RemotingError:
             return False
         return resp.code == ResponseCode.SUCCESS
+
+    # -- admin calls (the broker passes them on from an admin tool) -------------------------------
+
+    def running_info(self, jstack: bool) -> bytes:
+        """GET_CONSUMER_RUNNING_INFO's answer: settings, subscriptions, each held queue's state
+        and each topic's figures (see `rmqkit.client.running_info`)."""
+        orderly = self.orderly is not None
+        props = {
+            "consumerGroup": self.group,
+            "messageModel": self.message_model,
+            "consumeFromWhere": self.consume_from_where,
+            "consumeThreadMax": str(self.concurrency),
+            "consumeMessageBatchMaxSize": str(self.batch_max),
+            "pullBatchSize": str(self.pull_batch_size),
+            "pullThresholdForQueue": str(self.pull_threshold),
+            "pullThresholdSizeForQueue": str(self.pull_threshold_bytes // (1024 * 1024)),
+            "maxReconsumeTimes": str(self.max_reconsume_times),
+            "consumeTimeout": str(int(self.consume_timeout_s // 60)),
+            "instanceName": self.config.instance_name,
+            "namespace": self.namespace,
+            "clientIP": self.instance.client_id.split("@", 1)[0],
+            "PROP_NAMESERVER_ADDR": "".join(f"{a};" for a in self.config.namesrv_addrs),
+            "PROP_THREADPOOL_CORE_SIZE": str(self.concurrency),
+            "PROP_CONSUMEORDERLY": str(orderly).lower(),
+            "PROP_CONSUME_TYPE": "CONSUME_PASSIVELY",
+            "PROP_CLIENT_VERSION": client_version(),
+            "PROP_CONSUMER_START_TIMESTAMP": str(self.started_ms),
+        }
+        table = self.offsets.table  # type: ignore[attr-defined]
+        queues = {
+            (mq.topic, mq.broker_name, mq.queue_id): pq.info(table.get(mq, -1), locked=orderly)
+            for mq, pq in self.process_queues.items()
+        }
+        now = asyncio.get_running_loop().time()
+        status = {t: self.stats.status(t, now) for t in self.subscriptions}
+        return running_info_body(
+            props, list(self.subscriptions.values()), queues, status,
+            process_stacks() if jstack else None,
+        )  # fmt: skip
+
+    async def consume_directly(self, cmd: RemotingCommand) -> bytes:
+        """CONSUME_MESSAGE_DIRECTLY's answer: the registered handler run on the stored record
+        of the request's body, outside the consume loop (no offset moves, no retry), and how it
+        went as a `CMResult` name."""
+        assert self._user_handler is not None
+        order = self.orderly is not None
+        began = time.monotonic()
+        try:
+            m = decode_record(cmd.body)
+        except CorruptRecordError as exc:
+            return direct_result_body(
+                CM_RESULTS[4], order=order, spent_ms=0, remark=f"unreadable message: {exc}"
+            )
+        real = m.properties.get(Prop.RETRY_TOPIC)
+        if real:
+            m.topic = real
+        if self.namespace:
+            m.topic = unwrap(m.topic, self.namespace)
+        mq = MessageQueue(m.topic, cmd.ext_fields.get("brokerName", ""), m.queue_id)
+        ctx = ConsumeContext(mq, 0)
+        try:
+            result = await self._call(self._user_handler, [m], ctx) or ConsumeResult.SUCCESS
+        except Exception as exc:
+            spent = int((time.monotonic() - began) * 1000)
+            return direct_result_body(
+                CM_RESULTS[4], order=order, spent_ms=spent, remark=f"{type(exc).__name__}: {exc}"
+            )
+        spent = int((time.monotonic() - began) * 1000)
+        done = not failed_messages([m], result, ctx)
+        return direct_result_body(CM_RESULTS[0] if done else CM_RESULTS[1], order=order,
+                                  spent_ms=spent)  # fmt: skip
+
+
+def failed_messages(
+    batch: list[StoredMessage], result: ConsumeResult, ctx: ConsumeContext
+) -> list[tuple[StoredMessage, int]]:
+    """The messages of a handled batch that failed, each with the delay level of its retry."""
+    level = ctx.delay_level_when_next_consume
+    if result is not ConsumeResult.SUCCESS:
+        return [(m, level) for m in batch]
+    if ctx.failed is not None:
+        return [(batch[i], lv) for i, lv in sorted(ctx.failed.items()) if 0 <= i < len(batch)]
+    return [(m, level) for m in batch[max(-1, ctx.ack_index) + 1 :]]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import click
 
 from rmqkit.cli.admin.cluster import register_cluster
+from rmqkit.cli.admin.consumers import register_consumers
 from rmqkit.cli.admin.groups import register_groups
 from rmqkit.cli.admin.messages import register_messages
 from rmqkit.cli.admin.topics import register_topics
@@ -42,5 +43,6 @@ def admin_group() -> None:
     consumerProgress, queryMsgById, ...), against rmqkit or Apache RocketMQ."""
 
 
-for register in (register_cluster, register_topics, register_groups, register_messages):
+for register in (register_cluster, register_topics, register_groups, register_consumers,
+                 register_messages):  # fmt: skip
     register(admin_group)

@@ -18,6 +18,7 @@ from rmqkit.cli.admin._common import (
     parse_time,
     print_json,
 )
+from rmqkit.cli.admin.consumers import push_options, push_to_client
 from rmqkit.client.message import Message, MessageQueue, SendResult
 from rmqkit.client.producer import Producer
 from rmqkit.client.trace import TRACE_TOPIC, MessageTrace
@@ -44,10 +45,15 @@ _BODY_FILE = click.option(
 @cluster_options
 @click.option("-i", "--msgId", "msg_id", required=True,
               help="The offset message id a send returned (offsetMsgId).")  # fmt: skip
+@push_options
 @_BODY_FILE
 @json_option
-def query_msg_by_id(target: Target, msg_id: str, body_file: Path | None, as_json: bool) -> None:
-    """A message by its offset message id, asked of the broker that stored it."""
+def query_msg_by_id(
+    target: Target, msg_id: str, consumer_group: str | None, client_id: str | None,
+    body_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """A message by its offset message id, asked of the broker that stored it; with -g and -d,
+    also pushed to that consumer client, whose listener runs on it."""
     try:
         decode_offset_msg_id(msg_id)
     except CorruptRecordError as exc:
@@ -57,7 +63,8 @@ def query_msg_by_id(target: Target, msg_id: str, body_file: Path | None, as_json
             param_hint="'-i'",
         ) from None
     msg: StoredMessage = target.run(lambda admin: admin.view_message(msg_id))
-    _show([msg], body_file, as_json)
+    pushed = push_to_client(target, consumer_group, client_id, msg_id, None)
+    _show([msg], body_file, as_json, pushed)
 
 
 @click.command(name="queryMsgByOffset")
@@ -82,17 +89,21 @@ def query_msg_by_offset(
 @click.option("-i", "--msgId", "msg_id", required=True,
               help="The message id a send returned (UNIQ_KEY).")  # fmt: skip
 @click.option("-t", "--topic", required=True)
+@push_options
 @_BODY_FILE
 @json_option
 def query_msg_by_unique_key(
-    target: Target, msg_id: str, topic: str, body_file: Path | None, as_json: bool
-) -> None:
-    """A message by the id its producer gave it, searched in the topic's index."""
+    target: Target, msg_id: str, topic: str, consumer_group: str | None, client_id: str | None,
+    body_file: Path | None, as_json: bool,
+) -> None:  # fmt: skip
+    """A message by the id its producer gave it, searched in the topic's index; with -g and -d,
+    also pushed to that consumer client, whose listener runs on it."""
     found = target.run(lambda admin: admin.query_by_key(topic, msg_id, max_num=32))
     found = [m for m in found if m.uniq_key == msg_id]
     if not found:
         raise click.ClickException(f"no message of topic {topic!r} has the id {msg_id}")
-    _show(found, body_file, as_json)
+    pushed = push_to_client(target, consumer_group, client_id, msg_id, topic)
+    _show(found, body_file, as_json, pushed)
 
 
 @click.command(name="queryMsgByKey")
@@ -186,10 +197,16 @@ def query_msg_trace_by_id(target: Target, msg_id: str, trace_topic: str, as_json
     emit(rows, _TRACE_COLUMNS, as_json)
 
 
-def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> None:
+def _show(
+    msgs: list[StoredMessage], body_file: Path | None, as_json: bool,
+    pushed: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Print messages; `pushed`, a client's ConsumeMessageDirectlyResult, after the first."""
     if body_file is not None:
         body_file.write_bytes(msgs[0].body)
     described = [_describe(m) for m in msgs]
+    if pushed is not None:
+        described[0]["ConsumeMessageDirectlyResult"] = pushed
     if as_json:
         print_json(described if len(described) > 1 else described[0])
         return
@@ -197,7 +214,7 @@ def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> N
         if i:
             click.echo("")
         for key, value in d.items():
-            if key == "body":
+            if key in ("body", "ConsumeMessageDirectlyResult"):
                 continue
             click.echo(f"{key + ':':<20} {value}")
         body = msgs[i].body
@@ -208,6 +225,10 @@ def _show(msgs: list[StoredMessage], body_file: Path | None, as_json: bool) -> N
                        "(--body-file writes them out)")  # fmt: skip
         if body_file is not None and i == 0:
             click.echo(f"{'Message Body Path:':<20} {body_file}")
+        if pushed is not None and i == 0:
+            click.echo(f"{'Consume Result:':<20} {pushed.get('consumeResult')} in "
+                       f"{pushed.get('spentTimeMills')} ms"
+                       + (f" ({pushed['remark']})" if pushed.get("remark") else ""))  # fmt: skip
 
 
 def _describe(m: StoredMessage) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from rmqkit.server.broker.long_polling import PullHoldService
 from rmqkit.server.broker.offsets import ConsumerOffsetTable
 from rmqkit.server.broker.processors.admin import AdminProcessor
 from rmqkit.server.broker.processors.admin_stats import AdminStatsProcessor
+from rmqkit.server.broker.processors.client_calls import CODES as CLIENT_CALL_CODES
+from rmqkit.server.broker.processors.client_calls import ClientCallProcessor
 from rmqkit.server.broker.processors.consumer import ConsumerProcessor
 from rmqkit.server.broker.processors.end_transaction import EndTransactionProcessor
 from rmqkit.server.broker.processors.locks import LockProcessor, LockTable
@@ -278,6 +280,9 @@ class Broker(AsyncLifecycle):
         for code in stats.handlers:
             self.server.register(code, stats)
         self.server.register(RequestCode.CONSUMER_SEND_MSG_BACK, SendBackProcessor(self))
+        self.client_calls = ClientCallProcessor(self)
+        for code in CLIENT_CALL_CODES:
+            self.server.register(code, self.client_calls)
         self.server.register(RequestCode.END_TRANSACTION, EndTransactionProcessor(self))
         lock = LockProcessor(self)
         self.server.register(RequestCode.LOCK_BATCH_MQ, lock)

@@ -28,6 +28,7 @@ from rmqkit.client.push_consumer import (
     ConsumeResult,
     Handler,
     MessageModel,
+    failed_messages,
 )
 from rmqkit.common.lifecycle import AsyncLifecycle
 from rmqkit.common.names import RETRY_GROUP_TOPIC_PREFIX, retry_topic
@@ -345,12 +346,7 @@ class MemoryConsumer(AsyncLifecycle):
         except Exception:
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
-        level = ctx.delay_level_when_next_consume
-        if result is not ConsumeResult.SUCCESS:
-            return [(m, level) for m in batch]
-        if ctx.failed is not None:
-            return [(batch[i], lv) for i, lv in sorted(ctx.failed.items()) if 0 <= i < len(batch)]
-        return [(m, level) for m in batch[max(-1, ctx.ack_index) + 1 :]]
+        return failed_messages(batch, result, ctx)
 
     def _done(self, pq: ProcessQueue, batch: list[StoredMessage]) -> None:
         for m in batch:
