@@ -20,10 +20,16 @@ import aiohttp
 import pytest
 
 from rmqkit.client.admin import AdminClient
+from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message
 from rmqkit.client.producer import Producer
 from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
+from rmqkit.client.rebalance import consumer_entry
+from rmqkit.common.subscription import SubscriptionData
 from rmqkit.dashboard import Dashboard
+from rmqkit.protocol.codes import RequestCode
+from rmqkit.protocol.command import RemotingCommand
+from rmqkit.protocol.heartbeat import HeartbeatData
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.testing import check_for
 
@@ -261,7 +267,7 @@ async def test_live_clients_show_on_their_group_pages(
     await cluster.create_topic("Live", 1)
 
     async def handler(msgs: list[StoredMessage], ctx: ConsumeContext) -> ConsumeResult:
-        return ConsumeResult.CONSUME_SUCCESS
+        return ConsumeResult.SUCCESS
 
     pc = PushConsumer("watchers", cluster.ns, instance_name="dash-c")
     pc.subscribe("Live", "a || b")
@@ -275,11 +281,30 @@ async def test_live_clients_show_on_their_group_pages(
 
         html = await check_for(online, timeout=10)
         assert "a || b" in html and "CLUSTERING" in html
+        # The client's own figures, asked through the broker: its queue and its topics' rates.
+        assert "Queue held" in html and "Live · broker-a · 0" in html and "%RETRY%watchers" in html
+        details = await (await http.get("/api/groups/watchers")).json()
+        (running,) = details["running"]
+        assert running["clientId"] == pc.instance.client_id
+        assert [q["topic"] for q in running["mqTable"]].count("Live") == 1
+        assert set(running["statusTable"]) == {"Live", "%RETRY%watchers"}
         listed = await page(http, "/groups")
         assert "watchers" in listed and "push" in listed
         producers = await page(http, "/producers?group=senders")
         assert p.instance.client_id in producers and cluster.br in producers
         assert "No producer of group nobody" in await page(http, "/producers?group=nobody")
+    # A client in a group that cannot give its running info: the page says why, and still serves.
+    ghost = ClientInstance(ClientConfig(cluster.ns, "ghost"))
+    await ghost.start()
+    try:
+        entry = consumer_entry("ghosts", "CONSUME_ACTIVELY", "CLUSTERING",
+                               "CONSUME_FROM_LAST_OFFSET", [SubscriptionData.build("Live", "*")])
+        beat = HeartbeatData(ghost.client_id, consumers=[entry]).encode()
+        await ghost.invoke(cluster.br, RemotingCommand(RequestCode.HEART_BEAT, body=beat))
+        html = await page(http, "/groups/ghosts")
+        assert "No running info" in html and "not exist in this consumer" in html
+    finally:
+        await ghost.stop()
 
 
 async def test_messages_are_listed_by_the_time_they_were_stored(

@@ -503,7 +503,7 @@ class PushConsumer(AsyncLifecycle):
             log.exception("%s: handler failed on %s", self.group, [m.msg_id for m in batch])
             result = ConsumeResult.RECONSUME_LATER
         failed = failed_messages(batch, result, ctx)
-        c = self.stats.topic(mq.topic)
+        c = self.stats.topics.get(mq.topic) or self.stats.topic(mq.topic)
         c.calls += 1
         c.consume_rt_ms += (time.monotonic() - began) * 1000
         c.failed += len(failed)

@@ -3,16 +3,22 @@ queue, its clients and settings, resetting its offsets, and producer groups' con
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from rmqkit.dashboard import forms
-from rmqkit.errors import BrokerResponseError
+from rmqkit.errors import BrokerResponseError, RmqkitError
 
 if TYPE_CHECKING:
+    from rmqkit.client.admin import AdminClient
     from rmqkit.dashboard.app import Dashboard
+
+RUNNING_INFO_WAIT_S = 3.0
+"""How long a group page waits for a client's running info; a client that does not answer in
+time is shown as such (the broker itself would wait 10 s)."""
 
 # The settings the group form changes: form field -> SubscriptionGroupConfig field.
 SETTINGS = {
@@ -64,8 +70,10 @@ class GroupPages:
             if found is not None:
                 settings = dataclasses.asdict(found)
                 break
+        running = await _running(admin, group, connections)
         return {
             "group": group,
+            "running": running,
             "progress": [{"topic": p.queue.topic, "brokerName": p.queue.broker_name,
                           "queueId": p.queue.queue_id, "brokerOffset": p.broker_offset,
                           "consumerOffset": p.consumer_offset, "lag": p.lag,
@@ -112,3 +120,23 @@ class GroupPages:
 
     async def api_group(self, request: web.Request) -> web.Response:
         return self.dash.json(await self._details(request.match_info["group"]))
+
+
+async def _running(
+    admin: AdminClient, group: str, connections: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each online client's running info (queues held, waiting messages, rates), asked through a
+    broker; a client that cannot say carries the reason instead."""
+    ids = [c["clientId"] for c in (connections or {}).get("connectionSet", [])]
+
+    async def one(cid: str) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(RUNNING_INFO_WAIT_S):
+                info = await admin.consumer_running_info(group, cid)
+        except TimeoutError:
+            return {"clientId": cid, "error": f"no answer within {RUNNING_INFO_WAIT_S:g} s"}
+        except RmqkitError as exc:
+            return {"clientId": cid, "error": str(exc)}
+        return {"clientId": cid, "error": None, **info.to_json()}
+
+    return list(await asyncio.gather(*(one(cid) for cid in ids)))
