@@ -135,16 +135,16 @@ class ConsumerCalls(MessageQueries):
         return dict(orjson.loads(resp.body))
 
     async def _message_for(self, msg_id: str, topic: str | None) -> StoredMessage:
-        if topic is None:
-            decode_offset_msg_id(msg_id)  # raises CorruptRecordError with the reason
-            return await self.view_message(msg_id)
-        found = [m for m in await self.query_by_key(topic, msg_id) if m.uniq_key == msg_id]
-        if not found:
+        """The message `msg_id` names: by the producer's id in `topic`, else as an offset id
+        (`view_message` raises CorruptRecordError with the reason when it is not one)."""
+        if topic is not None:
+            for m in await self.query_by_key(topic, msg_id):
+                if m.uniq_key == msg_id:
+                    return m
             try:
                 decode_offset_msg_id(msg_id)
             except CorruptRecordError:
                 raise error_for_code(ResponseCode.QUERY_NOT_FOUND)(
                     f"no message of topic {topic} has the id {msg_id}"
                 ) from None
-            return await self.view_message(msg_id)
-        return found[0]
+        return await self.view_message(msg_id)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 from rmqkit.client.namespace import unwrap, wrap
 from rmqkit.client.request import RequestRegistry
 from rmqkit.client.uniq_id import local_ip
+from rmqkit.common.java_values import parse_bool
 from rmqkit.common.properties import Prop
 from rmqkit.common.types import BrokerAddr, BrokerName, TopicName
 from rmqkit.errors import BrokerResponseError, CorruptRecordError, RemotingError, error_for_code
@@ -389,8 +390,9 @@ class ClientInstance:
         hook = self.running_info_hooks.get(group)
         if hook is None:
             return _no_group(cmd, group)
-        jstack = cmd.ext_fields.get("jstackEnable", "false").strip().lower() in ("true", "1")
-        return cmd.response(ResponseCode.SUCCESS, body=hook(jstack))
+        return cmd.response(
+            ResponseCode.SUCCESS, body=hook(parse_bool(cmd.ext_fields.get("jstackEnable")))
+        )
 
     def _consume_directly(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
         group = cmd.ext_fields.get("consumerGroup", "")

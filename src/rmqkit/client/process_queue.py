@@ -63,7 +63,7 @@ class ProcessQueue:
             "commitOffset": commit_offset,
             "cachedMsgMinOffset": next(iter(cached)) if cached else 0,
             "cachedMsgMaxOffset": next(reversed(cached)) if cached else 0,
-            "cachedMsgCount": len(self.messages),
+            "cachedMsgCount": len(cached),
             "cachedMsgSizeInMiB": self.bytes // _MIB,
             "transactionMsgMinOffset": 0,
             "transactionMsgMaxOffset": 0,

@@ -45,7 +45,9 @@ from rmqkit.client.rebalance import (
     unregister,
 )
 from rmqkit.client.running_info import (
-    CM_RESULTS,
+    CR_LATER,
+    CR_SUCCESS,
+    CR_THROW_EXCEPTION,
     ConsumerStats,
     client_version,
     direct_result_body,
@@ -488,14 +490,9 @@ class PushConsumer(AsyncLifecycle):
         """Call the handler with one batch; returns the messages that failed, each with the delay
         level of its retry."""
         assert self.handler is not None
-        ns = self.namespace
         for m in batch:
-            real = m.properties.get(Prop.RETRY_TOPIC)
-            if real:
-                m.topic = real
-            if ns:
-                m.topic = unwrap(m.topic, ns)
-        ctx = ConsumeContext(self._user_queue(mq) if ns else mq, len(batch) - 1)
+            self._user_topic(m)
+        ctx = ConsumeContext(self._user_queue(mq) if self.namespace else mq, len(batch) - 1)
         began = time.monotonic()
         try:
             result = await self._call(self.handler, batch, ctx) or ConsumeResult.SUCCESS
@@ -527,6 +524,15 @@ class PushConsumer(AsyncLifecycle):
                 return await Suspended(work, first)
         async with asyncio.timeout_at(started + self.consume_timeout_s):
             return await work
+
+    def _user_topic(self, m: StoredMessage) -> None:
+        """Give `m` the topic its handler sees: a retried message's own (not `%RETRY%<group>`),
+        without the namespace."""
+        real = m.properties.get(Prop.RETRY_TOPIC)
+        if real:
+            m.topic = real
+        if self.namespace:
+            m.topic = unwrap(m.topic, self.namespace)
 
     def _user_queue(self, mq: MessageQueue) -> MessageQueue:
         user = self._user_queues.get(mq)
@@ -623,32 +629,26 @@ class PushConsumer(AsyncLifecycle):
         of the request's body, outside the consume loop (no offset moves, no retry), and how it
         went as a `CMResult` name."""
         assert self._user_handler is not None
-        order = self.orderly is not None
         began = time.monotonic()
+        remark = None
         try:
             m = decode_record(cmd.body)
         except CorruptRecordError as exc:
-            return direct_result_body(
-                CM_RESULTS[4], order=order, spent_ms=0, remark=f"unreadable message: {exc}"
-            )
-        real = m.properties.get(Prop.RETRY_TOPIC)
-        if real:
-            m.topic = real
-        if self.namespace:
-            m.topic = unwrap(m.topic, self.namespace)
-        mq = MessageQueue(m.topic, cmd.ext_fields.get("brokerName", ""), m.queue_id)
-        ctx = ConsumeContext(mq, 0)
-        try:
-            result = await self._call(self._user_handler, [m], ctx) or ConsumeResult.SUCCESS
-        except Exception as exc:
-            spent = int((time.monotonic() - began) * 1000)
-            return direct_result_body(
-                CM_RESULTS[4], order=order, spent_ms=spent, remark=f"{type(exc).__name__}: {exc}"
-            )
+            outcome, remark = CR_THROW_EXCEPTION, f"unreadable message: {exc}"
+        else:
+            self._user_topic(m)
+            mq = MessageQueue(m.topic, cmd.ext_fields.get("brokerName", ""), m.queue_id)
+            ctx = ConsumeContext(mq, 0)
+            try:
+                result = await self._call(self._user_handler, [m], ctx) or ConsumeResult.SUCCESS
+            except Exception as exc:
+                outcome, remark = CR_THROW_EXCEPTION, f"{type(exc).__name__}: {exc}"
+            else:
+                outcome = CR_LATER if failed_messages([m], result, ctx) else CR_SUCCESS
         spent = int((time.monotonic() - began) * 1000)
-        done = not failed_messages([m], result, ctx)
-        return direct_result_body(CM_RESULTS[0] if done else CM_RESULTS[1], order=order,
-                                  spent_ms=spent)  # fmt: skip
+        return direct_result_body(
+            outcome, order=self.orderly is not None, spent_ms=spent, remark=remark
+        )
 
 
 def failed_messages(

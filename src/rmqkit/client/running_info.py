@@ -179,9 +179,12 @@ def process_stacks() -> str:
     return "".join(parts)
 
 
-CM_RESULTS = ("CR_SUCCESS", "CR_LATER", "CR_ROLLBACK", "CR_COMMIT", "CR_THROW_EXCEPTION",
-              "CR_RETURN_NULL")  # fmt: skip
-"""RocketMQ's `CMResult`: the outcome of CONSUME_MESSAGE_DIRECTLY."""
+# RocketMQ's `CMResult` names for the outcome of CONSUME_MESSAGE_DIRECTLY that a push consumer
+# without transactions gives (ORDERLY's COMMIT and ROLLBACK, and a null return, have no
+# counterpart here: a handler returning None has succeeded).
+CR_SUCCESS = "CR_SUCCESS"
+CR_LATER = "CR_LATER"
+CR_THROW_EXCEPTION = "CR_THROW_EXCEPTION"
 
 
 def direct_result_body(
