@@ -42,15 +42,20 @@ def encode_batch(entries: list[BatchEntry]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(body: bytes | memoryview) -> list[BatchEntry]:
-    """The messages of a batch body; raises `CorruptRecordError` when the sizes do not add up.
+BatchSpan = tuple[int, int, str, int]
+"""One message of a batch body, left in place: where its body starts and ends in the batch
+body, its properties, its flag."""
 
-    Slices of `bytes` copy once, where a memoryview's slice would make a view and then a copy:
-    that halves the cost of an entry, which the broker pays for every message of a batch.
+
+def batch_spans(body: bytes) -> list[BatchSpan]:
+    """Where the messages of a batch body are; raises `CorruptRecordError` when the sizes do not
+    add up or a message's properties are not UTF-8.
+
+    The broker writes each message's body from the batch body straight into its record, so it
+    reads only this much of each entry: no object and no copy of the body per message.
     """
-    if not isinstance(body, bytes):
-        body = bytes(body)
-    out: list[BatchEntry] = []
+    out: list[BatchSpan] = []
+    add = out.append
     pos = 0
     n = len(body)
     unpack = _ENTRY_HEAD.unpack_from
@@ -70,6 +75,13 @@ def decode_batch(body: bytes | memoryview) -> list[BatchEntry]:
             props = body[q + 2 : end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CorruptRecordError(f"batch entry {len(out)} properties are not UTF-8") from exc
-        out.append(BatchEntry(body[p:q], props, flag))
+        add((p, q, props, flag))
         pos = end
     return out
+
+
+def decode_batch(body: bytes | memoryview) -> list[BatchEntry]:
+    """The messages of a batch body, each with a copy of its body (see `batch_spans`)."""
+    if not isinstance(body, bytes):
+        body = bytes(body)
+    return [BatchEntry(body[p:q], props, flag) for p, q, props, flag in batch_spans(body)]

@@ -44,9 +44,10 @@ from rmqkit.protocol.record import (
     encode_record_into,
     host_v6_flags,
 )
+from rmqkit.server.store.batch_records import BatchPlan, encode_batch_into, plan_batch
 from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, dispatch_request, scan_record
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue
-from rmqkit.server.store.message import MessageToStore
+from rmqkit.server.store.message import BatchToStore, MessageToStore
 
 log = logging.getLogger("rmqkit.store.commitlog")
 
@@ -242,16 +243,15 @@ class CommitLog:
         mf: MappedFile,
         pos: int,
         size: int,
-        msgs: Sequence[MessageToStore],
-        measured: Sequence[tuple[bytes, bytes, int, int]],
+        taken: list[QueueKey],
         fresh_before: tuple[int, int],
     ) -> None:
         """Write the first `size` bytes of the scratch buffer to `pos` of `mf`: all but the
         first 8 (the first record's total_size and magic), then those (see `append_batch`).
 
-        When a write fails, the queue offsets the records of `msgs` took and their fresh
-        requests are given back before the error goes up: nothing of them counts as appended,
-        and the next append reuses their place.
+        When a write fails, the queue offsets the records took (one per entry of `taken`) and
+        their fresh requests are given back before the error goes up: nothing of them counts as
+        appended, and the next append reuses their place.
         """
         with memoryview(self._scratch) as view:
             try:
@@ -259,18 +259,26 @@ class CommitLog:
                 mf.write(pos, view[:8])
             except StoreError:
                 offsets = self.queue_offsets
-                for m, x in zip(msgs, measured, strict=True):
-                    if takes_queue_offset(x[2]):
-                        key = (m.topic, m.queue_id)
-                        if offsets[key] > 1:
-                            offsets[key] -= 1
-                        else:
-                            del offsets[key]  # as before its first record
+                for key in taken:
+                    if offsets[key] > 1:
+                        offsets[key] -= 1
+                    else:
+                        del offsets[key]  # as before its first record
                 fresh = self.fresh
                 while len(fresh) > fresh_before[0]:
                     fresh.pop()
                 self._fresh_end = fresh_before[1]
                 raise
+
+    def _taken(
+        self, msgs: Sequence[MessageToStore], measured: Sequence[tuple[bytes, bytes, int, int]]
+    ) -> list[QueueKey]:
+        """The queue of each record of `msgs` that takes a queue offset (`_copy_out`)."""
+        return [
+            (m.topic, m.queue_id)
+            for m, x in zip(msgs, measured, strict=True)
+            if takes_queue_offset(x[2])
+        ]
 
     def append(self, msg: MessageToStore, now_ms: int) -> Appended:
         """Write one record; the caller has checked size, topic and properties.
@@ -292,7 +300,7 @@ class CommitLog:
             before = (len(self.fresh), self._fresh_end)
             buf = self._scratch_for(size)
             a = self._write(buf, 0, mf.start + pos, msg, measured, now_ms, True)
-            self._copy_out(mf, pos, size, (msg,), (measured,), before)
+            self._copy_out(mf, pos, size, self._taken((msg,), (measured,)), before)
         mf.write_pos = pos + size
         return a
 
@@ -377,11 +385,66 @@ class CommitLog:
             for m, x in zip(msgs, measured, strict=True):
                 out.append(self._write(buf, at, phys + at, m, x, now_ms, True))
                 at += x[3]
-            self._copy_out(mf, first, total, msgs, measured, before)
+            self._copy_out(mf, first, total, self._taken(msgs, measured), before)
         # Not mark_written: its clock read matters only once the segment is full (retention),
         # and `_writable` marks it then.
         mf.write_pos = first + total
         return out
+
+    def plan_batch(self, b: BatchToStore) -> BatchPlan:
+        """Measure the records `append_planned` writes for `b` (the store checks them first)."""
+        if self._store_v6 or len(b.born_host[0]) != 4:
+            sys_flag = host_v6_flags(b.sys_flag, b.born_host, self.store_host)
+        else:
+            sys_flag = b.sys_flag & _NOT_V6
+        return plan_batch(b, self._topic_bytes(b.topic), sys_flag)
+
+    def append_planned(
+        self, b: BatchToStore, plan: BatchPlan, now_ms: int
+    ) -> tuple[int, list[int]]:
+        """Write the records of a batch send from its body, as `append_batch` writes records:
+        contiguously in one segment, the first record's total_size and magic last, nothing of
+        them counted as written when a write fails. Returns the first record's queue offset and
+        each record's physical offset (the records are `plan.total` bytes together).
+        """
+        total = plan.total
+        if total + MIN_BLANK_BYTES > self.file_size:
+            raise ValueError(f"{total} bytes cannot fit a {self.file_size}-byte CommitLog segment")
+        mf = self._writable(total)
+        first = mf.write_pos
+        if first + total > mf.ahead:
+            mf.advance(first, first + total)
+        n = len(plan.sizes)
+        key = (b.topic, b.queue_id)
+        takes = takes_queue_offset(plan.sys_flag)
+        qoff = 0
+        if takes:
+            offsets = self.queue_offsets
+            qoff = offsets.get(key, 0)
+            offsets[key] = qoff + n
+        phys = mf.start + first
+        fresh = self.fresh
+        # `fresh` stays one stretch with no gap: the batch goes in whole or not at all.
+        request = (
+            fresh.append
+            if len(fresh) + n <= FRESH_MAX and (phys == self._fresh_end or not fresh)
+            else None
+        )
+        host = self.store_host
+        if mf.mapped_writable:
+            out = encode_batch_into(
+                mf.mm, first, phys, b, plan, qoff, takes, now_ms, host, False, request
+            )
+            BLANK.pack_into(mf.mm, first, plan.sizes[0], MESSAGE_MAGIC_V1)
+        else:
+            before = (len(fresh), self._fresh_end)
+            buf = self._scratch_for(total)
+            out = encode_batch_into(buf, 0, phys, b, plan, qoff, takes, now_ms, host, True, request)
+            self._copy_out(mf, first, total, [key] * n if takes else [], before)
+        if request is not None:
+            self._fresh_end = phys + total
+        mf.write_pos = first + total
+        return qoff, out
 
     # -- replication ------------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from rmqkit.server.store.results import PutResult, PutStatus
 DEFAULT_DELAY_LEVELS = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _LEVEL = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_DELAY_MARK = Prop.DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
+DELAY_MARK = Prop.DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
+"""How a message's properties ask for a delay level."""
 _TIMER_MARKS = tuple(
     k + NAME_VALUE_SEPARATOR
     for k in (Prop.TIMER_DELIVER_MS, Prop.TIMER_DELAY_SEC, Prop.TIMER_DELAY_MS)
@@ -49,7 +50,7 @@ def route_delayed(msg: MessageToStore, levels_ms: list[int]) -> MessageToStore |
     DELAY that is not a number. Levels past the last are clamped to it, as RocketMQ does, and
     TIMER_* properties beside a level are dropped."""
     props = msg.properties
-    if _DELAY_MARK not in props:
+    if DELAY_MARK not in props:
         return msg
     ttype = msg.sys_flag & TRANSACTION_TYPE_MASK
     if ttype not in (0, SysFlag.TRANSACTION_COMMIT):

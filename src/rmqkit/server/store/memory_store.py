@@ -25,7 +25,7 @@ from rmqkit.server.store.delay import (
 )
 from rmqkit.server.store.dispatch import Dispatcher, DispatchRequest
 from rmqkit.server.store.filter import MessageFilter
-from rmqkit.server.store.message import MessageToStore
+from rmqkit.server.store.message import BatchToStore, MessageToStore
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.store_api import check_message, classify_offset
 
@@ -75,12 +75,22 @@ class MemoryMessageStore:
         routed = route_delayed(msg, self.delay_levels_ms)
         if isinstance(routed, PutResult):
             return routed
-        return await self.put_messages([routed])
+        return self._put([routed])
 
     async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]:
         return [await self.put_message(m) for m in msgs]
 
+    async def put_batch(self, batch: BatchToStore) -> PutResult:
+        return await self.put_messages(batch.messages())
+
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult:
+        if any(route_delayed(m, self.delay_levels_ms) is not m for m in msgs):
+            return PutResult(
+                PutStatus.MESSAGE_ILLEGAL, remark="a batch cannot hold delayed messages"
+            )
+        return self._put(msgs)
+
+    def _put(self, msgs: list[MessageToStore]) -> PutResult:
         if not msgs:
             return PutResult(PutStatus.MESSAGE_ILLEGAL, remark="an empty batch")
         if not self.running:

@@ -20,7 +20,7 @@ from rmqkit.server.store.checkpoint import Checkpoint, CheckpointFile, IndexMark
 from rmqkit.server.store.commit_log import Appended, CommitLog
 from rmqkit.server.store.consume_queue import CQ_ENTRY, ConsumeQueue
 from rmqkit.server.store.consume_queue_table import ConsumeQueueTable
-from rmqkit.server.store.delay import route_delayed
+from rmqkit.server.store.delay import DELAY_MARK, route_delayed
 from rmqkit.server.store.dispatch import Dispatcher, ReputService
 from rmqkit.server.store.filter import MessageFilter
 from rmqkit.server.store.flush import (
@@ -31,12 +31,17 @@ from rmqkit.server.store.flush import (
 )
 from rmqkit.server.store.index_service import IndexService
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue, mark_synced
-from rmqkit.server.store.message import MessageToStore
+from rmqkit.server.store.message import BatchToStore, MessageToStore
 from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 from rmqkit.server.store.retention import CleanService, DiskUsage, disk_usage_of
 from rmqkit.server.store.settings import BrokerRole, StoreSettings
-from rmqkit.server.store.store_api import check_message, classify_offset, largest_record_bytes
+from rmqkit.server.store.store_api import (
+    check_message,
+    check_put,
+    classify_offset,
+    largest_record_bytes,
+)
 from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
@@ -381,16 +386,22 @@ class FileMessageStore:
                 return bad
             total += len(m.body)
             record_bytes += record_size(len(m.body), len(m.topic), len(m.properties) * 3, 0x30)
+        return self._batch_size_refusal(record_bytes, total)
+
+    def _batch_size_refusal(self, record_bytes: int, body_bytes: int) -> PutResult | None:
+        """A batch's refusal for its size: its records (at most `record_bytes`) must fit one
+        CommitLog segment, its bodies maxMessageSize."""
         if record_bytes + MIN_BLANK_BYTES > self.commit_log.file_size:
             return PutResult(
                 PutStatus.MESSAGE_ILLEGAL,
                 remark=f"the batch needs up to {record_bytes} bytes of CommitLog, more than one "
                 f"segment ({self.commit_log.file_size}) holds; send it in smaller batches",
             )
-        if total > self._max_message_size:
+        if body_bytes > self._max_message_size:
             return PutResult(
                 PutStatus.MESSAGE_ILLEGAL,
-                remark=f"the batch is {total} bytes; maxMessageSize is {self._max_message_size}",
+                remark=f"the batch is {body_bytes} bytes; maxMessageSize is "
+                f"{self._max_message_size}",
             )
         return None
 
@@ -516,6 +527,35 @@ class FileMessageStore:
             return self._write_refused(exc)
         return await self._finish(appended, msgs[0].wait_store_ok)
 
+    async def put_batch(self, batch: BatchToStore) -> PutResult:
+        """Append the messages of a batch send contiguously, each record written straight from
+        the request's body (`batch_records.py`): stored, and refused, as `put_messages` stores
+        and refuses `batch.messages()`."""
+        if not batch.spans:
+            return PutResult(PutStatus.MESSAGE_ILLEGAL, remark="an empty batch")
+        if any(DELAY_MARK in props for _, _, props, _ in batch.spans):
+            return await self.put_messages(batch.messages())  # which refuses it, with the reason
+        refusal = self._state_refusal()
+        if refusal is not None:
+            return refusal
+        cl = self.commit_log
+        plan = cl.plan_batch(batch)
+        body = plan.largest_body
+        if body > self._max_message_size:  # named as `put_messages` names it: the first
+            body = next(q - p for p, q, _, _ in batch.spans if q - p > self._max_message_size)
+        refusal = check_put(
+            batch.topic, batch.queue_id, body, plan.largest_properties, self._max_message_size,
+            self._valid_topics,
+        ) or self._batch_size_refusal(plan.total, plan.body_bytes)  # fmt: skip
+        if refusal is not None:
+            return refusal
+        now = self.clock_ms()
+        try:
+            queue_offset, offsets = cl.append_planned(batch, plan, now)
+        except StoreError as exc:
+            return self._write_refused(exc)
+        return await self._finish_run(offsets, queue_offset, plan.total, now, batch.wait_store_ok)
+
     def _write_refused(self, exc: StoreError) -> PutResult:
         """The refusal of a write the file system failed (`DiskFullError`: no room; else an
         I/O error of a `pwrite`): nothing of it counts as written."""
@@ -529,24 +569,27 @@ class FileMessageStore:
         return PutResult(PutStatus.DISK_FULL if full else PutStatus.UNKNOWN_ERROR, remark=str(exc))
 
     async def _finish(self, appended: list[Appended], wait: bool) -> PutResult:
-        last = appended[-1]
-        end = last.physical_offset + last.size
-        asked = self._ask_stored(end) if wait and self._waits else None
-        self._appended()
         first = appended[0]
-        status = _OK if asked is None else await self._stored(asked)
-        prefix = self._msg_id_prefix
-        ids = [f"{prefix}{a.physical_offset:016X}" for a in appended]
-        return PutResult(
-            status,
-            first.physical_offset,
+        return await self._finish_run(
+            [a.physical_offset for a in appended],
             first.queue_offset,
             sum(a.size for a in appended),
             first.store_timestamp,
-            ids[0],
-            len(appended),
-            ids,
+            wait,
         )
+
+    async def _finish_run(
+        self, offsets: list[int], queue_offset: int, size: int, stored_at: int, wait: bool
+    ) -> PutResult:
+        """The result of a batch appended as records at `offsets`, `size` bytes together, the
+        first at `queue_offset`: wakes dispatch and, when asked, waits for flush and slave."""
+        first = offsets[0]
+        asked = self._ask_stored(first + size) if wait and self._waits else None
+        self._appended()
+        status = _OK if asked is None else await self._stored(asked)
+        prefix = self._msg_id_prefix
+        ids = [f"{prefix}{phys:016X}" for phys in offsets]
+        return PutResult(status, first, queue_offset, size, stored_at, ids[0], len(offsets), ids)
 
     def _ask_stored(self, end: int) -> _Asked:
         """Ask for the log to be flushed (SYNC_FLUSH) and replicated (SYNC_MASTER) to `end`

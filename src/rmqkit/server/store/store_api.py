@@ -14,7 +14,7 @@ from rmqkit.common.names import topic_problem
 from rmqkit.protocol.record import MAX_PROPERTIES_BYTES, record_size
 from rmqkit.server.store.dispatch import Dispatcher
 from rmqkit.server.store.filter import MessageFilter
-from rmqkit.server.store.message import MessageToStore
+from rmqkit.server.store.message import BatchToStore, MessageToStore
 from rmqkit.server.store.results import GetResult, GetStatus, PutResult, PutStatus, QueryResult
 
 
@@ -25,6 +25,7 @@ class MessageStore(Protocol):
     async def stop(self) -> None: ...
     async def put_message(self, msg: MessageToStore) -> PutResult: ...
     async def put_messages(self, msgs: list[MessageToStore]) -> PutResult: ...
+    async def put_batch(self, batch: BatchToStore) -> PutResult: ...
     async def put_each(self, msgs: list[MessageToStore]) -> list[PutResult]: ...
     def get_message(
         self,
@@ -52,26 +53,36 @@ class MessageStore(Protocol):
 
 def check_message(msg: MessageToStore, max_size: int, valid_topics: set[str]) -> PutResult | None:
     """A refusal for a message the store must not take, or None."""
-    if msg.topic not in valid_topics:
-        problem = topic_problem(msg.topic)
+    props = msg.properties
+    # Its UTF-8 length only when its length in characters leaves a doubt.
+    plen = len(props) if len(props) <= MAX_PROPERTIES_BYTES // 3 else len(props.encode("utf-8"))
+    return check_put(msg.topic, msg.queue_id, len(msg.body), plen, max_size, valid_topics)
+
+
+def check_put(
+    topic: str, queue_id: int, body_bytes: int, props_bytes: int, max_size: int,
+    valid_topics: set[str],
+) -> PutResult | None:  # fmt: skip
+    """`check_message` of a message with a body and properties (UTF-8) of these lengths; a
+    batch asks once with its largest."""
+    if topic not in valid_topics:
+        problem = topic_problem(topic)
         if problem:
             return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=problem)
         if len(valid_topics) < 100_000:
-            valid_topics.add(msg.topic)
-    if len(msg.body) > max_size:
+            valid_topics.add(topic)
+    if body_bytes > max_size:
         return PutResult(
             PutStatus.MESSAGE_ILLEGAL,
-            remark=f"the body is {len(msg.body)} bytes; maxMessageSize is {max_size}",
+            remark=f"the body is {body_bytes} bytes; maxMessageSize is {max_size}",
         )
-    if len(msg.properties) > MAX_PROPERTIES_BYTES // 3 and (
-        len(msg.properties.encode("utf-8")) > MAX_PROPERTIES_BYTES
-    ):
+    if props_bytes > MAX_PROPERTIES_BYTES:
         return PutResult(
             PutStatus.PROPERTIES_SIZE_EXCEEDED,
             remark=f"the properties take more than {MAX_PROPERTIES_BYTES} bytes",
         )
-    if msg.queue_id < 0:
-        return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=f"queue id {msg.queue_id} is negative")
+    if queue_id < 0:
+        return PutResult(PutStatus.MESSAGE_ILLEGAL, remark=f"queue id {queue_id} is negative")
     return None
 
 

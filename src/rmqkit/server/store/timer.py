@@ -25,6 +25,7 @@ from rmqkit.common.properties import (
     find_property,
 )
 from rmqkit.protocol.codes import TRANSACTION_TYPE_MASK, SysFlag
+from rmqkit.server.store.delay import DELAY_MARK
 from rmqkit.server.store.message import MessageToStore
 
 TIMER_TOPIC = "rmq_sys_wheel_timer"
@@ -43,7 +44,6 @@ PROGRESS_CHUNK = 1024
 """ConsumeQueue offsets per progress chunk: a restart re-reads only chunks with pending entries."""
 
 _JAVA_LONG = re.compile(r"[+-]?[0-9]{1,19}")
-_DELAY_MARK = Prop.DELAY_TIME_LEVEL + NAME_VALUE_SEPARATOR
 _OUT_MARK = TIMER_OUT_MS + NAME_VALUE_SEPARATOR
 _UNITS = {Prop.TIMER_DELAY_SEC: "seconds", Prop.TIMER_DELAY_MS: "milliseconds",
           Prop.TIMER_DELIVER_MS: "epoch milliseconds"}  # fmt: skip
@@ -105,7 +105,7 @@ def route_timer(
         return msg
     if msg.sys_flag & TRANSACTION_TYPE_MASK not in (0, SysFlag.TRANSACTION_COMMIT):
         return msg
-    if _DELAY_MARK in props:
+    if DELAY_MARK in props:
         level = find_property(props, Prop.DELAY_TIME_LEVEL)
         if level and (not _JAVA_LONG.fullmatch(level) or int(level) > 0):
             return msg  # a level, or a bad DELAY the store refuses by name

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 from rmqkit.common.java_values import LONG_MAX as _LONG_MAX
 from rmqkit.common.java_values import LONG_MIN as _LONG_MIN
 from rmqkit.common.names import topic_problem
-from rmqkit.common.properties import PROPERTY_SEPARATOR, Prop, find_property
+from rmqkit.common.properties import Prop, find_property
 from rmqkit.common.topic import TopicConfig, perm_writable
 from rmqkit.errors import CorruptRecordError
-from rmqkit.protocol.batch import decode_batch
+from rmqkit.protocol.batch import batch_spans
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.protocol.record import Host, pack_host
@@ -35,6 +35,7 @@ from rmqkit.remoting.eager import Suspended, start_eagerly
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.broker.transaction import to_half
 from rmqkit.server.store import MessageToStore, PutResult, PutStatus
+from rmqkit.server.store.message import BatchToStore, stamp_properties
 from rmqkit.server.store.results import STORED
 from rmqkit.server.store.timer import (
     TIMER_TOPIC,
@@ -102,12 +103,11 @@ def _message(
 ) -> MessageToStore:  # fmt: skip
     """The message to store for one send (or one message of a batch): its properties end with a
     separator and then carry the broker's `stamp`; WAIT=false spares it the flush wait."""
-    if props and not props.endswith(PROPERTY_SEPARATOR):
-        props += PROPERTY_SEPARATOR
     wait = _prop(props, Prop.WAIT_STORE_MSG_OK) != "false"
     return MessageToStore(
-        topic, queue_id, body, props + stamp, flag, sys_flag, born_ts, born, reconsume, 0, -1, wait
-    )
+        topic, queue_id, body, stamp_properties(props, stamp), flag, sys_flag, born_ts, born,
+        reconsume, 0, -1, wait,
+    )  # fmt: skip
 
 
 def put_status_response(
@@ -170,7 +170,7 @@ class SendProcessor:
             msgs = self._prepare(conn, cmd)
             if isinstance(msgs, RemotingCommand):
                 out.append(msgs)
-            elif len(msgs) == 1:
+            elif isinstance(msgs, list) and len(msgs) == 1:
                 out.append(None)  # answered below, or later by `_answer_later`
                 singles.append(msgs[0])
                 waiting.append(cmd)
@@ -211,7 +211,7 @@ class SendProcessor:
 
     def _prepare(
         self, conn: Connection, cmd: RemotingCommand
-    ) -> list[MessageToStore] | RemotingCommand:
+    ) -> list[MessageToStore] | BatchToStore | RemotingCommand:
         """The message(s) a send request asks to store, or the refusal to answer with."""
         plain = self._plain(conn, cmd)
         if plain is not None:
@@ -302,10 +302,15 @@ class SendProcessor:
             self._stamp,
         )  # fmt: skip
 
-    async def _store(self, cmd: RemotingCommand, msgs: list[MessageToStore]) -> RemotingCommand:
+    async def _store(
+        self, cmd: RemotingCommand, msgs: list[MessageToStore] | BatchToStore
+    ) -> RemotingCommand:
         store = self.broker.store
-        r = await (store.put_message(msgs[0]) if len(msgs) == 1 else store.put_messages(msgs))
-        self.broker.stats.put(len(msgs) if r.status in STORED else 0)
+        if isinstance(msgs, BatchToStore):
+            r = await store.put_batch(msgs)
+        else:
+            r = await (store.put_message(msgs[0]) if len(msgs) == 1 else store.put_messages(msgs))
+        self.broker.stats.put(r.message_count if r.status in STORED else 0)
         return put_status_response(cmd, r, self._region, self._trace_on)
 
     def _check_broker(self, cmd: RemotingCommand, topic: str) -> RemotingCommand | None:
@@ -343,7 +348,7 @@ class SendProcessor:
 
     def _messages(
         self, conn: Connection, cmd: RemotingCommand, header: Header, topic: str, queue_id: int
-    ) -> list[MessageToStore] | RemotingCommand:
+    ) -> list[MessageToStore] | BatchToStore | RemotingCommand:
         props = header.opt_text("properties") or ""
         prepared = _prop(props, Prop.TRANSACTION_PREPARED) == "true"
         born = _born_host(*conn.peer_host)
@@ -354,17 +359,19 @@ class SendProcessor:
         cluster = self._stamp
         body = bytes(cmd.body)
         if cmd.code == _SEND_BATCH_MESSAGE or header.flag("batch"):
-            entries = decode_batch(body)
-            if not entries:
+            spans = batch_spans(body)
+            if not spans:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "the batch is empty")
             if prepared:
                 return cmd.response(ResponseCode.MESSAGE_ILLEGAL, "a batch cannot be transactional")
-            msgs = [
-                _message(topic, queue_id, e.body, e.properties, e.flag, sys_flag, born_ts, born,
-                         reconsume, cluster)
-                for e in entries
-            ]  # fmt: skip
-            if any("TIMER_" in e.properties for e in entries) and self._timed(msgs):
+            wait = _prop(spans[0][2], Prop.WAIT_STORE_MSG_OK) != "false"
+            batch = BatchToStore(
+                topic, queue_id, body, spans, cluster, sys_flag, born_ts, born, reconsume, wait
+            )
+            if not any("TIMER_" in props for _, _, props, _ in spans):
+                return batch  # (a delay level is refused by the store)
+            msgs = batch.messages()
+            if self._timed(msgs):
                 # Java's CommitLog refuses a batch with a DELAY level but stores timer requests
                 # in a batch untimed, delivering them at once; refusing tells the sender.
                 return cmd.response(
@@ -372,7 +379,7 @@ class SendProcessor:
                     "a batch cannot hold timer messages (TIMER_DELIVER_MS, TIMER_DELAY_SEC, "
                     "TIMER_DELAY_MS); send them one by one",
                 )
-            return msgs
+            return batch
         msg = _message(
             topic, queue_id, body, props, flag, sys_flag, born_ts, born, reconsume, cluster
         )
