@@ -52,22 +52,31 @@ class ConsumeQueueTable:
         return qs.get(queue_id) if qs else None
 
     def dispatch(self, run: list[DispatchRequest]) -> None:
-        """The reput dispatcher's first step: an entry for each consumable record of `run`."""
+        """The reput dispatcher's first step: an entry for each consumable record of `run`.
+
+        A batch send's records come in a row for one queue: the queue is looked up again only
+        when the topic or queue id changes.
+        """
         queues = self.by_topic
         dirty = self._dirty
+        cq: ConsumeQueue | None = None
+        topic: str | None = None
+        queue_id = -1
         for req in run:
             if (req.sys_flag & 0xC) in _NOT_CONSUMABLE:
                 continue
-            topic = req.topic
-            qs = queues.get(topic)
-            cq = qs.get(req.queue_id) if qs else None
-            if cq is None:
-                cq = self.create(topic, req.queue_id)
+            if req.queue_id != queue_id or req.topic != topic:
+                topic, queue_id = req.topic, req.queue_id
+                qs = queues.get(topic)
+                cq = qs.get(queue_id) if qs else None
+                if cq is None:
+                    cq = self.create(topic, queue_id)
+                dirty.add(cq)
+            assert cq is not None
             code = req.tags_code
             if topic == SCHEDULE_TOPIC:  # the tag code of a delayed message is when it is due
-                code = deliver_at(req.store_timestamp, req.queue_id, self.delay_levels_ms)
+                code = deliver_at(req.store_timestamp, queue_id, self.delay_levels_ms)
             cq.put(req.consume_queue_offset, req.commit_log_offset, req.msg_size, code)
-            dirty.add(cq)
 
     def take_dirty(self) -> list[tuple[MappedFile, int]]:
         """The files written since the last call, each with how far it is written."""
