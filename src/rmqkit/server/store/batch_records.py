@@ -5,8 +5,9 @@ one CommitLog record in the usual layout (`protocol/record.py`), the records con
 segment. `plan_batch` reads what the store checks before writing (each record's properties and
 size); `encode_batch_into` then packs the records, copying each body from the request once.
 Between the two nothing is built per message but a tuple: no `MessageToStore`, no copy of a
-body, no properties decoded and encoded again. At 32 messages of 1 KiB a request this takes
-the broker's batch path from 5.2 to 3.8 µs a message (see docs/benchmarks.md).
+body, no properties decoded and encoded again. At 32 messages of 1 KiB a request this took
+the batch's way into the CommitLog, in-process, from 5.2 to 3.4-3.7 µs a message (see
+docs/benchmarks.md).
 
 The records are byte for byte those `CommitLog.append_batch` writes for `BatchToStore.messages()`
 (tests/unit/server/store/test_batch_records.py holds the two side by side).

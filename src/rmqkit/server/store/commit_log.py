@@ -21,8 +21,9 @@ import logging
 import mmap
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from rmqkit.errors import StoreError
 from rmqkit.protocol.codes import (
@@ -243,15 +244,15 @@ class CommitLog:
         mf: MappedFile,
         pos: int,
         size: int,
-        taken: list[QueueKey],
+        taken: Iterable[QueueKey],
         fresh_before: tuple[int, int],
     ) -> None:
         """Write the first `size` bytes of the scratch buffer to `pos` of `mf`: all but the
         first 8 (the first record's total_size and magic), then those (see `append_batch`).
 
-        When a write fails, the queue offsets the records took (one per entry of `taken`) and
-        their fresh requests are given back before the error goes up: nothing of them counts as
-        appended, and the next append reuses their place.
+        When a write fails, the queue offsets the records took (one per key `taken` yields, read
+        only then) and their fresh requests are given back before the error goes up: nothing of
+        them counts as appended, and the next append reuses their place.
         """
         with memoryview(self._scratch) as view:
             try:
@@ -270,15 +271,15 @@ class CommitLog:
                 self._fresh_end = fresh_before[1]
                 raise
 
+    @staticmethod
     def _taken(
-        self, msgs: Sequence[MessageToStore], measured: Sequence[tuple[bytes, bytes, int, int]]
-    ) -> list[QueueKey]:
-        """The queue of each record of `msgs` that takes a queue offset (`_copy_out`)."""
-        return [
-            (m.topic, m.queue_id)
-            for m, x in zip(msgs, measured, strict=True)
-            if takes_queue_offset(x[2])
-        ]
+        msgs: Sequence[MessageToStore], measured: Sequence[tuple[bytes, bytes, int, int]]
+    ) -> Iterator[QueueKey]:
+        """The queue of each record of `msgs` that takes a queue offset (`_copy_out`, which
+        reads it only when a write fails)."""
+        for m, x in zip(msgs, measured, strict=True):
+            if takes_queue_offset(x[2]):
+                yield (m.topic, m.queue_id)
 
     def append(self, msg: MessageToStore, now_ms: int) -> Appended:
         """Write one record; the caller has checked size, topic and properties.
@@ -440,7 +441,7 @@ class CommitLog:
             before = (len(fresh), self._fresh_end)
             buf = self._scratch_for(total)
             out = encode_batch_into(buf, 0, phys, b, plan, qoff, takes, now_ms, host, True, request)
-            self._copy_out(mf, first, total, [key] * n if takes else [], before)
+            self._copy_out(mf, first, total, repeat(key, n if takes else 0), before)
         if request is not None:
             self._fresh_end = phys + total
         mf.write_pos = first + total
