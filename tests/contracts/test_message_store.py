@@ -115,7 +115,7 @@ async def test_put_each_stores_each_message_as_put_message_would(store: MessageS
     assert [r.queue_offset for r in results if r.ok] == [0, 0, 0, 1]  # the delayed one: its own
     got = decode_records(store.get_message("T", 0, 0, 32).body())
     assert [x.body for x in got] == [b"a", b"e"] and got[0].offset_msg_id == results[0].msg_id
-    assert store.query_message("T", "k0", 10, 0, FAR).physical_offsets == [
+    assert (await store.query_message("T", "k0", 10, 0, FAR)).physical_offsets == [
         results[0].physical_offset
     ]
     assert await store.put_each([]) == []
@@ -126,7 +126,7 @@ async def test_query_by_key_and_view_by_offset(store: MessageStore) -> None:
     await store.put_message(m(topic="U", KEYS="order-7"))
     settle(store)
     for key in ("order-7", "x", "ABC"):
-        q = store.query_message("T", key, 10, 0, FAR)
+        q = await store.query_message("T", key, 10, 0, FAR)
         assert q.physical_offsets == [r.physical_offset], key
     view = store.look_message_by_offset(r.physical_offset)
     assert view is not None and decode_records(view)[0].uniq_key == "ABC"

@@ -147,25 +147,25 @@ def check_acked(contents: StoreContents, acks: Iterable[Ack], ctx: str) -> None:
         assert (len(m.body), zlib.crc32(m.body)) == (a.body_length, a.body_crc), f"{where}: body"
 
 
-def check_keys(store: FileMessageStore, acks: Iterable[Ack], ctx: str) -> None:
+async def check_keys(store: FileMessageStore, acks: Iterable[Ack], ctx: str) -> None:
     """The index finds each acknowledged message by its KEYS and by its UNIQ_KEY."""
     for a in acks:
         for key in (f"key-{a.uid}", a.uid):
-            r = store.query_message(a.topic, key, 4, 0, FAR_FUTURE_MS)
+            r = await store.query_message(a.topic, key, 4, 0, FAR_FUTURE_MS)
             assert r.physical_offsets == [a.physical_offset], (
                 f"{ctx}: query {a.topic}#{key} gave {r.physical_offsets}, acknowledged {a}"
             )
 
 
-def check_lost(store: FileMessageStore, lost: Iterable[Ack], ctx: str) -> None:
+async def check_lost(store: FileMessageStore, lost: Iterable[Ack], ctx: str) -> None:
     """Messages recovery cut off are served by no path: offset, queue or key."""
     for a in lost:
         rec = store.look_message_by_offset(a.physical_offset)
         if rec is not None:
             assert decode_record(rec).uniq_key != a.uid, f"{ctx}: cut {a} is still served"
-        assert store.query_message(a.topic, f"key-{a.uid}", 4, 0, FAR_FUTURE_MS).records == [], (
-            f"{ctx}: cut {a} is found by key"
-        )
+        assert (
+            await store.query_message(a.topic, f"key-{a.uid}", 4, 0, FAR_FUTURE_MS)
+        ).records == [], f"{ctx}: cut {a} is found by key"
 
 
 async def append_everywhere(

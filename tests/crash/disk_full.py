@@ -94,7 +94,9 @@ async def run(root: Path, warm: bool) -> dict[str, object]:
     every = stored + after
     in_queues = sum(store.get_max_offset(TOPIC, q) for q in range(QUEUES))
     unfound = [
-        k for k in every if not store.query_message(TOPIC, f"key-{k}", 4, 0, FAR).physical_offsets
+        k
+        for k in every
+        if not (await store.query_message(TOPIC, f"key-{k}", 4, 0, FAR)).physical_offsets
     ]
     await store.stop()
     return {

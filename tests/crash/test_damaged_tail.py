@@ -299,10 +299,10 @@ async def test_recovery_cuts_a_damaged_tail_at_the_last_valid_record(
         contents = check_store(store, ctx)
         assert len(contents.by_phys) == len(kept), f"{ctx}: {len(contents.by_phys)} records"
         check_acked(contents, kept, ctx)
-        check_lost(store, lost, ctx)
-        check_keys(store, kept, ctx)
+        await check_lost(store, lost, ctx)
+        await check_keys(store, kept, ctx)
         new = await append_everywhere(store, contents, "new", ctx)
-        check_lost(store, lost, f"{ctx} after appends")
+        await check_lost(store, lost, f"{ctx} after appends")
     finally:
         await store.stop()
 
@@ -314,7 +314,7 @@ async def test_recovery_cuts_a_damaged_tail_at_the_last_valid_record(
         assert store.recovery.truncated_from is None, ctx
         contents = check_store(store, ctx)
         check_acked(contents, kept + new, ctx)
-        check_lost(store, lost, ctx)
-        check_keys(store, new, ctx)
+        await check_lost(store, lost, ctx)
+        await check_keys(store, new, ctx)
     finally:
         await store.stop()

@@ -73,7 +73,7 @@ async def recover_and_check(
         assert store.recovery is not None and store.recovery.crashed, f"{ctx}: no crash seen"
         contents = check_store(store, ctx)
         check_acked(contents, acked.values(), ctx)
-        check_keys(store, acked.values(), ctx)
+        await check_keys(store, acked.values(), ctx)
         add_acks(acked, await append_everywhere(store, contents, "after", ctx), ctx)
     finally:
         await store.stop()

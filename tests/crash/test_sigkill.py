@@ -46,7 +46,7 @@ async def crash_rounds(root: Path, flush: FlushType, seed: int) -> None:
             assert store.recovery is not None and store.recovery.crashed, f"{ctx}: no crash seen"
             contents = check_store(store, ctx)
             check_acked(contents, acked.values(), ctx)
-            check_keys(store, out.acks, ctx)
+            await check_keys(store, out.acks, ctx)
             add_acks(acked, await append_everywhere(store, contents, f"t{round_no}", ctx), ctx)
         finally:
             await store.stop()
@@ -59,7 +59,9 @@ async def crash_rounds(root: Path, flush: FlushType, seed: int) -> None:
         assert store.recovery.truncated_from is None, f"{ctx}: {store.recovery}"
         contents = check_store(store, ctx)
         check_acked(contents, acked.values(), ctx)
-        check_keys(store, rng.sample([acked[k] for k in sorted(acked)], min(500, len(acked))), ctx)
+        await check_keys(
+            store, rng.sample([acked[k] for k in sorted(acked)], min(500, len(acked))), ctx
+        )
     finally:
         await store.stop()
 

@@ -59,9 +59,13 @@ CQ_FILE_BYTES = 20 * CQ_FILE_ENTRIES
 INDEX_FILE_BYTES = 40 + 4 * HASH_SLOTS + 20 * INDEX_ENTRIES
 
 
-def store_settings(root: Path, flush: FlushType) -> StoreSettings:
-    """Small files everywhere (CommitLog, ConsumeQueue and index all roll) and quick flushes."""
+def store_settings(root: Path, flush: FlushType, *, index_process: bool = True) -> StoreSettings:
+    """Small files everywhere (CommitLog, ConsumeQueue and index all roll) and quick flushes.
+
+    `index_process=False` builds the index on the event loop, in this process, where
+    `arm_fault` can reach its writes; otherwise the index builder dies with the writer."""
     return StoreSettings(
+        message_index_process=index_process,
         store_path_root_dir=root,
         mapped_file_size_commit_log_bytes=SEGMENT_BYTES,
         mapped_file_size_consume_queue_bytes=CQ_FILE_BYTES,
@@ -76,9 +80,11 @@ def store_settings(root: Path, flush: FlushType) -> StoreSettings:
     )
 
 
-def open_store(root: Path, flush: FlushType) -> FileMessageStore:
+def open_store(root: Path, flush: FlushType, *, index_process: bool = True) -> FileMessageStore:
     """A store at `root` whose retention never sees a full disk (the host's disk is not ours)."""
-    return FileMessageStore(store_settings(root, flush), disk_usage=lambda: 0.0)
+    return FileMessageStore(
+        store_settings(root, flush, index_process=index_process), disk_usage=lambda: 0.0
+    )
 
 
 def make_body(uid: str, size: int) -> bytes:
@@ -208,7 +214,8 @@ async def put_forever(
 
 
 async def run(args: argparse.Namespace) -> None:
-    store = open_store(Path(args.root), args.flush)
+    # A fault armed here must find the index's writes here.
+    store = open_store(Path(args.root), args.flush, index_process=not args.die_at)
     await store.start()
     assert store.recovery is not None
     emit(f"READY {store.recovery.valid_end}\n")

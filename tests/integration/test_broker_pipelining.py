@@ -89,7 +89,7 @@ async def test_sends_of_one_read_are_each_stored_and_answered(tmp_path: Path, fl
             want = [f"m{i}".encode() for i in range(q, 40, 4)] + ([b"no wait"] if q == 1 else [])
             assert [m.body for m in stored] == want
             assert stored[0].properties["CLUSTER"] == "DefaultCluster"
-        assert store.query_message("P", "k7", 10, 0, 2**62).physical_offsets
+        assert (await store.query_message("P", "k7", 10, 0, 2**62)).physical_offsets
         if flush == "SYNC_FLUSH":  # each acknowledged send that waited is on disk
             flushed = store.commit_log.queue.flushed_offset
             assert all(

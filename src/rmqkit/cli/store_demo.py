@@ -80,7 +80,7 @@ async def run_store_demo(data_dir: Path | None, messages: int) -> int:
             f"{msgs[0].body.decode()} at offset {msgs[0].queue_offset}; next pull from "
             f"{got.next_begin_offset}"
         )
-        found = store.query_message(TOPIC, "order-42", 10, 0, int(time.time() * 1000) + 1000)
+        found = await store.query_message(TOPIC, "order-42", 10, 0, int(time.time() * 1000) + 1000)
         print(
             f"  query by key 'order-42': "
             f"{[m.body.decode() for m in decode_records(b''.join(found.records))]}"

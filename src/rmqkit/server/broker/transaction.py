@@ -73,6 +73,8 @@ class TransactionService(Service):
         self.broker = broker
         self.resolved: set[int] = set()
         """Half queue offsets with a decision, at or past `half_offset`."""
+        self._ending: set[str | int] = set()
+        """The messages (UNIQ_KEY, else half queue offset) whose decision is being stored."""
         self.resolved_keys: dict[str, None] = {}
         """UNIQ_KEYs decided lately (an ordered set, trimmed to MAX_KEYS): a late repeat of a
         decision on a re-queued copy is recognised and ignored."""
@@ -142,13 +144,26 @@ class TransactionService(Service):
     # -- ending -----------------------------------------------------------------------------------
 
     async def end(self, half: StoredMessage, decision: int) -> PutResult | None:
-        """Commit or roll back `half`; None when it was already decided (a repeat is harmless)."""
+        """Commit or roll back `half`; None when it was already decided, or is being decided
+        (a repeat is harmless: the producer's answer and a check's, or two checks' copies)."""
         self._catch_up_ops()
         uniq = half.uniq_key or ""
         if half.queue_offset in self.resolved or (uniq and uniq in self.resolved_keys):
             return None
+        # From here to the recorded decision are awaits (the index, the store): one at a time
+        # for a message, or both of two answers would be stored.
+        ending: str | int = uniq or half.queue_offset
+        if ending in self._ending:
+            return None
+        self._ending.add(ending)
+        try:
+            return await self._end(half, decision)
+        finally:
+            self._ending.discard(ending)
+
+    async def _end(self, half: StoredMessage, decision: int) -> PutResult | None:
         result = PutResult(PutStatus.OK)
-        if decision == COMMIT and self._committed_before(half):
+        if decision == COMMIT and await self._committed_before(half):
             # Committed, but the broker stopped before it recorded the decision: record it now.
             await self._record_decision(half)
             return None
@@ -173,7 +188,7 @@ class TransactionService(Service):
         await self._record_decision(half)
         return result
 
-    def _committed_before(self, half: StoredMessage) -> bool:
+    async def _committed_before(self, half: StoredMessage) -> bool:
         """Whether a checked copy's message is already in its real topic (found by UNIQ_KEY).
 
         Only copies made for a check can meet this: the original is ended once by its producer.
@@ -182,7 +197,9 @@ class TransactionService(Service):
         uniq = half.uniq_key
         if not topic or not uniq or Prop.TRANSACTION_CHECK_TIMES not in half.properties:
             return False
-        found = self.broker.store.query_message(topic, uniq, 8, 0, int(time.time() * 1000) + 1)
+        found = await self.broker.store.query_message(
+            topic, uniq, 8, 0, int(time.time() * 1000) + 1
+        )
         for rec in found.records:
             try:
                 m = decode_record(rec, inflate=False)

@@ -17,10 +17,14 @@ stood, and a CRC, so that recovery needs no timestamp heuristics and a torn chec
         64   40  index_header              rmqkit: that file's 40-byte header at that moment
                                                    (`index_file.HEADER`): the entries it
                                                    counts are all on disk
-       104    4  crc                       rmqkit: crc32 of bytes 0..103
+       104    8  index_until               rmqkit: every record before this CommitLog offset
+                                                   has its entries among those (-1: not
+                                                   recorded)
+       112    4  crc                       rmqkit: crc32 of bytes 0..111
 
-The file is one page, written in place and fdatasync'ed. rmqkit before the index fields wrote
-the CRC at byte 56; such a checkpoint still reads, with no index position.
+The file is one page, written in place and fdatasync'ed. Older rmqkit wrote the CRC at byte 104
+(before `index_until`) or at byte 56 (before the index fields); such a checkpoint still reads,
+with less recorded.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from pathlib import Path
 
 CHECKPOINT = struct.Struct(">qqqqqqq")  # 56 bytes
 INDEX_MARK = struct.Struct(">qqqqqii")  # 48 bytes: index_file, then the header's six fields
+INDEX_UNTIL = struct.Struct(">q")
 CRC = struct.Struct(">I")
 FILE_BYTES = 4096
-_BODY = CHECKPOINT.size + INDEX_MARK.size
+_MARKED = CHECKPOINT.size + INDEX_MARK.size
+_BODY = _MARKED + INDEX_UNTIL.size
 NO_MARK = -1
 
 
@@ -55,6 +61,9 @@ class IndexMark:
     file_stamp: int
     """The file's name (`yyyyMMddHHmmssSSS`) as a number; 0 when there was no index file."""
     header: IndexHeader = (0, 0, 0, 0, 0, 0)
+    until: int = -1
+    """Every CommitLog record before this offset had been indexed (a record boundary); -1
+    when not recorded (a checkpoint of older rmqkit, whose mark went with `logics_flushed`)."""
 
 
 @dataclass(slots=True)
@@ -77,23 +86,25 @@ class Checkpoint:
             0,
             self.commit_log_flushed,
             self.logics_flushed,
-        ) + (
-            INDEX_MARK.pack(mark.file_stamp, *mark.header)
-            if mark is not None
-            else INDEX_MARK.pack(NO_MARK, 0, 0, 0, 0, 0, 0)
         )
+        if mark is not None:
+            body += INDEX_MARK.pack(mark.file_stamp, *mark.header) + INDEX_UNTIL.pack(mark.until)
+        else:
+            body += INDEX_MARK.pack(NO_MARK, 0, 0, 0, 0, 0, 0) + INDEX_UNTIL.pack(-1)
         return body + CRC.pack(zlib.crc32(body))
 
     @classmethod
     def decode(cls, data: bytes) -> Checkpoint | None:
         """The checkpoint, or None when the bytes are short or torn (CRC mismatch)."""
-        if (
-            len(data) >= _BODY + CRC.size
-            and zlib.crc32(data[:_BODY]) == CRC.unpack_from(data, _BODY)[0]
-        ):
-            stamp, *header = INDEX_MARK.unpack_from(data, CHECKPOINT.size)
-            mark = IndexMark(stamp, tuple(header)) if stamp != NO_MARK else None
-            return cls._offsets(data, mark)
+        for body in (_BODY, _MARKED):
+            if (
+                len(data) >= body + CRC.size
+                and zlib.crc32(data[:body]) == CRC.unpack_from(data, body)[0]
+            ):
+                stamp, *header = INDEX_MARK.unpack_from(data, CHECKPOINT.size)
+                (until,) = INDEX_UNTIL.unpack_from(data, _MARKED) if body == _BODY else (-1,)
+                mark = IndexMark(stamp, tuple(header), until) if stamp != NO_MARK else None
+                return cls._offsets(data, mark)
         if (
             len(data) >= CHECKPOINT.size + CRC.size
             and zlib.crc32(data[: CHECKPOINT.size]) == CRC.unpack_from(data, CHECKPOINT.size)[0]

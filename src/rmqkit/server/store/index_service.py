@@ -37,7 +37,8 @@ class IndexService:
         self.entries = entries
         self.files: list[IndexFile] = []
         self.indexed_until = 0
-        """Records at or past this CommitLog offset are not indexed yet."""
+        """Records at or past this CommitLog offset are not indexed yet (the end of the last
+        record indexed: a record boundary)."""
         self._seeds: dict[str, int] = {}
         self._sealed_unsynced: list[IndexFile] = []
         """Files sealed since the last `dirty()`: their slot tables went into the mapping."""
@@ -54,24 +55,30 @@ class IndexService:
     def mark(self) -> IndexMark:
         """Where the index stands now, for the checkpoint (see `recover`)."""
         if not self.files:
-            return IndexMark(0)
+            return IndexMark(0, until=self.indexed_until)
         f = self.files[-1]
-        return IndexMark(int(f.path.name), f.header)
+        return IndexMark(int(f.path.name), f.header, self.indexed_until)
 
-    def recover(self, mark: IndexMark | None, redispatch_from: int, *, clean: bool) -> int:
+    def recover(
+        self, mark: IndexMark | None, redispatch_from: int, *, clean: bool, log_end: int = -1
+    ) -> int:
         """Make the loaded files agree with the checkpoint; returns where indexing must resume.
 
-        After a clean stop every file is whole and the checkpoint points at the end. After a
-        crash only what `mark` recorded is trusted: files started later are deleted, and the
+        After a clean stop every file is whole, and indexing goes on where the mark says. After
+        a crash only what `mark` recorded is trusted: files started later are deleted, and the
         file it names goes back to the entries it counted then (`IndexFile.restore`); every
-        record from `redispatch_from` on is indexed again. Without a mark (no checkpoint, or
-        one written before marks existed) nothing is trusted: every file is deleted and the
-        whole CommitLog is indexed again (the returned 0 means from its first record).
+        record from `mark.until` on is indexed again, or from `redispatch_from` when the mark
+        does not say (older checkpoints), and never past `log_end`, where the CommitLog was
+        cut (records written there later are new). A result below `redispatch_from` is for
+        the index alone; records before `indexed_until` are skipped when dispatched again.
+        Without a mark (no checkpoint, or one written before marks existed) nothing is
+        trusted: every file is deleted and the whole CommitLog is indexed again (the returned
+        0 means from its first record).
         """
-        if clean:
+        if clean and mark is None:
             self.indexed_until = redispatch_from
             return redispatch_from
-        if mark is not None:
+        if not clean and mark is not None:
             while self.files and int(self.files[-1].path.name) > mark.file_stamp:
                 f = self.files.pop()
                 log.warning(
@@ -102,8 +109,11 @@ class IndexService:
             self.files = []
             self.indexed_until = 0
             return 0
-        self.indexed_until = redispatch_from
-        return redispatch_from
+        until = redispatch_from if mark.until < 0 else mark.until
+        if log_end >= 0:
+            until = min(until, log_end)
+        self.indexed_until = until
+        return min(until, redispatch_from)
 
     def _writable(self, now_ms: int) -> IndexFile:
         if self.files and not self.files[-1].full:
@@ -125,12 +135,12 @@ class IndexService:
         entries: list[Entry] = []
         add = entries.append
         seeds = self._seeds
-        last = -1
+        last: DispatchRequest | None = None
         for req in run:
             phy = req.commit_log_offset
             if phy < until:
                 continue
-            last = phy
+            last = req
             uniq = req.uniq_key
             keys = req.keys
             if not (uniq or keys) or req.sys_flag & TRANSACTION_TYPE_MASK == _ROLLBACK:
@@ -151,8 +161,8 @@ class IndexService:
                     add((crc32(keys.encode("utf-8"), seed) & HASH_MASK, phy, ts))
         if entries:
             self._put(entries)
-        if last >= 0:
-            self.indexed_until = last + 1
+        if last is not None:
+            self.indexed_until = last.commit_log_offset + last.msg_size
 
     def _seed(self, topic: str) -> int:
         seed = crc32(f"{topic}#".encode())

@@ -220,7 +220,7 @@ class MemoryMessageStore:
         rec = self._record_at(physical_offset)
         return memoryview(rec) if rec is not None else None
 
-    def query_message(
+    async def query_message(
         self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
     ) -> QueryResult:
         out = QueryResult()

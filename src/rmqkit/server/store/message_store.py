@@ -29,7 +29,6 @@ from rmqkit.server.store.flush import (
     GroupTransfer,
     LogicsFlusher,
 )
-from rmqkit.server.store.index_service import IndexService
 from rmqkit.server.store.mapped_file import MappedFile, MappedFileQueue, mark_synced
 from rmqkit.server.store.message import BatchToStore, MessageToStore
 from rmqkit.server.store.recovery import RecoveryReport, plan_recovery
@@ -42,6 +41,7 @@ from rmqkit.server.store.store_api import (
     classify_offset,
     largest_record_bytes,
 )
+from rmqkit.server.store.store_index import StoreIndex
 from rmqkit.server.store.warm import CommitLogWarmer
 
 log = logging.getLogger("rmqkit.store")
@@ -94,9 +94,7 @@ class FileMessageStore:
         self.consume_queues = ConsumeQueueTable(
             settings.consume_queue_dir, settings.consume_queue_file_entries, self._delay_levels
         )
-        self.index = IndexService(
-            settings.index_dir, settings.max_hash_slot_num, settings.max_index_num
-        )
+        self.index = StoreIndex(settings, self._whole_end)
         self.checkpoint_file = CheckpointFile(settings.checkpoint_path)
         self._listeners: list[Dispatcher] = []
         self._valid_topics: set[str] = set()
@@ -141,14 +139,9 @@ class FileMessageStore:
         for cq in self.consume_queues.all():
             cq.recover(report.redispatch_from)
             cq.correct_min_offset(self.commit_log.min_offset)
-        index_from = report.redispatch_from
-        if s.message_index_enable:
-            self.index.load()
-            index_from = self.index.recover(
-                cp.index if cp else None,
-                report.redispatch_from,
-                clean=cp is not None and not crashed,
-            )
+        index_from = self.index.recover(
+            cp.index if cp else None, report, clean=cp is not None and not crashed
+        )
         self.commit_log.queue_offsets = {
             (cq.topic, cq.queue_id): cq.max_offset
             for cq in self.consume_queues.all()
@@ -157,7 +150,7 @@ class FileMessageStore:
         if index_from < report.redispatch_from:
             # The index alone goes back further; the reput below skips what this indexes.
             start = max(index_from, self.commit_log.min_offset)
-            n = ReputService(self.commit_log, [self.index.dispatch], start).drain()
+            n = ReputService(self.commit_log, self.index.dispatchers, start).drain()
             log.warning("index rebuilt from CommitLog offset %d: %d records", start, n)
         self.reput = ReputService(self.commit_log, self._dispatchers(), report.redispatch_from)
         redispatched = self.reput.drain()
@@ -181,12 +174,14 @@ class FileMessageStore:
         end = self.commit_log.max_offset
         files = [mf for mf in self.commit_log.queue.files if mf.end > report.redispatch_from]
         files += [mf for mf, _ in self.consume_queues.take_dirty()]
-        mark = self._index_mark()
+        mark = self.index.mark()
         await asyncio.to_thread(self._sync_and_checkpoint, files, end, end, mark)
         self._checkpointed = (end, mark)
         self._logics_lost = None
         for mf in files:
             mf.flushed_pos = max(mf.flushed_pos, mf.write_pos)
+        await self.index.hand_over()
+        self.reput.dispatchers = self._dispatchers()
         self.running = True
         await self.reput.start()
         self._waits = s.sync_flush or self.transfer is not None
@@ -226,14 +221,8 @@ class FileMessageStore:
         self.reput.drain()
         end = self.commit_log.max_offset
         files = self.commit_log.queue.files + self.consume_queues.files()
-        clean = True
-        try:
-            self.index.store_slots()  # kept in memory while written; a clean start reads them
-        except DiskFullError as exc:
-            # The abort file stays: the next start rebuilds the slots from the entries.
-            log.error("stop: the index's hash slots could not be written (%s)", exc)
-            clean = False
-        logics, mark = (end, self._index_mark())
+        mark, clean = await self.index.stop()
+        logics = end
         if self.commit_log.queue.sync_lost is not None:
             # What the failed sync left may be in the page cache alone: recovery checks from
             # the last offset known to be on disk.
@@ -251,16 +240,12 @@ class FileMessageStore:
         if clean:
             self.settings.abort_path.unlink(missing_ok=True)
 
-    def _index_mark(self) -> IndexMark | None:
-        """The index position for the checkpoint; None when no index is kept."""
-        return self.index.mark() if self.settings.message_index_enable else None
-
     def _sync_and_checkpoint(
         self, files: list[MappedFile], end: int, logics: int, mark: IndexMark | None
     ) -> None:
         for mf in files:
             mf.sync()
-        for f in self.index.files:
+        for f in self.index.local_files():
             f.sync()
         self._write_checkpoint_sync(end, logics, mark)
 
@@ -284,9 +269,9 @@ class FileMessageStore:
             return
         reput_at = self.reput.reput_offset
         cl_flushed = self.commit_log.queue.flushed_offset
-        mark = self._index_mark()
+        local_mark = self.index.mark()
         targets = self.consume_queues.take_dirty()
-        index_files = self.index.dirty()
+        index_files = self.index.dirty_files()
 
         def sync() -> None:
             for mf, _ in targets:
@@ -308,6 +293,7 @@ class FileMessageStore:
                 )
         else:
             mark_synced(targets)
+        mark = await self.index.checkpoint_mark(local_mark)
         logics = min(reput_at, cl_flushed)
         if self._logics_lost is not None:
             logics, mark = self._logics_lost
@@ -325,12 +311,15 @@ class FileMessageStore:
             if cq.max_offset > self.commit_log.queue_offsets.get(key, 0):
                 self.commit_log.queue_offsets[key] = cq.max_offset
 
+    def _whole_end(self) -> int:
+        """Every CommitLog record below this offset is whole: a slave's log may end inside one
+        (replication copies bytes), so there it is where dispatch has got to."""
+        if self.role != "SLAVE":
+            return self.commit_log.max_offset
+        return self.reput.reput_offset if self.reput is not None else 0
+
     def _dispatchers(self) -> list[Dispatcher]:
-        ds: list[Dispatcher] = [self.consume_queues.dispatch]
-        if self.settings.message_index_enable:
-            ds.append(self.index.dispatch)
-        ds.extend(self._listeners)
-        return ds
+        return [self.consume_queues.dispatch, *self.index.dispatchers, *self._listeners]
 
     def add_dispatch_listener(self, listener: Dispatcher) -> None:
         """Call `listener` with each run of records once their ConsumeQueue entries exist.
@@ -749,15 +738,17 @@ class FileMessageStore:
             return None
         return self.commit_log.read_record(physical_offset)
 
-    def query_message(
+    async def query_message(
         self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int
     ) -> QueryResult:
         """Records of `topic` whose KEYS or UNIQ_KEY equal `key`, stored within the time range."""
-        out = QueryResult(
-            index_last_update_timestamp=self.index.last_update_timestamp,
-            index_last_update_phy_offset=self.index.last_update_phy_offset,
+        found, last_ms, last_phy = await self.index.lookup(
+            topic, key, max_num * 2, begin_ms, end_ms
         )
-        for phys in self.index.lookup(topic, key, max_num * 2, begin_ms, end_ms):
+        out = QueryResult(
+            index_last_update_timestamp=last_ms, index_last_update_phy_offset=last_phy
+        )
+        for phys in found:
             rec = self.look_message_by_offset(phys)
             if rec is None:
                 continue

@@ -128,6 +128,13 @@ class StoreSettings(BaseModel):
         description="Build IndexFiles for KEYS and UNIQ_KEY (query by key).",
         json_schema_extra=_key("messageIndexEnable"),
     )
+    message_index_process: bool = Field(
+        True,
+        description="rmqkit: build the IndexFiles in a child process that reads the CommitLog,"
+        " off the event loop (about a sixth of its work for a batch send); false builds them"
+        " on it.",
+        json_schema_extra=_key("messageIndexProcess"),
+    )
     max_hash_slot_num: int = Field(
         5_000_000,
         ge=1,

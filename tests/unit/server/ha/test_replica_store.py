@@ -52,8 +52,8 @@ async def test_a_copied_log_is_byte_identical_and_dispatched_on_the_slave(
     assert slave.max_physical_offset == master.max_physical_offset
     assert segment_files(slave) == segment_files(master)
     assert queue_contents(slave) == queue_contents(master)
-    assert slave.query_message("T", "k7", 5, 0, 2**62).physical_offsets == [
-        master.query_message("T", "k7", 5, 0, 2**62).physical_offsets[0]
+    assert (await slave.query_message("T", "k7", 5, 0, 2**62)).physical_offsets == [
+        (await master.query_message("T", "k7", 5, 0, 2**62)).physical_offsets[0]
     ]
 
 

@@ -155,7 +155,7 @@ async def test_put_batch_answers_as_put_messages(twin_stores) -> None:  # type: 
     r = by_body.get_message("T", 0, 0, 32)
     bodies = [decode_record(rec).body[:1] for rec in r.records]
     assert bodies == [bytes([i]) for i in range(10)] * 2
-    assert len(by_body.query_message("T", "k4", 10, 0, 10**13).records) == 3
+    assert len((await by_body.query_message("T", "k4", 10, 0, 10**13)).records) == 3
 
 
 def _big_props(i: int) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from rmqkit.protocol.record import decode_records
 from rmqkit.server.store import FileMessageStore
@@ -12,6 +16,23 @@ from rmqkit.server.store.index_file import HEADER, IndexFile, key_hash
 from .conftest import msg, small_settings
 
 FAR = 2**62
+
+
+@pytest.fixture(params=[True, False], ids=["builder", "event-loop"])
+def index_process(request: pytest.FixtureRequest) -> bool:
+    """Every store test here runs with the index builder process and without it."""
+    return bool(request.param)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, index_process: bool) -> Callable[..., FileMessageStore]:
+    def make(**overrides: Any) -> FileMessageStore:
+        settings = small_settings(
+            tmp_path / "store", message_index_process=index_process, **overrides
+        )
+        return FileMessageStore(settings)
+
+    return make
 
 
 def test_index_file_chains_keys_that_share_a_slot(tmp_path: Path) -> None:
@@ -74,9 +95,10 @@ def test_the_slots_of_the_file_being_written_stay_in_memory_until_stored(tmp_pat
 
 
 async def test_a_clean_stop_stores_the_slots_and_a_restart_finds_every_key(
-    tmp_path: Path,
+    tmp_path: Path, index_process: bool
 ) -> None:
-    s = small_settings(tmp_path / "store")  # 200 index entries a file: two files and a half
+    # 200 index entries a file: two files and a half
+    s = small_settings(tmp_path / "store", message_index_process=index_process)
     store = FileMessageStore(s)
     await store.start()
     for i in range(250):
@@ -87,10 +109,12 @@ async def test_a_clean_stop_stores_the_slots_and_a_restart_finds_every_key(
     await again.start()
     try:
         assert again.recovery is not None and not again.recovery.crashed
-        assert len(again.index.files) == 3
+        assert len(list(s.index_dir.iterdir())) == 3
         for i in range(250):
             for key in (f"order-{i}", f"U{i:04d}"):
-                assert len(again.query_message("T", key, 4, 0, FAR).physical_offsets) == 1, key
+                assert (
+                    len((await again.query_message("T", key, 4, 0, FAR)).physical_offsets) == 1
+                ), key
     finally:
         await again.stop()
 
@@ -101,21 +125,25 @@ async def test_query_by_key_and_unique_key(store: FileMessageStore) -> None:
     await store.put_message(msg(topic="Other", KEYS="order-1"))
     store.reput.drain()  # type: ignore[union-attr]
     now = int(time.time() * 1000)
-    got = decode_records(b"".join(store.query_message("T", "order-1", 32, 0, now + 1000).records))
+    got = decode_records(
+        b"".join((await store.query_message("T", "order-1", 32, 0, now + 1000)).records)
+    )
     assert sorted(m.keys[1] for m in got) == ["extra-1", "extra-11", "extra-21"]
     assert all(m.topic == "T" for m in got)
-    uniq = store.query_message("T", "U0007", 32, 0, now + 1000)
+    uniq = await store.query_message("T", "U0007", 32, 0, now + 1000)
     assert [m.uniq_key for m in decode_records(b"".join(uniq.records))] == ["U0007"]
-    assert store.query_message("T", "missing", 32, 0, now + 1000).records == []
-    assert store.query_message("T", "order-1", 2, 0, now + 1000).physical_offsets.__len__() == 2
+    assert (await store.query_message("T", "missing", 32, 0, now + 1000)).records == []
+    assert (
+        await store.query_message("T", "order-1", 2, 0, now + 1000)
+    ).physical_offsets.__len__() == 2
     # Index files roll when full (200 entries each in these tests): 61 keys fit in one.
     for i in range(200):
         await store.put_message(msg(KEYS=f"bulk-{i}"))
     store.reput.drain()  # type: ignore[union-attr]
-    assert len(store.index.files) >= 2
-    found = store.query_message("T", "bulk-199", 5, 0, now + 10_000)
+    found = await store.query_message("T", "bulk-199", 5, 0, now + 10_000)
     assert len(found.records) == 1
-    assert len(store.query_message("T", "order-1", 32, 0, now + 10_000).records) == 3
+    assert len(list(store.settings.index_dir.iterdir())) >= 2  # indexed by the query's time
+    assert len((await store.query_message("T", "order-1", 32, 0, now + 10_000)).records) == 3
 
 
 async def test_index_survives_restart(make_store) -> None:  # type: ignore[no-untyped-def]
@@ -125,8 +153,8 @@ async def test_index_survives_restart(make_store) -> None:  # type: ignore[no-un
     await s.stop()
     s2 = make_store()
     await s2.start()
-    assert len(s2.query_message("T", "kept", 5, 0, FAR).records) == 1
+    assert len((await s2.query_message("T", "kept", 5, 0, FAR)).records) == 1
     await s2.put_message(msg(KEYS="kept"))
     s2.reput.drain()
-    assert len(s2.query_message("T", "kept", 5, 0, FAR).records) == 2
+    assert len((await s2.query_message("T", "kept", 5, 0, FAR)).records) == 2
     await s2.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rmqkit.server.store.checkpoint import CHECKPOINT, CRC, Checkpoint, IndexMark
+from rmqkit.server.store.checkpoint import CHECKPOINT, CRC, INDEX_MARK, Checkpoint, IndexMark
 from rmqkit.server.store.dispatch import DispatchRequest
 from rmqkit.server.store.index_file import HEADER, SLOT, IndexFile
 from rmqkit.server.store.index_service import IndexService
@@ -92,7 +92,7 @@ def test_restore_refuses_a_count_out_of_range(tmp_path: Path) -> None:
 
 
 def _req(phy: int, key: str) -> DispatchRequest:
-    return DispatchRequest("T", 0, phy, 10, 0, T0 + phy, 0, key, f"U{phy}", 0, 0, "")
+    return DispatchRequest("T", 0, phy, 100, 0, T0 + phy, 0, key, f"U{phy}", 0, 0, "")
 
 
 def _service(path: Path) -> IndexService:
@@ -154,4 +154,52 @@ def test_recover_rebuilds_everything_when_the_mark_does_not_fit_its_file(tmp_pat
     svc = _service(tmp_path)
     assert svc.recover(bad, 500, clean=False) == 0
     assert svc.files == [] and not any(tmp_path.iterdir())
+    svc.close()
+
+
+def test_a_checkpoint_before_index_until_still_reads() -> None:
+    # The layout before `index_until`: the CRC right after the index header, at byte 104.
+    body = CHECKPOINT.pack(1, 2, 3, 4096, 0, 4096, 2048) + INDEX_MARK.pack(7, 1, 2, 3, 4, 5, 6)
+    old = (body + CRC.pack(zlib.crc32(body))).ljust(4096, b"\0")
+    mark = IndexMark(7, (1, 2, 3, 4, 5, 6), until=-1)
+    assert Checkpoint.decode(old) == Checkpoint(1, 2, 3, 4096, 2048, mark)
+    cp = Checkpoint(1, 2, 3, 4096, 2048, IndexMark(7, (1, 2, 3, 4, 5, 6), until=3000))
+    assert Checkpoint.decode(cp.encode()) == cp
+
+
+def test_recover_resumes_where_the_mark_says(tmp_path: Path) -> None:
+    svc = _filled(tmp_path, 800)
+    mark = svc.mark()  # the index had every record below 800 (the builder may lag the reput)
+    assert mark.until == 800
+    for phy in range(800, 1200, 100):
+        svc.dispatch([_req(phy, f"k{phy}")])
+    svc.close()
+
+    svc = _service(tmp_path)
+    assert svc.recover(mark, 1100, clean=False) == 800  # below the ConsumeQueues: index alone
+    assert svc.indexed_until == 800
+    for phy in range(800, 1200, 100):
+        svc.dispatch([_req(phy, f"k{phy}")])
+    assert all(svc.lookup("T", f"k{phy}", 4, 0, FAR) == [phy] for phy in range(0, 1200, 100))
+    svc.close()
+
+    svc = _service(tmp_path)
+    ahead = IndexMark(mark.file_stamp, mark.header, 1100)
+    assert svc.recover(ahead, 600, clean=False, log_end=900) == 600
+    assert svc.indexed_until == 900  # the CommitLog was cut at 900: what follows is new
+    svc.close()
+
+    svc = _service(tmp_path)
+    older = IndexMark(mark.file_stamp, mark.header)  # no `until`: as rmqkit before it
+    assert svc.recover(older, 600, clean=False) == 600 and svc.indexed_until == 600
+    svc.close()
+
+
+def test_recover_after_a_clean_stop_resumes_a_lagging_index(tmp_path: Path) -> None:
+    svc = _filled(tmp_path, 800)
+    mark = svc.mark()
+    svc.close()
+    svc = _service(tmp_path)
+    assert svc.recover(mark, 1500, clean=True) == 800  # stopped before it caught up
+    assert len(svc.files) == 1 and svc.files[-1].header == mark.header
     svc.close()

@@ -68,7 +68,7 @@ async def test_consume_queues_and_index_are_rebuilt_when_deleted(make_store) -> 
     assert s2.recovery is not None and s2.recovery.redispatch_from == 0
     assert s2.recovery.records_checked == 150
     assert _snapshot(s2) == before
-    assert len(s2.query_message("T", "k77", 5, 0, FAR).records) == 1
+    assert len((await s2.query_message("T", "k77", 5, 0, FAR)).records) == 1
     assert (await s2.put_message(msg(queue_id=0))).queue_offset == 50
     await s2.stop()
 

@@ -7,7 +7,7 @@ DELETE_TOPIC_IN_BROKER, GET_ALL_TOPIC_CONFIG, GET_BROKER_CONFIG.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -30,7 +30,7 @@ class AdminProcessor:
         self._config_version = DataVersion()
         """The configuration's version (GET_BROKER_CONFIG's header): it is read at start-up
         and never changes while the broker runs (no UPDATE_BROKER_CONFIG)."""
-        self.handlers = {
+        self.handlers: dict[RequestCode, Callable[[RemotingCommand, Header], HandlerResult]] = {
             RequestCode.GET_MAX_OFFSET: self.max_offset,
             RequestCode.GET_MIN_OFFSET: self.min_offset,
             RequestCode.SEARCH_OFFSET_BY_TIMESTAMP: self.offset_by_time,
@@ -85,12 +85,16 @@ class AdminProcessor:
             )
         return cmd.response(ResponseCode.SUCCESS, body=bytes(rec))
 
-    def query_message(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
-        store = self.broker.store
+    def query_message(self, cmd: RemotingCommand, h: Header) -> HandlerResult:
         max_num = max(1, min(h.opt_int("maxNum", 32, 32), 64))
         begin = h.opt_int("beginTimestamp", 0)
         end = h.opt_int("endTimestamp", int(time.time() * 1000))
-        q = store.query_message(h.text("topic"), h.text("key"), max_num, begin, end)
+        return self._query(cmd, h.text("topic"), h.text("key"), max_num, begin, end)
+
+    async def _query(
+        self, cmd: RemotingCommand, topic: str, key: str, max_num: int, begin: int, end: int
+    ) -> RemotingCommand:
+        q = await self.broker.store.query_message(topic, key, max_num, begin, end)
         ext = {
             "indexLastUpdateTimestamp": str(q.index_last_update_timestamp),
             "indexLastUpdatePhyoffset": str(q.index_last_update_phy_offset),

@@ -1,0 +1,185 @@
+"""The store's end of the index builder process (`index_builder.py`, which documents the pipe).
+
+`IndexProcess.dispatch` is a reput dispatcher that costs the event loop nothing per record: it
+notes where the run ends and, once per turn of the loop, writes that offset to the builder.
+Queries, checkpoint syncs and deletions are requests the builder answers in order, after it
+has indexed everything announced before them.
+
+If the builder dies, the store goes on without an index: queries by key fail with a
+`StoreError` saying so, each checkpoint keeps recording the last mark the builder synced, and
+the stop leaves the abort file, so the next start puts the index back to that mark and rebuilds
+it from the CommitLog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from rmqkit.errors import StoreError
+from rmqkit.server.store.checkpoint import IndexHeader, IndexMark
+from rmqkit.server.store.dispatch import DispatchRequest
+from rmqkit.server.store.settings import StoreSettings
+
+log = logging.getLogger("rmqkit.store.index")
+
+MODULE = "rmqkit.server.store.index_builder"
+START_TIMEOUT_S = 60.0
+"""The builder loads the last index file's hash slots (20 MB by default) before it is ready."""
+STOP_TIMEOUT_S = 600.0
+"""A stop waits this long for the builder to index what it lags behind, then kills it."""
+
+
+def _mark(reply: list[Any]) -> IndexMark:
+    stamp, header, until = reply[2], reply[3], reply[4]
+    h: IndexHeader = tuple(header)
+    return IndexMark(stamp, h, until)
+
+
+class IndexProcess:
+    """Starts the builder, announces dispatched records to it and asks it questions."""
+
+    def __init__(self, settings: StoreSettings, whole_end: Callable[[], int]) -> None:
+        self._cfg = {
+            "index_dir": str(settings.index_dir),
+            "slots": settings.max_hash_slot_num,
+            "entries": settings.max_index_num,
+            "commit_log_dir": str(settings.commit_log_dir),
+            "segment_bytes": settings.mapped_file_size_commit_log_bytes,
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        }
+        self._whole_end = whole_end
+        """Every record below this CommitLog offset is whole (a query announces it first)."""
+        self.proc: asyncio.subprocess.Process | None = None
+        self.gone: str | None = None
+        """Why the builder is not running (None while it runs)."""
+        self._target = 0
+        self._sent = 0
+        self._scheduled = False
+        self._next_id = 0
+        self._waiting: dict[int, asyncio.Future[list[Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self, until: int) -> None:
+        """Start the builder on the index as it stands, with every record below `until` in it."""
+        cfg = orjson.dumps(dict(self._cfg, until=until)).decode()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", MODULE, cfg,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), START_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if not line.startswith(b'["ready"'):
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            code = await self.proc.wait()
+            raise StoreError(f"the index builder did not start (exit code {code}); see its log")
+        self._target = self._sent = until
+        self._reader = asyncio.create_task(self._read(), name="index-builder-replies")
+
+    def dispatch(self, run: list[DispatchRequest]) -> None:
+        """The reput's dispatcher: announce the run's end on the next turn of the loop."""
+        last = run[-1]
+        end = last.commit_log_offset + last.msg_size
+        if end > self._target:
+            self._target = end
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._announce)
+
+    def _announce(self) -> None:
+        self._scheduled = False
+        if self._target > self._sent and self.gone is None:
+            self._write(b'["u",%d]\n' % self._target)
+            self._sent = self._target
+
+    def _write(self, line: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line)
+
+    async def _ask(self, *request: Any) -> list[Any]:
+        if self.gone is not None:
+            raise StoreError(f"the index builder is not running: {self.gone}")
+        # First: the answer covers every record stored before it was asked, dispatched yet or not.
+        self._target = max(self._target, self._whole_end())
+        self._announce()
+        rid = self._next_id
+        self._next_id += 1
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        self._write(orjson.dumps([request[0], rid, *request[1:]]) + b"\n")
+        reply = await fut
+        if reply[0] == "e":
+            raise StoreError(f"the index builder could not do it: {reply[2]}")
+        return reply
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        why = "its output ended"
+        try:
+            while line := await self.proc.stdout.readline():
+                reply = orjson.loads(line)
+                fut = self._waiting.pop(reply[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(reply)
+        except (OSError, ValueError, IndexError, TypeError) as exc:
+            why = f"unreadable reply ({exc})"
+        code = await self.proc.wait()
+        self.gone = f"exited with code {code} ({why})"
+        if not self._stopping:
+            log.error(
+                "the index builder %s: queries by key fail until the broker restarts, which "
+                "rebuilds the index from the last checkpoint",
+                self.gone,
+            )
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(StoreError(f"the index builder {self.gone}"))
+        self._waiting.clear()
+
+    async def lookup(
+        self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int
+    ) -> tuple[list[int], int, int]:
+        """Offsets for `topic#key` (as `IndexService.lookup`), the last entry's time and offset."""
+        reply = await self._ask("q", topic, key, limit, begin_ms, end_ms)
+        return reply[2], reply[3], reply[4]
+
+    async def sync(self) -> IndexMark:
+        """Sync the files written since the last sync; the mark they now hold."""
+        return _mark(await self._ask("s"))
+
+    async def delete_below(self, commit_log_min: int) -> int:
+        return int((await self._ask("d", commit_log_min))[2])
+
+    async def stop(self) -> IndexMark | None:
+        """Index what was announced, store the slots, sync, end the builder; its final mark,
+        or None when it could not finish (then the index needs recovery at the next start)."""
+        if self.proc is None:
+            return None
+        self._stopping = True
+        mark: IndexMark | None = None
+        try:
+            mark = _mark(await asyncio.wait_for(self._ask("x"), STOP_TIMEOUT_S))
+        except (StoreError, TimeoutError) as exc:
+            log.error("stop: the index builder did not finish (%s)", exc)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10.0)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            mark = None
+        if self._reader is not None:
+            await self._reader
+        return mark

@@ -1,0 +1,162 @@
+"""The index builder process: what it indexes, what it records, and what happens when it dies.
+
+`test_index.py` runs its query tests both ways (builder and event loop); these are about the
+builder alone: its files against the event loop's, read-your-writes with no dispatch between,
+the checkpoint's mark, retention, a builder that dies or does not start, and a CommitLog that
+ends inside a record (a slave's, mid-replication).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from rmqkit.errors import StoreError
+from rmqkit.server.store import FileMessageStore, index_process
+from rmqkit.server.store.checkpoint import CheckpointFile
+from rmqkit.server.store.index_builder import RUN, CommitLogTail
+from rmqkit.testing import check_for
+
+from .conftest import msg, small_settings
+
+FAR = 2**62
+T0 = 1_763_800_000_000
+
+
+def _store(root: Path, *, process: bool = True) -> FileMessageStore:
+    settings = small_settings(root, message_index_process=process)
+    return FileMessageStore(settings, clock_ms=lambda: T0)  # the same records in every store
+
+
+async def _fill(store: FileMessageStore, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        keys = f"order-{i % 7} extra-{i}" if i % 3 else f"order-{i % 7}"
+        await store.put_message(msg(queue_id=i % 4, KEYS=keys, UNIQ_KEY=f"U{i:05d}"))
+
+
+async def test_the_builder_writes_the_files_the_event_loop_writes(tmp_path: Path) -> None:
+    files: dict[bool, list[bytes]] = {}
+    for process in (True, False):
+        s = _store(tmp_path / str(process), process=process)
+        await s.start()
+        assert (s.index.process is not None) is process
+        await _fill(s, 700)  # 199 keys a file: several files, the last one part full
+        await s.stop()
+        files[process] = [p.read_bytes() for p in sorted(s.settings.index_dir.iterdir())]
+    assert len(files[True]) >= 5
+    assert files[True] == files[False]
+
+
+async def test_a_query_finds_what_was_stored_just_before_it(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    await s.start()
+    try:
+        for i in range(40):
+            await s.put_message(msg(KEYS=f"k{i}"))
+            assert len((await s.query_message("T", f"k{i}", 4, 0, FAR)).records) == 1, i
+        r = await s.put_messages([msg(queue_id=1, KEYS=f"b{i}") for i in range(30)])
+        assert r.stored
+        for i in range(30):
+            assert len((await s.query_message("T", f"b{i}", 4, 0, FAR)).records) == 1, i
+    finally:
+        await s.stop()
+
+
+async def test_the_checkpoint_records_how_far_the_builder_got(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    await s.start()
+    try:
+        await _fill(s, 100)
+        await s.query_message("T", "order-1", 1, 0, FAR)  # the builder is at the log's end
+        await s.flush_logics()
+        cp = CheckpointFile(s.settings.checkpoint_path).read()
+        assert cp is not None and cp.index is not None
+        assert cp.index.until == s.commit_log.max_offset
+        newest = max(int(p.name) for p in s.settings.index_dir.iterdir())
+        assert cp.index.file_stamp == newest and cp.index.header[5] > 1
+        await _fill(s, 10, start=100)
+        end = s.commit_log.max_offset
+    finally:
+        await s.stop()
+    cp = CheckpointFile(s.settings.checkpoint_path).read()
+    assert cp is not None and cp.index is not None and cp.index.until == end  # all, at a stop
+
+
+async def test_a_dead_builder_fails_queries_and_the_next_start_rebuilds(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    await s.start()
+    await _fill(s, 300)
+    await s.flush_logics()  # a mark to go back to
+    kept = s.index.kept
+    process = s.index.process
+    assert process is not None and process.proc is not None and kept is not None
+    process.proc.send_signal(signal.SIGKILL)
+    await check_for(lambda: process.gone is not None, message="the builder's death unnoticed")
+    with pytest.raises(StoreError, match="index builder is not running: exited with code -9"):
+        await s.query_message("T", "order-1", 4, 0, FAR)
+    await _fill(s, 50, start=300)  # the store goes on
+    await s.flush_logics()
+    cp = CheckpointFile(s.settings.checkpoint_path).read()
+    assert cp is not None and cp.index == kept  # the last mark the builder synced
+    await s.stop()
+    assert s.settings.abort_path.exists()  # the index needs recovery
+
+    again = _store(tmp_path)
+    await again.start()
+    try:
+        assert again.recovery is not None and again.recovery.crashed
+        for i in range(350):
+            r = await again.query_message("T", f"U{i:05d}", 4, 0, FAR)
+            assert len(r.records) == 1, i
+    finally:
+        await again.stop()
+
+
+async def test_retention_deletes_the_builders_old_files(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    await s.start()
+    try:
+        await _fill(s, 400)
+        await s.query_message("T", "order-1", 1, 0, FAR)
+        index_dir = s.settings.index_dir
+        assert len(list(index_dir.iterdir())) >= 4
+        s.index.delete_below(s.commit_log.max_offset)  # what retention asks
+        await check_for(lambda: len(list(index_dir.iterdir())) == 1, message="files kept")
+        assert len((await s.query_message("T", "U00399", 4, 0, FAR)).records) == 1
+    finally:
+        await s.stop()
+
+
+async def test_a_builder_that_cannot_start_stops_the_store_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_process, "MODULE", "rmqkit.no_such_module")
+    s = _store(tmp_path)
+    with pytest.raises(StoreError, match="the index builder did not start"):
+        await s.start()
+
+
+async def test_the_tail_reads_whole_records_only(tmp_path: Path) -> None:
+    s = _store(tmp_path, process=False)
+    await s.start()
+    await _fill(s, 5)
+    end = s.commit_log.max_offset
+    await s.stop()
+    directory, segment = s.settings.commit_log_dir, s.settings.mapped_file_size_commit_log_bytes
+    whole = CommitLogTail(directory, segment, 0)
+    starts = [r.commit_log_offset for r in whole.read(end, RUN)]
+    assert len(starts) == 5 and whole.next_offset == end
+    whole.close()
+    tail = CommitLogTail(directory, segment, 0)
+    cut = starts[2] + 10  # a slave's log that ends inside the third record
+    assert [r.commit_log_offset for r in tail.read(cut, RUN)] == starts[:2]
+    assert tail.next_offset == starts[2]
+    assert tail.read(cut, RUN) == []  # the third record is there in part only
+    assert [r.uniq_key for r in tail.read(end, RUN)] == [
+        "U00002",
+        "U00003",
+        "U00004",
+    ]
+    tail.close()
