@@ -45,7 +45,9 @@ from typing import Any
 import orjson
 
 from rmqkit.errors import DiskFullError
-from rmqkit.server.store.dispatch import DispatchRequest, ScanKind, scan_record
+from rmqkit.server.store.dispatch import ScanKind, scan_record
+from rmqkit.server.store.index_file import Entry
+from rmqkit.server.store.index_keys import PARTIAL, READ, KeyReader
 from rmqkit.server.store.index_service import IndexService
 from rmqkit.server.store.mapped_file import file_name
 
@@ -69,43 +71,41 @@ class CommitLogTail:
         self._mm: mmap.mmap | None = None
         self.stalled = ""
         """Why reading stopped before the offset it was asked to reach (logged once)."""
+        self.keys = KeyReader()
 
-    def read(self, end: int, limit: int) -> list[DispatchRequest]:
-        """Up to `limit` records from `next_offset` on, stopping at `end`."""
-        out: list[DispatchRequest] = []
-        while self.next_offset < end and len(out) < limit:
+    def read(self, end: int, limit: int, skip_below: int, entries: list[Entry]) -> int:
+        """Append the index entries of up to `limit` records from `next_offset` on, stopping
+        at `end`, to `entries` (none for records before `skip_below`); returns how many
+        records were read. `next_offset` is then past them."""
+        n = 0
+        while self.next_offset < end and n < limit:
             mm = self._segment()
             if mm is None:
                 break
-            pos = self.next_offset - self._start
-            stop = min(end - self._start, self.segment_bytes)
-            with memoryview(mm) as view:
-                while pos < stop and len(out) < limit:
-                    scan = scan_record(view, pos, check_crc=False)
-                    if scan.kind is not ScanKind.RECORD:
-                        break
-                    if pos + scan.size > stop:  # announced in part: wait for the rest
-                        self.next_offset = self._start + pos
-                        return out
-                    assert scan.request is not None
-                    out.append(scan.request)
-                    pos += scan.size
-                else:
-                    scan = None
-            self.next_offset = self._start + pos
-            if scan is None:
+            start = self._start
+            stop = min(end - start, self.segment_bytes)
+            pos, got, why = self.keys.read(
+                mm, self.next_offset - start, stop, limit - n, start, entries, skip_below
+            )
+            n += got
+            self.next_offset = start + pos
+            if why == READ:
                 continue
-            seg_end = self._start + self.segment_bytes
+            if why == PARTIAL:  # announced in part: wait for the rest
+                break
+            with memoryview(mm) as view:
+                scan = scan_record(view, pos, check_crc=False)
+            seg_end = start + self.segment_bytes
             if scan.kind is ScanKind.BLANK or (scan.kind is ScanKind.END and end >= seg_end):
                 self.next_offset = seg_end  # the rest of the segment is blank
                 continue
             # Not a record where the store's reput read one: stop here, as its reput would.
-            why = scan.reason or scan.kind.name
-            if why != self.stalled:
-                log.error("index stopped at CommitLog offset %d: %s", self.next_offset, why)
-                self.stalled = why
+            why_not = scan.reason or scan.kind.name
+            if why_not != self.stalled:
+                log.error("index stopped at CommitLog offset %d: %s", self.next_offset, why_not)
+                self.stalled = why_not
             break
-        return out
+        return n
 
     def _segment(self) -> mmap.mmap | None:
         """The mapping of the segment holding `next_offset`; None when no segment is left."""
@@ -155,15 +155,19 @@ class IndexBuilder:
 
     def catch_up(self) -> bool:
         """Index every record below `target`; False when the disk is full (retried later)."""
-        while self.tail.next_offset < self.target:
-            at = self.tail.next_offset
-            run = self.tail.read(self.target, RUN)
-            if not run:
+        tail = self.tail
+        while tail.next_offset < self.target:
+            at = tail.next_offset
+            entries: list[Entry] = []
+            tail.read(self.target, RUN, self.index.indexed_until, entries)
+            if tail.next_offset == at:
                 break
             try:
-                self.index.dispatch(run)
+                self.index.add_entries(entries, tail.next_offset)
             except DiskFullError as exc:
-                self.tail.next_offset = at  # records below `indexed_until` are skipped again
+                tail.next_offset = (
+                    at  # read again; entries a full file took come twice, lookups drop those
+                )
                 if self.no_room is None:
                     log.error("index waits for disk space at offset %d: %s", at, exc)
                 self.no_room = exc

@@ -164,6 +164,14 @@ class IndexService:
         if last is not None:
             self.indexed_until = last.commit_log_offset + last.msg_size
 
+    def add_entries(self, entries: list[Entry], until: int) -> None:
+        """Put entries read from the log elsewhere (the index builder's `KeyReader`); every
+        record below `until`, a record boundary, is then indexed."""
+        if entries:
+            self._put(entries)
+        if until > self.indexed_until:
+            self.indexed_until = until
+
     def _seed(self, topic: str) -> int:
         seed = crc32(f"{topic}#".encode())
         if len(self._seeds) < 100_000:

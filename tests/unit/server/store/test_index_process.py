@@ -17,6 +17,7 @@ from rmqkit.errors import StoreError
 from rmqkit.server.store import FileMessageStore, index_process
 from rmqkit.server.store.checkpoint import CheckpointFile
 from rmqkit.server.store.index_builder import RUN, CommitLogTail
+from rmqkit.server.store.index_file import Entry
 from rmqkit.testing import check_for
 
 from .conftest import msg, small_settings
@@ -138,6 +139,10 @@ async def test_a_builder_that_cannot_start_stops_the_store_start(
         await s.start()
 
 
+def _phys(entries: list[Entry]) -> list[int]:
+    return sorted(set(phy for _, phy, _ in entries))
+
+
 async def test_the_tail_reads_whole_records_only(tmp_path: Path) -> None:
     s = _store(tmp_path, process=False)
     await s.start()
@@ -146,17 +151,18 @@ async def test_the_tail_reads_whole_records_only(tmp_path: Path) -> None:
     await s.stop()
     directory, segment = s.settings.commit_log_dir, s.settings.mapped_file_size_commit_log_bytes
     whole = CommitLogTail(directory, segment, 0)
-    starts = [r.commit_log_offset for r in whole.read(end, RUN)]
-    assert len(starts) == 5 and whole.next_offset == end
+    entries: list[Entry] = []
+    assert whole.read(end, RUN, 0, entries) == 5 and whole.next_offset == end
+    starts = _phys(entries)
+    assert len(starts) == 5 and len(entries) == 5 + 5 + 3  # UNIQ_KEY, KEYS (two in 3 of them)
     whole.close()
     tail = CommitLogTail(directory, segment, 0)
     cut = starts[2] + 10  # a slave's log that ends inside the third record
-    assert [r.commit_log_offset for r in tail.read(cut, RUN)] == starts[:2]
+    entries = []
+    assert tail.read(cut, RUN, 0, entries) == 2 and _phys(entries) == starts[:2]
     assert tail.next_offset == starts[2]
-    assert tail.read(cut, RUN) == []  # the third record is there in part only
-    assert [r.uniq_key for r in tail.read(end, RUN)] == [
-        "U00002",
-        "U00003",
-        "U00004",
-    ]
+    assert tail.read(cut, RUN, 0, entries) == 0  # the third record is there in part only
+    entries = []
+    assert tail.read(end, RUN, starts[3], entries) == 3  # read, but the third is skipped
+    assert _phys(entries) == starts[3:]
     tail.close()
