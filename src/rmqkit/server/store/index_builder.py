@@ -249,9 +249,9 @@ def main(argv: list[str]) -> int:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the pipe's end stops it instead
         pass
-    if os.getppid() == 1:
-        return 1  # the parent died before the line above
     cfg = orjson.loads(argv[1])
+    if os.getppid() != cfg["parent"]:
+        return 1  # the parent died before the line above (it may itself be pid 1: a container)
     logging.basicConfig(
         level=cfg.get("log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s (index builder): %(message)s",

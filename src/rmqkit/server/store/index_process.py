@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,7 @@ class IndexProcess:
 
     async def start(self, until: int) -> None:
         """Start the builder on the index as it stands, with every record below `until` in it."""
-        cfg = orjson.dumps(dict(self._cfg, until=until)).decode()
+        cfg = orjson.dumps(dict(self._cfg, until=until, parent=os.getpid())).decode()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", MODULE, cfg,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -103,11 +103,6 @@ class StoreIndex:
                 log.error("index: %s; checkpoints keep the index at %s", exc, self.kept)
         return self.kept
 
-    @property
-    def lost(self) -> bool:
-        """The builder is gone: the next start must recover the index from the checkpoint."""
-        return self.process is not None and self.process.gone is not None
-
     async def lookup(
         self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int
     ) -> tuple[list[int], int, int]:
