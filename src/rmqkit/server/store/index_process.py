@@ -32,7 +32,7 @@ log = logging.getLogger("rmqkit.store.index")
 
 MODULE = "rmqkit.server.store.index_builder"
 START_TIMEOUT_S = 60.0
-"""The builder loads the last index file's hash slots (20 MB by default) before it is ready."""
+"""How long the builder may take to import and open the index files before it is ready."""
 STOP_TIMEOUT_S = 600.0
 """A stop waits this long for the builder to index what it lags behind, then kills it."""
 
