@@ -30,7 +30,9 @@ Who may write where. The writer (the event loop's thread) writes below `_warmed`
 it writes past `ahead` it calls `make_way`, which waits for a fill in flight where it is going
 and then takes over everything up to its end. The thread fills only from `_warmed` on, and moves
 `_warmed` when a fill is done. Both change these under one lock; the thread never touches the
-file's own fields, so the writer reads `ahead` without the lock.
+file's own fields, so the writer reads `ahead` without the lock. However the thread ends (a
+stop, or a fault of its own), it says so under the lock, and a writer waiting for a fill goes
+on: the writer holds the event loop while it waits.
 """
 
 from __future__ import annotations
@@ -217,6 +219,19 @@ class CommitLogWarmer:
             start += n
 
     def _run(self) -> None:
+        try:
+            self._fill_ahead()
+        except Exception:  # a fault of the warmer's own: the writer goes on without it
+            log.exception("the CommitLog warmer stopped; the writer allocates its own pages")
+        finally:
+            # However the thread ends, a writer waiting for a fill in flight must not wait on:
+            # `make_way` hands every file back to its writer once `_stopping` is set.
+            with self._cond:
+                self._stopping = True
+                self._filling_to = self._warmed
+                self._cond.notify_all()
+
+    def _fill_ahead(self) -> None:
         while True:
             with self._cond:
                 job = None

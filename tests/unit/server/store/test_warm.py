@@ -156,6 +156,42 @@ async def test_a_failing_fill_stops_warming_that_file_and_nothing_else(
     await s.stop()
 
 
+async def test_a_warmer_that_breaks_leaves_the_writer_going(
+    make_store: Callable[..., FileMessageStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fault of the warmer's own (not an OSError) while the writer waits for its fill: the
+    writer must not wait forever (it holds the event loop), and warms its own pages after."""
+    s = make_store()
+    await s.start()
+    w = warmer_of(s)
+
+    started = threading.Event()
+
+    def broken_fill(mf: MappedFile, start: int, end: int) -> None:
+        started.set()
+        deadline = time.monotonic() + 5
+        while w.writer_waits == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        raise RuntimeError("a bug in the warmer")
+
+    monkeypatch.setattr(w, "_fill", broken_fill)
+    with caplog.at_level(logging.ERROR, logger="rmqkit.store.warm"):
+        written = await put_bodies(s, 30)  # fills start once the writer has written a window
+        await check_for(started.is_set, message="no fill started")
+        # A chunk is 4 KiB here: 60 records of about 330 bytes run into the broken fill.
+        written += await put_bodies(s, 60)
+    assert w.writer_waits >= 1  # it did wait for the fill that failed
+    assert "the CommitLog warmer stopped" in caplog.text
+    assert "a bug in the warmer" in caplog.text
+    assert not w.running
+    written += await put_bodies(s, 30)
+    assert all(mf.warmer is None for mf in s.commit_log.queue.files)
+    assert_readable(s, written)
+    await s.stop()
+
+
 async def test_a_quiet_writer_gets_a_small_lead(
     make_store: Callable[..., FileMessageStore],
 ) -> None:
