@@ -1,7 +1,10 @@
 """The store's end of the index builder process (`index_builder.py`, which documents the pipe).
 
 `IndexProcess.dispatch` is a reput dispatcher that costs the event loop nothing per record: it
-notes where the run ends and, once per turn of the loop, writes that offset to the builder.
+notes where the run ends and writes that offset to the builder once `ANNOUNCE_AT_BYTES` wait
+(on the loop's next turn), else `ANNOUNCE_AFTER_S` after the first record not yet announced. A
+broker taking one send at a time then wakes the builder a few hundred times a second, not once
+per send: each wake-up cost the builder about 17 µs of the core the clients share with it.
 Queries, checkpoint syncs and deletions are requests the builder answers in order, after it
 has indexed everything announced before them.
 
@@ -33,6 +36,10 @@ log = logging.getLogger("rmqkit.store.index")
 MODULE = "rmqkit.server.store.index_builder"
 START_TIMEOUT_S = 60.0
 """How long the builder may take to import and open the index files before it is ready."""
+ANNOUNCE_AT_BYTES = 256 * 1024
+"""Records waiting to be announced that make the announcement go on the loop's next turn."""
+ANNOUNCE_AFTER_S = 0.002
+"""Fewer wait this long at most (nothing waits for the index but a query, which announces)."""
 STOP_TIMEOUT_S = 600.0
 """A stop waits this long for the builder to index what it lags behind, then kills it."""
 
@@ -62,7 +69,9 @@ class IndexProcess:
         """Why the builder is not running (None while it runs)."""
         self._target = 0
         self._sent = 0
-        self._scheduled = False
+        self._announcing: asyncio.Handle | None = None
+        self._soon = False
+        """`_announcing` is for the loop's next turn, not a timer."""
         self._next_id = 0
         self._waiting: dict[int, asyncio.Future[list[Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -89,17 +98,29 @@ class IndexProcess:
         self._reader = asyncio.create_task(self._read(), name="index-builder-replies")
 
     def dispatch(self, run: list[DispatchRequest]) -> None:
-        """The reput's dispatcher: announce the run's end on the next turn of the loop."""
+        """The reput's dispatcher: announce the run's end, soon or a little later (see above)."""
         last = run[-1]
         end = last.commit_log_offset + last.msg_size
-        if end > self._target:
-            self._target = end
-            if not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._announce)
+        if end <= self._target:
+            return
+        self._target = end
+        if self._soon:
+            return
+        if end - self._sent >= ANNOUNCE_AT_BYTES:
+            if self._announcing is not None:
+                self._announcing.cancel()
+            self._soon = True
+            self._announcing = asyncio.get_running_loop().call_soon(self._announce)
+        elif self._announcing is None:
+            self._announcing = asyncio.get_running_loop().call_later(
+                ANNOUNCE_AFTER_S, self._announce
+            )
 
     def _announce(self) -> None:
-        self._scheduled = False
+        if self._announcing is not None:
+            self._announcing.cancel()  # a query's announcement, ahead of a timer
+            self._announcing = None
+        self._soon = False
         if self._target > self._sent and self.gone is None:
             self._write(b'["u",%d]\n' % self._target)
             self._sent = self._target

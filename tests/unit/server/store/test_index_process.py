@@ -8,6 +8,7 @@ ends inside a record (a slave's, mid-replication).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from rmqkit.errors import StoreError
 from rmqkit.server.store import FileMessageStore, index_process
 from rmqkit.server.store.checkpoint import CheckpointFile
+from rmqkit.server.store.dispatch import DispatchRequest, dispatch_request
 from rmqkit.server.store.index_builder import RUN, CommitLogTail
 from rmqkit.server.store.index_file import Entry
 from rmqkit.testing import check_for
@@ -63,6 +65,37 @@ async def test_a_query_finds_what_was_stored_just_before_it(tmp_path: Path) -> N
             assert len((await s.query_message("T", f"b{i}", 4, 0, FAR)).records) == 1, i
     finally:
         await s.stop()
+
+
+async def test_small_runs_are_announced_together_and_a_large_one_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One send at a time wakes the builder once per ANNOUNCE_AFTER_S, not once per send;
+    ANNOUNCE_AT_BYTES waiting go on the loop's next turn. (No builder: the lines it would get.)"""
+    p = index_process.IndexProcess(small_settings(tmp_path), whole_end=lambda: 0)
+    lines: list[bytes] = []
+    monkeypatch.setattr(p, "_write", lines.append)
+    monkeypatch.setattr(index_process, "ANNOUNCE_AFTER_S", 0.05)
+
+    def run(offset: int, size: int) -> list[DispatchRequest]:
+        return [dispatch_request("T", 0, offset, size, T0, 0, 0, 0, "")]
+
+    for i in range(100):
+        p.dispatch(run(i * 1000, 1000))
+        await asyncio.sleep(0)  # a turn of the loop between sends
+    assert lines == []
+    await check_for(lambda: lines, message="the small runs were never announced")
+    assert lines == [b'["u",100000]\n']
+
+    p.dispatch(run(100_000, index_process.ANNOUNCE_AT_BYTES))
+    await asyncio.sleep(0)
+    assert lines[1:] == [b'["u",%d]\n' % (100_000 + index_process.ANNOUNCE_AT_BYTES)]
+
+    p.dispatch(run(500_000, 1000))
+    assert p._announcing is not None  # a timer
+    p._announce()  # as a query does first: the timer goes with it
+    assert p._announcing is None
+    assert lines[2:] == [b'["u",501000]\n']
 
 
 async def test_the_checkpoint_records_how_far_the_builder_got(tmp_path: Path) -> None:
