@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rmqkit.client.push_consumer import Handler, PushConsumer
 from rmqkit.protocol.codes import RequestCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.client import RemotingClient
@@ -81,3 +82,18 @@ async def running_cluster(root: Path, **settings: Any) -> AsyncIterator[Cluster]
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with running_cluster(tmp_path) as c:
         yield c
+
+
+FAST_RETRIES = {"message_delay_level": " ".join(["100ms"] * 18)}
+"""Store settings with every delay level at 100 ms: a consumer's retries come back at once."""
+
+
+def consumer(c: Cluster, group: str, topic: str, handler: Handler, **kw: Any) -> PushConsumer:
+    """A clustering push consumer of `topic` from its first offset, quick to rebalance and
+    persist, retrying a message once."""
+    pc = PushConsumer(group, c.ns, instance_name=f"c-{group}", rebalance_interval_ms=300,
+                      persist_interval_ms=100, max_reconsume_times=1,
+                      consume_from_where="CONSUME_FROM_FIRST_OFFSET", **kw)  # fmt: skip
+    pc.subscribe(topic)
+    pc.register(handler)
+    return pc

@@ -13,7 +13,7 @@ from rmqkit.client.admin import AdminClient
 from rmqkit.client.instance import ClientConfig, ClientInstance
 from rmqkit.client.message import Message, MessageQueue
 from rmqkit.client.producer import Producer
-from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult, PushConsumer
+from rmqkit.client.push_consumer import ConsumeContext, ConsumeResult
 from rmqkit.client.rebalance import consumer_entry
 from rmqkit.common.subscription import SubscriptionData
 from rmqkit.errors import BrokerResponseError, CorruptRecordError
@@ -23,26 +23,15 @@ from rmqkit.protocol.heartbeat import HeartbeatData
 from rmqkit.protocol.record import StoredMessage
 from rmqkit.testing import check_for
 
-from .conftest import Cluster, running_cluster
+from .conftest import FAST_RETRIES, Cluster, consumer, running_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with running_cluster(
-        tmp_path, store={"message_delay_level": " ".join(["100ms"] * 18)}
-    ) as c:
+    async with running_cluster(tmp_path, store=FAST_RETRIES) as c:
         yield c
-
-
-def consumer(c: Cluster, group: str, topic: str, handler, **kw) -> PushConsumer:  # type: ignore[no-untyped-def]
-    pc = PushConsumer(group, c.ns, instance_name=f"c-{group}", rebalance_interval_ms=300,
-                      persist_interval_ms=100, max_reconsume_times=1,
-                      consume_from_where="CONSUME_FROM_FIRST_OFFSET", **kw)  # fmt: skip
-    pc.subscribe(topic)
-    pc.register(handler)
-    return pc
 
 
 async def test_running_info_tells_queues_settings_and_figures(cluster: Cluster) -> None:
