@@ -489,4 +489,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a timeout, a CI job cancelled) unwinds like Ctrl-C: the servers started are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

@@ -8,10 +8,10 @@ per send: each wake-up cost the builder about 17 µs of the core the clients sha
 Queries, checkpoint syncs and deletions are requests the builder answers in order, after it
 has indexed everything announced before them.
 
-If the builder dies, the store goes on without an index: queries by key fail with a
-`StoreError` saying so, each checkpoint keeps recording the last mark the builder synced, and
-the stop leaves the abort file, so the next start puts the index back to that mark and rebuilds
-it from the CommitLog.
+If the builder dies, queries by key fail with a `StoreError` saying so until `StoreIndex`
+has started another one (`on_gone`); each checkpoint meanwhile keeps the last mark the builder
+synced. `start` may be called again once the builder is gone: the announcements go on from
+where the new one starts, so the reput's dispatcher stays this object's.
 """
 
 from __future__ import annotations
@@ -53,7 +53,12 @@ def _mark(reply: list[Any]) -> IndexMark:
 class IndexProcess:
     """Starts the builder, announces dispatched records to it and asks it questions."""
 
-    def __init__(self, settings: StoreSettings, whole_end: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        settings: StoreSettings,
+        whole_end: Callable[[], int],
+        on_gone: Callable[[], None] | None = None,
+    ) -> None:
         self._cfg = {
             "index_dir": str(settings.index_dir),
             "slots": settings.max_hash_slot_num,
@@ -64,9 +69,13 @@ class IndexProcess:
         }
         self._whole_end = whole_end
         """Every record below this CommitLog offset is whole (a query announces it first)."""
+        self._on_gone = on_gone
+        """Called on the event loop when the builder dies of itself (not at a stop)."""
         self.proc: asyncio.subprocess.Process | None = None
         self.gone: str | None = None
         """Why the builder is not running (None while it runs)."""
+        self.next_start = ""
+        """What a query refused meanwhile is told of the next builder (set by `StoreIndex`)."""
         self._target = 0
         self._sent = 0
         self._announcing: asyncio.Handle | None = None
@@ -78,7 +87,8 @@ class IndexProcess:
         self._stopping = False
 
     async def start(self, until: int) -> None:
-        """Start the builder on the index as it stands, with every record below `until` in it."""
+        """Start the builder on the index as it stands, with every record below `until` in it;
+        again after it died: it then catches up with what was announced meanwhile."""
         cfg = orjson.dumps(dict(self._cfg, until=until, parent=os.getpid())).decode()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", MODULE, cfg,
@@ -94,8 +104,12 @@ class IndexProcess:
                 self.proc.kill()
             code = await self.proc.wait()
             raise StoreError(f"the index builder did not start (exit code {code}); see its log")
-        self._target = self._sent = until
+        self._sent = until
+        self._target = max(self._target, until)
+        self.gone = None
         self._reader = asyncio.create_task(self._read(), name="index-builder-replies")
+        if self._target > self._sent:
+            self._announce()  # what the reput passed while no builder ran
 
     def dispatch(self, run: list[DispatchRequest]) -> None:
         """The reput's dispatcher: announce the run's end, soon or a little later (see above)."""
@@ -131,7 +145,7 @@ class IndexProcess:
 
     async def _ask(self, *request: Any) -> list[Any]:
         if self.gone is not None:
-            raise StoreError(f"the index builder is not running: {self.gone}")
+            raise StoreError(f"the index builder is not running: {self.gone}{self.next_start}")
         # First: the answer covers every record stored before it was asked, dispatched yet or not.
         self._target = max(self._target, self._whole_end())
         self._announce()
@@ -158,16 +172,15 @@ class IndexProcess:
             why = f"unreadable reply ({exc})"
         code = await self.proc.wait()
         self.gone = f"exited with code {code} ({why})"
-        if not self._stopping:
-            log.error(
-                "the index builder %s: queries by key fail until the broker restarts, which "
-                "rebuilds the index from the last checkpoint",
-                self.gone,
-            )
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(StoreError(f"the index builder {self.gone}"))
         self._waiting.clear()
+        if not self._stopping:
+            if self._on_gone is None:
+                log.error("the index builder %s: queries by key fail", self.gone)
+            else:
+                self._on_gone()
 
     async def lookup(
         self, topic: str, key: str, limit: int, begin_ms: int, end_ms: int
@@ -190,10 +203,11 @@ class IndexProcess:
             return None
         self._stopping = True
         mark: IndexMark | None = None
-        try:
-            mark = _mark(await asyncio.wait_for(self._ask("x"), STOP_TIMEOUT_S))
-        except (StoreError, TimeoutError) as exc:
-            log.error("stop: the index builder did not finish (%s)", exc)
+        if self.gone is None:  # else: the next start recovers the index
+            try:
+                mark = _mark(await asyncio.wait_for(self._ask("x"), STOP_TIMEOUT_S))
+            except (StoreError, TimeoutError) as exc:
+                log.error("stop: the index builder did not finish (%s)", exc)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:

@@ -8,11 +8,17 @@ ConsumeQueues alone. Without it, `IndexService` is a reput dispatcher like the C
 
 Every checkpoint records an `IndexMark` that says how far the index had got (`until`): the
 ConsumeQueues and the index need not stand at the same offset, and the builder may lag.
+
+A builder that dies is replaced: after `RESTART_DELAYS_S`, the files go back to the last mark
+the builder synced (the recovery a start does after a crash, in a thread: a full file's hash
+slots take seconds to rebuild) and a new builder goes on from there, catching up from the
+CommitLog. Until then queries by key fail, saying why and that another builder is coming.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -26,6 +32,12 @@ from rmqkit.server.store.recovery import RecoveryReport
 from rmqkit.server.store.settings import StoreSettings
 
 log = logging.getLogger("rmqkit.store.index")
+
+RESTART_DELAYS_S = (1.0, 10.0, 60.0)
+"""How long to wait before starting another builder: after the first death, the second in a
+row, and every later one (a builder that dies at once each time does not spin)."""
+STEADY_S = 600.0
+"""A builder that ran this long before it died starts the count of deaths in a row anew."""
 
 
 class StoreIndex:
@@ -44,6 +56,13 @@ class StoreIndex:
         self.kept: IndexMark | None = None
         """The last mark the builder synced: what checkpoints record once it is gone."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._restart: asyncio.Task[None] | None = None
+        self._recovering = False
+        """The restart is putting the files back (in a thread): a stop lets it finish."""
+        self._deaths = 0
+        """Builders that died in a row, each within `STEADY_S` of its start."""
+        self._started_at = 0.0
+        self._stopping = False
 
     @property
     def dispatchers(self) -> list[Dispatcher]:
@@ -85,9 +104,71 @@ class StoreIndex:
         until = self.service.indexed_until
         self.kept = self.service.mark()
         self.service.close()
-        process = IndexProcess(self._settings, self._whole_end)
+        process = IndexProcess(self._settings, self._whole_end, self._builder_gone)
         await process.start(until)
         self.process = process
+        self._started_at = asyncio.get_running_loop().time()
+
+    # -- a builder that died ----------------------------------------------------------------------
+
+    def _builder_gone(self) -> None:
+        """On the event loop, once the builder has died of itself (or did not start again)."""
+        assert self.process is not None
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._started_at >= STEADY_S:
+            self._deaths = 0
+        delay = RESTART_DELAYS_S[min(self._deaths, len(RESTART_DELAYS_S) - 1)]
+        self._deaths += 1
+        log.error(
+            "the index builder %s: queries by key fail until another has put the index back "
+            "to the last checkpoint and caught up; it starts in %.0f s",
+            self.process.gone,
+            delay,
+        )
+        self.process.next_start = "; another one is being started"
+        self._restart = loop.create_task(self._start_again(delay), name="index-builder-restart")
+
+    async def _start_again(self, delay: float) -> None:
+        process = self.process
+        assert process is not None
+        await asyncio.sleep(delay)  # a stop cancels the restart here
+        self._recovering = True
+        try:
+            until, mark = await asyncio.to_thread(self._recover_files, self.kept)
+        except Exception:  # anything the files throw: try again later, as after a death
+            log.exception("index: putting the files back for a new builder failed")
+            if not self._stopping:
+                self._builder_gone()
+            return
+        finally:
+            self._recovering = False
+        if self._stopping:
+            return  # the files stand at `kept`, as the stop's checkpoint says
+        try:
+            await process.start(until)
+        except (StoreError, OSError) as exc:
+            process.gone = str(exc).removeprefix("the index builder ")
+            self._builder_gone()
+            return
+        self.kept = mark
+        self._started_at = asyncio.get_running_loop().time()
+        process.next_start = ""
+        log.warning("index builder started again: indexing from CommitLog offset %d", until)
+
+    def _recover_files(self, mark: IndexMark | None) -> tuple[int, IndexMark]:
+        """In a thread: the files back to `mark`, as a start after a crash; where indexing
+        resumes and the mark the files then hold."""
+        service = IndexService(
+            self._settings.index_dir, self._settings.max_hash_slot_num, self._settings.max_index_num
+        )
+        service.load()
+        try:
+            resume = mark.until if mark is not None and mark.until >= 0 else 0
+            service.recover(mark, resume, clean=False)
+            service.store_slots()
+            return service.indexed_until, service.mark()
+        finally:
+            service.close()
 
     # -- either way -------------------------------------------------------------------------------
 
@@ -145,6 +226,13 @@ class StoreIndex:
             return self.mark(), True
         for task in list(self._tasks):
             await task
+        self._stopping = True
+        restart = self._restart
+        if restart is not None and not restart.done():
+            if not self._recovering:
+                restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restart
         final = await self.process.stop()
         if final is None:
             return self.kept, False

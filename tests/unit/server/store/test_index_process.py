@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rmqkit.errors import StoreError
-from rmqkit.server.store import FileMessageStore, index_process
+from rmqkit.server.store import FileMessageStore, index_process, store_index
 from rmqkit.server.store.checkpoint import CheckpointFile
 from rmqkit.server.store.dispatch import DispatchRequest, dispatch_request
 from rmqkit.server.store.index_builder import RUN, CommitLogTail
@@ -118,7 +118,11 @@ async def test_the_checkpoint_records_how_far_the_builder_got(tmp_path: Path) ->
     assert cp is not None and cp.index is not None and cp.index.until == end  # all, at a stop
 
 
-async def test_a_dead_builder_fails_queries_and_the_next_start_rebuilds(tmp_path: Path) -> None:
+async def test_a_dead_builder_fails_queries_and_the_next_start_rebuilds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store stops while it waits to start another builder."""
+    monkeypatch.setattr(store_index, "RESTART_DELAYS_S", (3600.0,))
     s = _store(tmp_path)
     await s.start()
     await _fill(s, 300)
@@ -128,7 +132,8 @@ async def test_a_dead_builder_fails_queries_and_the_next_start_rebuilds(tmp_path
     assert process is not None and process.proc is not None and kept is not None
     process.proc.send_signal(signal.SIGKILL)
     await check_for(lambda: process.gone is not None, message="the builder's death unnoticed")
-    with pytest.raises(StoreError, match="index builder is not running: exited with code -9"):
+    refused = r"index builder is not running: exited with code -9 .*another one is being started"
+    with pytest.raises(StoreError, match=refused):
         await s.query_message("T", "order-1", 4, 0, FAR)
     await _fill(s, 50, start=300)  # the store goes on
     await s.flush_logics()
@@ -146,6 +151,66 @@ async def test_a_dead_builder_fails_queries_and_the_next_start_rebuilds(tmp_path
             assert len(r.records) == 1, i
     finally:
         await again.stop()
+
+
+async def test_a_dead_builder_is_replaced_and_the_new_one_catches_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in the middle of a run of sends: another builder puts the files back to the last
+    checkpoint's mark and indexes the rest, also what was sent while none ran."""
+    monkeypatch.setattr(store_index, "RESTART_DELAYS_S", (0.2,))
+    s = _store(tmp_path)
+    await s.start()
+    try:
+        await _fill(s, 200)
+        await s.flush_logics()  # the mark the files go back to
+        await _fill(s, 100, start=200)  # indexed past the mark, not synced
+        await s.query_message("T", "order-1", 1, 0, FAR)
+        process = s.index.process
+        assert process is not None and process.proc is not None
+        first = process.proc.pid
+        process.proc.send_signal(signal.SIGKILL)
+        await check_for(lambda: process.gone is not None, message="the builder's death unnoticed")
+        await _fill(s, 50, start=300)  # while none runs
+        await check_for(lambda: process.gone is None, message="no new builder", timeout=30)
+        assert s.index.process is process and process.proc.pid != first
+        for i in range(350):
+            assert len((await s.query_message("T", f"U{i:05d}", 4, 0, FAR)).records) == 1, i
+        assert len((await s.query_message("T", "order-3", 400, 0, FAR)).records) == 50
+        await _fill(s, 10, start=350)  # and it goes on
+        assert len((await s.query_message("T", "U00359", 4, 0, FAR)).records) == 1
+    finally:
+        await s.stop()
+    assert not s.settings.abort_path.exists()  # the new builder stopped cleanly
+
+    again = _store(tmp_path)
+    await again.start()
+    try:
+        assert again.recovery is not None and not again.recovery.crashed
+        assert len((await again.query_message("T", "order-3", 400, 0, FAR)).records) == 51
+    finally:
+        await again.stop()
+
+
+async def test_a_builder_that_keeps_dying_is_started_less_and_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(store_index, "RESTART_DELAYS_S", (0.01, 0.02, 3600.0))
+    s = _store(tmp_path)
+    await s.start()
+    await _fill(s, 20)
+    process = s.index.process
+    assert process is not None and process.proc is not None
+    monkeypatch.setattr(index_process, "MODULE", "rmqkit.no_such_module")  # the next ones fail
+    process.proc.send_signal(signal.SIGKILL)
+    waits = "it starts in 3600 s"
+    await check_for(lambda: waits in caplog.text, message="no third wait", timeout=30)
+    assert caplog.text.count("the index builder did not start") == 2
+    assert "it starts in 0 s" in caplog.text  # the first two waits, rounded
+    with pytest.raises(StoreError, match=r"not running: did not start .*another one is being"):
+        await s.query_message("T", "order-1", 4, 0, FAR)
+    await s.stop()  # does not wait the hour
+    assert s.settings.abort_path.exists()
 
 
 async def test_retention_deletes_the_builders_old_files(tmp_path: Path) -> None:
