@@ -17,7 +17,7 @@ from rmqkit.client.admin_base import AdminBase, BrokerSummary, read_addr
 from rmqkit.client.admin_consumers import ConsumerCalls, ConsumerRunningInfo
 from rmqkit.client.message import MessageQueue
 from rmqkit.common.group import SubscriptionGroupConfig
-from rmqkit.common.java_properties import parse_properties
+from rmqkit.common.java_properties import escape_value, parse_properties
 from rmqkit.common.names import DEFAULT_TOPIC, is_system_group
 from rmqkit.common.topic import PERM_RW
 from rmqkit.errors import BrokerResponseError, error_for_code
@@ -273,6 +273,20 @@ class AdminClient(ConsumerCalls):
         """The configuration one broker runs with (GET_BROKER_CONFIG), key by key."""
         resp = await self._call(addr, RequestCode.GET_BROKER_CONFIG)
         return parse_properties(bytes(resp.body or b"").decode("utf-8"))
+
+    async def update_broker_config(self, addr: str, props: dict[str, str]) -> str:
+        """Set broker.properties keys on one broker (UPDATE_BROKER_CONFIG); its remark, which
+        on an rmqkit broker says which keys apply now and which at its next start."""
+        body = "".join(f"{k}={escape_value(v)}\n" for k, v in props.items()).encode("utf-8")
+        resp = await self._call(addr, RequestCode.UPDATE_BROKER_CONFIG, body)
+        return resp.remark or ""
+
+    async def cluster_member_addrs(self, cluster: str) -> list[str]:
+        """The address of every master and slave of `cluster` (none if no such cluster)."""
+        info = await self.cluster()
+        return [addr for name in sorted(info.cluster_addr_table.get(cluster, ()))
+                if (bd := info.broker_addr_table.get(name))
+                for _, addr in sorted(bd.broker_addrs.items())]  # fmt: skip
 
     async def put_kv(self, namespace: str, key: str, value: str) -> None:
         """Set a KV config item on every NameServer (they share nothing)."""

@@ -114,4 +114,6 @@ def load_broker_settings(path: Path | None, **overrides: Any) -> BrokerSettings:
     """Settings from a broker.properties file (or defaults), then the environment."""
     props = parse_properties(path.read_text(encoding="utf-8")) if path is not None else {}
     settings = settings_from_properties(props, base_dir=path.parent if path else None)
+    if path is not None:
+        overrides = {"config_file": path.resolve(), **overrides}
     return settings.model_copy(update=overrides) if overrides else settings

@@ -170,6 +170,10 @@ class BrokerSettings(BaseSettings):
         None, description="The folder of the properties file the settings came from (set by"
         " the loader; relative paths and the ACL files are found from it).",
     )  # fmt: skip
+    config_file: Path | None = Field(
+        None, description="The properties file the settings came from (set by the loader):"
+        " where UPDATE_BROKER_CONFIG keeps what it changes.",
+    )  # fmt: skip
     send_message_thread_pool_nums: int = Field(
         1, ge=1, description="Accepted for compatibility; rmqkit serves requests on one event"
         " loop and has no thread pools.", json_schema_extra=_key("sendMessageThreadPoolNums"),

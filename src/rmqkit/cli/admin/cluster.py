@@ -1,5 +1,5 @@
 """`rmqkit admin` commands about brokers and the NameServers: clusterList, brokerStatus,
-getBrokerConfig, updateKvConfig, deleteKvConfig."""
+getBrokerConfig, updateBrokerConfig, updateKvConfig, deleteKvConfig."""
 
 from __future__ import annotations
 
@@ -31,7 +31,14 @@ _MORE_STATS_COLUMNS = [
 
 
 def register_cluster(group: click.Group) -> None:
-    for command in (cluster_list, broker_status, get_broker_config, update_kv, delete_kv):
+    for command in (
+        cluster_list,
+        broker_status,
+        get_broker_config,
+        update_broker_config,
+        update_kv,
+        delete_kv,
+    ):
         group.add_command(command)
 
 
@@ -78,6 +85,39 @@ def get_broker_config(
 ) -> None:
     """The configuration a broker runs with (-b), or every master's (-c, or neither)."""
     _each_broker(target, cluster, broker_addr, AdminClient.broker_config, as_json)
+
+
+@click.command(name="updateBrokerConfig")
+@cluster_options
+@click.option("-b", "--brokerAddr", "broker_addr", default=None, metavar="HOST:PORT",
+              help="One broker.")  # fmt: skip
+@click.option("-c", "--clusterName", "cluster", default=None,
+              help="Every broker of this cluster, masters and slaves.")  # fmt: skip
+@click.option("-k", "--key", required=True, help="A broker.properties key.")
+@click.option("-v", "--value", required=True)
+def update_broker_config(
+    target: Target, broker_addr: str | None, cluster: str | None, key: str, value: str
+) -> None:
+    """Set one broker.properties key on a broker (-b) or on every broker of a cluster (-c).
+
+    brokerPermission, autoCreateTopicEnable, autoCreateSubscriptionGroup and
+    defaultTopicQueueNums apply at once; every key is written to the properties file the
+    broker was started with, and the others apply at its next start. Each broker says which."""
+    if (broker_addr is None) == (cluster is None):
+        raise click.UsageError("give one of -b (a broker) and -c (a cluster)")
+
+    async def work(admin: AdminClient) -> dict[str, str]:
+        if broker_addr is not None:
+            addrs = [broker_addr]
+        else:
+            assert cluster is not None
+            addrs = await admin.cluster_member_addrs(cluster)
+            if not addrs:
+                raise click.ClickException(f"no cluster named {cluster!r} is registered")
+        return {a: await admin.update_broker_config(a, {key: value}) for a in addrs}
+
+    for addr, remark in target.run(work).items():
+        click.echo(f"update broker config success, {addr}: {remark or 'done'}")
 
 
 def _each_broker(

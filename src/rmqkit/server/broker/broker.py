@@ -156,6 +156,14 @@ class Broker(AsyncLifecycle):
             return self.ha.master_alive
         return True
 
+    def apply_settings(self, settings: BrokerSettings) -> None:
+        """Run with `settings` from now on: only the keys `config_update.LIVE` names may differ
+        from the running ones (the rest were read at start-up)."""
+        self.settings = settings
+        self.topics.auto_create = settings.auto_create_topic_enable
+        self.topics.default_queue_nums = settings.default_topic_queue_nums
+        self.groups.auto_create = settings.auto_create_subscription_group
+
     def learn_master(self, master_addr: str | None, ha_server_addr: str | None) -> None:
         """A NameServer's answer to a slave's registration: where its master is now."""
         if self.settings.is_master:

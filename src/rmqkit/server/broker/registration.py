@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from rmqkit.common.topic import PERM_RW
 from rmqkit.errors import RemotingError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
@@ -79,7 +81,13 @@ class Registration(Service):
     async def _register(self, addr: str) -> dict[str, str] | None:
         """Register with one NameServer; its answer's ext fields, or None if it failed."""
         t = self.broker.topics
-        body = encode_register_broker_body(dict(t.topics), t.data_version)
+        topics = dict(t.topics)
+        perm = self.broker.settings.broker_permission
+        if perm & PERM_RW != PERM_RW:
+            # As Java's broker: a broker that takes no writes (or serves no reads) says so of
+            # every topic, so that clients route around it (brokerPermission=4 to drain one).
+            topics = {n: dataclasses.replace(c, perm=c.perm & perm) for n, c in topics.items()}
+        body = encode_register_broker_body(topics, t.data_version)
         cmd = RemotingCommand(RequestCode.REGISTER_BROKER, ext_fields=self._header(), body=body)
         try:
             r = await self.client.invoke(addr, cmd, 6.0)

@@ -1,7 +1,8 @@
 """Offsets, messages by id and key, and topic administration (RocketMQ `AdminBrokerProcessor`,
 `QueryMessageProcessor`): GET_MAX/MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP,
 GET_EARLIEST_MSG_STORETIME, VIEW_MESSAGE_BY_ID, QUERY_MESSAGE, UPDATE_AND_CREATE_TOPIC,
-DELETE_TOPIC_IN_BROKER, GET_ALL_TOPIC_CONFIG, GET_BROKER_CONFIG.
+DELETE_TOPIC_IN_BROKER, GET_ALL_TOPIC_CONFIG, GET_BROKER_CONFIG, UPDATE_BROKER_CONFIG
+(`config_update.py`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from rmqkit.common.java_properties import parse_properties
 from rmqkit.common.names import DEFAULT_TOPIC, topic_problem
 from rmqkit.common.topic import PERM_RW, DataVersion, TopicConfig
+from rmqkit.errors import ConfigurationError
 from rmqkit.protocol.codes import RequestCode, ResponseCode
 from rmqkit.protocol.command import RemotingCommand
 from rmqkit.remoting.connection import Connection, HandlerResult
+from rmqkit.server.broker.config_update import ConfigUpdater
 from rmqkit.server.broker.headers import Header, HeaderProblem
 from rmqkit.server.settings import broker_properties
 
@@ -28,8 +32,9 @@ class AdminProcessor:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._config_version = DataVersion()
-        """The configuration's version (GET_BROKER_CONFIG's header): it is read at start-up
-        and never changes while the broker runs (no UPDATE_BROKER_CONFIG)."""
+        """The configuration's version (GET_BROKER_CONFIG's header): the next one after each
+        UPDATE_BROKER_CONFIG."""
+        self._updater = ConfigUpdater(broker)
         self.handlers: dict[RequestCode, Callable[[RemotingCommand, Header], HandlerResult]] = {
             RequestCode.GET_MAX_OFFSET: self.max_offset,
             RequestCode.GET_MIN_OFFSET: self.min_offset,
@@ -41,6 +46,7 @@ class AdminProcessor:
             RequestCode.DELETE_TOPIC_IN_BROKER: self.delete_topic,
             RequestCode.GET_ALL_TOPIC_CONFIG: self.all_topics,
             RequestCode.GET_BROKER_CONFIG: self.broker_config,
+            RequestCode.UPDATE_BROKER_CONFIG: self.update_config,
         }
 
     def __call__(self, conn: Connection, cmd: RemotingCommand) -> HandlerResult:
@@ -153,3 +159,24 @@ class AdminProcessor:
         body = "".join(f"{k}={v}\n" for k, v in props.items()).encode()
         version = orjson.dumps(self._config_version.to_json()).decode()
         return cmd.response(ResponseCode.SUCCESS, body=body, ext_fields={"version": version})
+
+    async def update_config(self, cmd: RemotingCommand, h: Header) -> RemotingCommand:
+        """Set broker.properties keys (the body, `key=value` lines); the remark says which
+        apply now and which at the next start (see `config_update.py`)."""
+        try:
+            text = bytes(cmd.body or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, "the body is not UTF-8 properties text")
+        props = parse_properties(text)
+        if not props:
+            return cmd.response(ResponseCode.SUCCESS, "nothing to update")
+        try:
+            change = await self._updater.update(props)
+        except ConfigurationError as exc:
+            return cmd.response(ResponseCode.SYSTEM_ERROR, str(exc))
+        except OSError as exc:
+            return cmd.response(
+                ResponseCode.SYSTEM_ERROR, f"the properties file could not be written: {exc}"
+            )
+        self._config_version.next_version()
+        return cmd.response(ResponseCode.SUCCESS, change.remark())
