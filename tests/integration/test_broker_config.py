@@ -98,6 +98,7 @@ async def test_a_key_a_start_applies_is_kept_for_the_next_start(tmp_path: Path) 
     ("body", "why"),
     [
         ("brokerPermision=4\n", "unknown broker.properties key: brokerPermision"),
+        ("enableDLegerCommitLog=true\n", "known to RocketMQ, not applied by rmqkit yet"),
         ("brokerPermission=9\n", "brokerPermission='9': Input should be less than or equal to 7"),
         ("defaultTopicQueueNums=many\n", "defaultTopicQueueNums='many'"),
         ("brokerPermission=4\nfileReservedTime=-1\n", "fileReservedTime='-1'"),

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from rmqkit.common.java_properties import update_properties_text
 from rmqkit.errors import ConfigurationError
-from rmqkit.server.properties import ALIASES, settings_from_properties
+from rmqkit.server.properties import ALIASES, NOT_YET_APPLIED, settings_from_properties
 from rmqkit.server.settings import BrokerSettings, broker_keys, broker_properties
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ LIVE = {
 class ConfigChange:
     """What an update did: keys applied at once, keys kept for the next start, and where."""
 
+    updates: dict[str, str]
+    """The keys set (old spellings made new) and their values."""
     live: list[str]
     later: list[str]
     kept_in: Path | None
@@ -78,16 +80,19 @@ def check_update(
         a properties file, a key only a start applies.
     """
     keys = broker_keys()
-    canonical = {raw: ALIASES.get(raw, raw) for raw in props}
-    unknown = sorted(raw for raw, key in canonical.items() if key not in keys)
-    if unknown:
-        raise ConfigurationError(f"unknown broker.properties key: {', '.join(unknown)}")
-    changes = {canonical[raw]: value for raw, value in props.items()}
-    merged = {**broker_properties(settings), **changes}
-    problems: list[str] = []
+    changes = {ALIASES.get(raw, raw): value for raw, value in props.items()}
+    refused = sorted(k for k in changes if k not in keys)
+    if refused:
+        pending = [k for k in refused if k in NOT_YET_APPLIED]
+        unknown = [k for k in refused if k not in NOT_YET_APPLIED]
+        raise ConfigurationError("; ".join(
+            ([f"unknown broker.properties key: {', '.join(unknown)}"] if unknown else [])
+            + ([f"known to RocketMQ, not applied by rmqkit yet: {', '.join(pending)}"]
+               if pending else [])
+        ))  # fmt: skip
     checked = settings_from_properties(
-        merged, base_dir=settings.config_dir, warn=problems.append
-    )  # raises ConfigurationError, naming each bad key and value
+        {**broker_properties(settings), **changes}, base_dir=settings.config_dir
+    )  # raises ConfigurationError, naming each bad key and value; every key is known here
     live = [k for k in changes if k in LIVE]
     later = [k for k in changes if k not in LIVE]
     if later and settings.config_file is None:
@@ -96,7 +101,7 @@ def check_update(
             "file to keep them in (it was started without --config)"
         )
     running = settings.model_copy(update={LIVE[k]: getattr(checked, LIVE[k]) for k in live})
-    return running, ConfigChange(live, later, settings.config_file)
+    return running, ConfigChange(changes, live, later, settings.config_file)
 
 
 class ConfigUpdater:
@@ -113,8 +118,7 @@ class ConfigUpdater:
             b = self.broker
             running, change = check_update(b.settings, props)
             if change.kept_in is not None:
-                updates = {ALIASES.get(k, k): v for k, v in props.items()}
-                await asyncio.to_thread(write_properties, change.kept_in, updates)
+                await asyncio.to_thread(write_properties, change.kept_in, change.updates)
             before = b.settings.broker_permission
             b.apply_settings(running)
             log.warning("broker configuration updated: %s", change.remark())

@@ -40,14 +40,16 @@ STEADY_S = 600.0
 """A builder that ran this long before it died starts the count of deaths in a row anew."""
 
 
+def _service(settings: StoreSettings) -> IndexService:
+    return IndexService(settings.index_dir, settings.max_hash_slot_num, settings.max_index_num)
+
+
 class StoreIndex:
     """The index as the store sees it, wherever it is kept."""
 
     def __init__(self, settings: StoreSettings, whole_end: Callable[[], int]) -> None:
         self.enabled = settings.message_index_enable
-        self.service = IndexService(
-            settings.index_dir, settings.max_hash_slot_num, settings.max_index_num
-        )
+        self.service = _service(settings)
         self.process: IndexProcess | None = None
         """The builder, once it has the files (`hand_over`)."""
         self._settings = settings
@@ -158,9 +160,7 @@ class StoreIndex:
     def _recover_files(self, mark: IndexMark | None) -> tuple[int, IndexMark]:
         """In a thread: the files back to `mark`, as a start after a crash; where indexing
         resumes and the mark the files then hold."""
-        service = IndexService(
-            self._settings.index_dir, self._settings.max_hash_slot_num, self._settings.max_index_num
-        )
+        service = _service(self._settings)
         service.load()
         try:
             resume = mark.until if mark is not None and mark.until >= 0 else 0
